@@ -1,0 +1,232 @@
+"""Settings: one object, built from the environment and an optional ``.env`` file.
+
+Nothing reads ``os.environ`` anywhere else. Every entry point builds a :class:`Settings` (usually
+through :func:`load_settings`) and hands it down. The names are the ones operators of "Music
+Library MCP" already use; ``docs/configuration.md`` documents each one (a test keeps the two in
+step).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from loist.errors import ConfigInvalid
+
+Environment = Literal["local", "staging", "production"]
+
+MIN_PRODUCTION_TOKEN_LENGTH = 32
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """The effective configuration. Field names map 1:1 to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    # --- profile -------------------------------------------------------------------------------
+    environment: Environment = "local"
+    data_dir: Path = Field(default=Path("data"), validation_alias=AliasChoices("LOIST_DATA_DIR", "data_dir"))
+
+    # --- catalog (database) ----------------------------------------------------------------------
+    database_url: SecretStr | None = None
+    db_host: str | None = None
+    db_port: int = 5432
+    db_name: str | None = None
+    db_user: str | None = None
+    db_password: SecretStr | None = None
+    db_connection_name: str | None = None  # Cloud SQL "project:region:instance" -> /cloudsql/<name>
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+
+    # --- storage ---------------------------------------------------------------------------------
+    storage_backend: Literal["local", "gcs"] = "local"
+    storage_path: Path | None = None  # default: <data_dir>/blobs
+    gcs_bucket_name: str | None = None
+    gcs_project_id: str | None = None
+    signed_url_ttl_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+
+    # --- ingest ----------------------------------------------------------------------------------
+    max_file_size_mb: float = Field(default=500, gt=0)
+    download_timeout_s: float = Field(default=300, gt=0)
+    allow_private_urls: bool = False
+    ingest_concurrency: int = Field(default=0, ge=0, le=64)  # 0 = one worker per core
+
+    # --- server ----------------------------------------------------------------------------------
+    server_name: str = "Music Library MCP"
+    server_transport: Literal["stdio", "http"] = "http"
+    server_host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    auth_enabled: bool = False
+    bearer_token: SecretStr | None = None
+    embed_base_url: str | None = None  # default: http://<server_host>:<port>
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    frame_ancestors: str = "*"
+
+    # --- logging ---------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("embed_base_url", mode="after")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    # --- derived values --------------------------------------------------------------------------
+    @property
+    def public_base_url(self) -> str:
+        """The base of every public URL (embed, oEmbed, stream). Never a hard-coded host."""
+        if self.embed_base_url:
+            return self.embed_base_url
+        host = self.server_host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - only used to build a URL
+            host = "localhost"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.storage_path if self.storage_path is not None else self.data_dir / "blobs"
+
+    @property
+    def max_file_size_bytes(self) -> int:
+        return int(self.max_file_size_mb * 1024 * 1024)
+
+    @property
+    def effective_ingest_concurrency(self) -> int:
+        import os
+
+        return self.ingest_concurrency or max(1, os.cpu_count() or 1)
+
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL, with drivers picked by the app (aiosqlite / asyncpg)."""
+        if self.database_url is not None:
+            return normalize_database_url(self.database_url.get_secret_value())
+        if self.db_host or self.db_connection_name:
+            user = quote(self.db_user or "postgres", safe="")
+            password = self.db_password.get_secret_value() if self.db_password else ""
+            auth = f"{user}:{quote(password, safe='')}@" if password else f"{user}@"
+            name = quote(self.db_name or "loist", safe="")
+            if self.db_connection_name:
+                socket_dir = f"/cloudsql/{self.db_connection_name}"
+                return f"postgresql+asyncpg://{auth}/{name}?host={quote(socket_dir, safe='/')}"
+            return f"postgresql+asyncpg://{auth}{self.db_host}:{self.db_port}/{name}"
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'loist.db').resolve()}"
+
+    @property
+    def database_dialect(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self.sqlalchemy_url().startswith("sqlite") else "postgresql"
+
+    # --- validation ------------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """Everything wrong with this configuration for its profile (empty when it is usable)."""
+        found: list[str] = []
+        token = self.bearer_token.get_secret_value() if self.bearer_token else ""
+        if self.auth_enabled and not token:
+            found.append("AUTH_ENABLED is true but BEARER_TOKEN is empty")
+        if self.storage_backend == "gcs" and not self.gcs_bucket_name:
+            found.append("STORAGE_BACKEND=gcs needs GCS_BUCKET_NAME")
+        try:
+            url = self.sqlalchemy_url()
+        except ValueError as exc:
+            found.append(str(exc))
+            url = ""
+        if self.embed_base_url:
+            parts = urlsplit(self.embed_base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                found.append(f"EMBED_BASE_URL must be an absolute http(s) URL, got {self.embed_base_url!r}")
+        if self.environment == "production":
+            if not self.auth_enabled:
+                found.append("production refuses AUTH_ENABLED=false: /mcp would be open to anyone")
+            elif token and len(token) < MIN_PRODUCTION_TOKEN_LENGTH:
+                found.append(f"production needs a BEARER_TOKEN of at least {MIN_PRODUCTION_TOKEN_LENGTH} characters")
+            if self.allow_private_urls:
+                found.append("production refuses ALLOW_PRIVATE_URLS=true (SSRF protection must stay on)")
+            if url.startswith("sqlite"):
+                found.append("production refuses SQLite: set DATABASE_URL or DB_HOST/DB_CONNECTION_NAME to PostgreSQL")
+            if self.storage_backend != "gcs":
+                found.append("production refuses STORAGE_BACKEND=local: instances are ephemeral, use gcs")
+            if not self.embed_base_url or not self.embed_base_url.startswith("https://"):
+                found.append("production needs an https EMBED_BASE_URL (the public URL people share)")
+        return found
+
+    def check(self) -> Settings:
+        """Raise :class:`ConfigInvalid` listing every problem; return self when usable."""
+        found = self.problems()
+        if found:
+            raise ConfigInvalid("invalid configuration: " + "; ".join(found), details={"problems": found})
+        return self
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as environment-variable names, secrets masked."""
+        out: dict[str, Any] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            alias = field.validation_alias
+            env_name = alias.choices[0] if isinstance(alias, AliasChoices) else name.upper()
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else ""
+            elif isinstance(value, Path):
+                value = str(value)
+            out[str(env_name)] = value
+        out["(database)"] = mask_url(self.sqlalchemy_url())
+        out["(public base url)"] = self.public_base_url
+        return out
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the plain forms operators write and pick the async drivers the app uses."""
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"DATABASE_URL is not a URL: {mask_url(url)!r}")
+    base = scheme.split("+", 1)[0].lower()
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if base in ("postgres", "postgresql"):
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(f"DATABASE_URL scheme {scheme!r} is not supported (use sqlite:// or postgresql://)")
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a URL, for logs and ``loist config check``."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (and ``.env``), apply overrides, and validate them."""
+    try:
+        settings = Settings(**overrides)
+    except Exception as exc:  # pydantic.ValidationError: turn into our error with its message
+        raise ConfigInvalid(f"invalid configuration: {exc}") from None
+    return settings.check()

@@ -1,0 +1,158 @@
+"""Plain data types shared by every layer.
+
+These names are the single vocabulary of the system: the catalog stores exactly these fields, the
+MCP tools and the HTTP routes return exactly these fields (``model_dump(mode="json")``), the CLI
+prints them. A field is never renamed on its way through a layer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrackStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+SourceType = Literal["http_url", "file", "synthetic", "import"]
+
+
+class Tags(BaseModel):
+    """Descriptive tags. Every field is optional; ``genres`` may hold several values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = None
+    artist: str | None = None
+    album: str | None = None
+    album_artist: str | None = None
+    genres: list[str] = Field(default_factory=list)
+    year: int | None = None
+    track_number: int | None = None
+    disc_number: int | None = None
+    composer: str | None = None
+    label: str | None = None
+    isrc: str | None = None
+    comment: str | None = None
+
+
+TAG_FIELDS: tuple[str, ...] = tuple(Tags.model_fields)
+
+
+class AudioInfo(BaseModel):
+    """Technical properties read from the bytes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mime_type: str | None = None
+    format: str | None = None  # mp3, flac, ogg, opus, m4a, wav, aiff, ...
+    codec: str | None = None  # mp3, flac, vorbis, opus, aac, alac, pcm_s16le, ...
+    duration_s: float | None = None
+    channels: int | None = None
+    sample_rate_hz: int | None = None
+    bitrate_bps: int | None = None
+    bit_depth: int | None = None
+
+
+class ArtworkInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    present: bool = False
+    width: int | None = None  # of the original embedded picture
+    height: int | None = None
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: SourceType
+    location: str | None = None  # the URL or path as given
+    original_filename: str | None = None
+
+
+class Track(BaseModel):
+    """One catalogued track (or a FAILED attempt to catalogue one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: uuid.UUID
+    status: TrackStatus
+    error_code: str | None = None
+    error_message: str | None = None
+    attempts: int = 1
+    source: Source
+    sha256: str | None = None
+    size_bytes: int | None = None
+    audio: AudioInfo = Field(default_factory=AudioInfo)
+    tags: Tags = Field(default_factory=Tags)
+    artwork: ArtworkInfo = Field(default_factory=ArtworkInfo)
+    blob_key: str | None = None
+    thumbnail_key: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TrackPage(BaseModel):
+    """One page of a listing, newest first; ``next_cursor`` is opaque and None on the last page."""
+
+    items: list[Track]
+    next_cursor: str | None = None
+
+
+def new_track_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+# --- search (issue #4) ------------------------------------------------------------------------
+
+SortField = Literal["relevance", "title", "artist", "album", "year", "duration", "added"]
+
+
+class RangeFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+
+
+class SearchFilters(BaseModel):
+    """Structured filters; they combine (AND) with the text query."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    genre: list[str] = Field(default_factory=list)  # any of
+    year: RangeFilter | None = None
+    duration: RangeFilter | None = None  # seconds
+    format: list[str] = Field(default_factory=list)  # any of: mp3, flac, ...
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = ""
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    sort: SortField = "relevance"
+    order: Literal["asc", "desc"] | None = None  # default: desc for relevance/added, asc otherwise
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = None
+    facets: bool = False
+
+
+class SearchHit(BaseModel):
+    track: Track
+    score: float
+
+
+class SearchResult(BaseModel):
+    items: list[SearchHit]
+    total: int
+    next_cursor: str | None = None
+    facets: dict[str, dict[str, int]] | None = None  # {"genre": {...}, "format": {...}, "decade": {...}}

@@ -1,0 +1,78 @@
+"""The blob-store interface every storage backend implements.
+
+Blobs are immutable and content-addressed (see :func:`audio_key`, :func:`thumbnail_key`). All I/O is
+streamed: nothing here holds a whole audio file in memory. Methods are synchronous (the GCS client
+is); the library service runs them in a worker thread. Every backend failure is raised as
+:class:`loist.errors.StorageFailed`; a missing key as :class:`loist.errors.NotFound`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+CHUNK_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    key: str
+    size: int
+    content_type: str | None
+    etag: str  # strong validator, quoted form not included
+    updated: datetime  # timezone-aware UTC
+
+
+def audio_key(sha256: str, extension: str) -> str:
+    """Content-addressed key of an audio blob: ``audio/ab/<sha256>.<ext>``."""
+    ext = extension.lstrip(".").lower() or "bin"
+    return f"audio/{sha256[:2]}/{sha256}.{ext}"
+
+
+def thumbnail_key(sha256: str) -> str:
+    """Content-addressed key of a track's artwork thumbnail (JPEG), named by the audio's sha256."""
+    return f"thumbnails/{sha256[:2]}/{sha256}.jpg"
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Put, read (whole or ranged), stat and delete immutable blobs."""
+
+    name: str  # "local" or "gcs"
+
+    def put_file(self, key: str, path: Path, content_type: str | None) -> BlobInfo:
+        """Upload a file, streamed. Atomic: readers never see a partial blob."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None) -> BlobInfo:
+        """Upload a small blob (thumbnails)."""
+        ...
+
+    def stat(self, key: str) -> BlobInfo:
+        """Size, type and validators of a blob; NotFound when absent."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Stream bytes ``start..end`` inclusive (``end=None``: to the end) in chunks."""
+        ...
+
+    def download_to(self, key: str, path: Path) -> None:
+        """Copy a blob into a local file, streamed."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Delete a blob. Idempotent: deleting a missing key is not an error."""
+        ...
+
+    def signed_url(self, key: str, ttl_s: int, *, method: str = "GET") -> str | None:
+        """A time-limited URL a browser can fetch directly, or None when the backend serves through us."""
+        ...
+
+    def ping(self) -> None:
+        """Raise StorageFailed when the backend cannot be reached."""
+        ...
