@@ -135,7 +135,7 @@ class Settings(BaseSettings):
             name = quote(self.db_name or "loist", safe="")
             if self.db_connection_name:
                 socket_dir = f"/cloudsql/{self.db_connection_name}"
-                return f"postgresql+asyncpg://{auth}/{name}?host={quote(socket_dir, safe='/')}"
+                return f"postgresql+asyncpg://{auth}/{name}?host={quote(socket_dir, safe='/:')}"
             return f"postgresql+asyncpg://{auth}{self.db_host}:{self.db_port}/{name}"
         return f"sqlite+aiosqlite:///{(self.data_dir / 'loist.db').resolve()}"
 

@@ -1,37 +1,613 @@
 """The library service: the one facade every entry point (MCP, web, CLI) calls.
 
 It orchestrates the engines, which never call each other:
-fetch -> sniff/analyse -> store blob -> write row. It owns the consistency rules: content is
-unique by sha256, a failed ingest leaves no blob and at most a FAILED record, a blob is deleted only
-when no row references it any more.
+fetch -> sniff/analyse -> store blob -> write row. It owns the consistency rules:
 
-INTERFACE SKETCH (being implemented; signatures are the contract other layers code against):
+* content is unique by sha256: ingesting the same bytes again returns the existing track;
+* a failed ingest leaves no blob behind and at most a ``FAILED`` record with its error code;
+* a blob is deleted only when no row references it any more.
 
-    class Library:
-        settings: Settings; catalog: Catalog; store: BlobStore
-        @classmethod
-        async def open(cls, settings) -> Library            # also `async with Library.open(s) as lib`
-        async def close(self) -> None
-
-        async def ingest_url(self, url, *, headers=None, filename=None, mime_type=None,
-                             max_size_mb=None, progress=None) -> Track
-        async def ingest_file(self, path, *, progress=None) -> Track
-        async def ingest_many(self, inputs: list[str], *, concurrency=None) -> AsyncIterator[IngestOutcome]
-        async def get(self, track_id) -> Track                   # NotFound
-        async def list(self, *, cursor=None, limit=50, status=None) -> TrackPage
-        async def update_tags(self, track_id, fields: dict) -> Track   # InvalidArgument, NotFound
-        async def delete(self, track_id) -> Track                # removes row, blob, thumbnail
-        async def search(self, request: SearchRequest) -> SearchResult   (issue 4)
-        async def stream(self, track_id) -> BlobInfo             # stat of the audio blob
-        async def thumbnail(self, track_id) -> BlobInfo
-        def iter_blob(self, key, start, end) -> Iterator[bytes]  # sync; run in a thread
-        def signed_url(self, key) -> str | None                  # GCS only
-        async def health(self) -> dict                           # {"database": ..., "storage": ...}
-        def embed_url(self, track_id) -> str                     # {EMBED_BASE_URL}/embed/{id}
-        def stream_url(self, track_id) -> str                    # {EMBED_BASE_URL}/audio/{id}/stream
-        def thumbnail_url(self, track_id) -> str | None          # {EMBED_BASE_URL}/audio/{id}/thumbnail
-
-    progress: Callable[[str, int | None, int | None], Awaitable[None] | None]
-              called with (stage, done, total); stages: "fetching", "reading_tags", "storing",
-              "cataloguing".
+``progress`` callbacks are ``(stage, done, total)`` with stages ``fetching`` (bytes),
+``reading_tags``, ``storing``, ``cataloguing``; they may be sync or async.
 """
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import io
+import logging
+import os
+import tempfile
+import time
+import uuid
+import wave
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from loist.catalog import Catalog
+from loist.config import Settings
+from loist.errors import InvalidArgument, LoistError, NotFound
+from loist.ingest.analyze import Analysis, analyze
+from loist.ingest.fetch import download
+from loist.ingest.netguard import AddressPolicy
+from loist.ingest.sources import classify, looks_like_audio, walk_folder
+from loist.model import (
+    TAG_FIELDS,
+    SearchRequest,
+    SearchResult,
+    Source,
+    Tags,
+    Track,
+    TrackPage,
+    TrackStatus,
+    new_track_id,
+)
+from loist.storage import open_blob_store
+from loist.storage.base import BlobInfo, BlobStore, audio_key, thumbnail_key
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int | None, int | None], Awaitable[None] | None]
+
+# Bulk ingest writes rows in batches of this many; analysis runs in a process pool meanwhile.
+BULK_BATCH = 256
+SYNTHETIC_BLOB_KEY = "audio/synthetic/silence.wav"
+MAX_TAG_TEXT = 2000
+MAX_GENRES = 32
+
+
+@dataclass(slots=True)
+class IngestOutcome:
+    """What happened to one input of a bulk ingest (one per file found, URL or named file)."""
+
+    input: str
+    track: Track | None = None
+    created: bool = False
+    error: LoistError | None = None
+    skipped: bool = False  # a non-audio file met while walking a folder
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"input": self.input}
+        if self.skipped:
+            out["status"] = "SKIPPED"
+        elif self.track is not None:
+            out.update(id=str(self.track.id), status=str(self.track.status), created=self.created)
+            out["track"] = self.track.model_dump(mode="json")
+        if self.error is not None:
+            out["status"] = str(TrackStatus.FAILED)
+            out["error"] = self.error.to_dict()
+        return out
+
+
+async def _emit(progress: Progress | None, stage: str, done: int | None = None, total: int | None = None) -> None:
+    if progress is None:
+        return
+    result = progress(stage, done, total)
+    if inspect.isawaitable(result):
+        await result
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Library:
+    """One open library: a catalog, a blob store and the settings they were built from."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, store: BlobStore) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.store = store
+        self._policy = AddressPolicy(allow_private=settings.allow_private_urls)
+        self._pool: Executor | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    @classmethod
+    async def open(cls, settings: Settings, *, migrate: bool | None = None) -> Library:
+        """Open the catalog and the blob store.
+
+        The embedded default (SQLite) migrates itself so a new user needs no set-up. Server
+        databases are migrated by ``loist db upgrade`` (a deploy step); opening one whose schema
+        is behind is refused with a clear error instead of running migrations from every instance.
+        """
+        if settings.database_dialect == "sqlite":
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        catalog = Catalog.from_url(settings.sqlalchemy_url(), pool_size=settings.db_pool_size)
+        try:
+            if migrate is None:
+                migrate = settings.database_dialect == "sqlite"
+            if migrate:
+                await catalog.ensure_schema()
+            else:
+                await catalog.check_schema()
+            store = await asyncio.to_thread(open_blob_store, settings)
+        except BaseException:
+            await catalog.close()
+            raise
+        return cls(settings, catalog, store)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        await self.catalog.close()
+
+    async def __aenter__(self) -> Library:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- public URLs (always from EMBED_BASE_URL) ------------------------------------------------
+    def embed_url(self, track_id: uuid.UUID | str) -> str:
+        return f"{self.settings.public_base_url}/embed/{track_id}"
+
+    def stream_url(self, track_id: uuid.UUID | str) -> str:
+        return f"{self.settings.public_base_url}/audio/{track_id}/stream"
+
+    def thumbnail_url(self, track: Track) -> str | None:
+        if not track.thumbnail_key:
+            return None
+        return f"{self.settings.public_base_url}/audio/{track.id}/thumbnail"
+
+    def oembed_url(self, track_id: uuid.UUID | str) -> str:
+        from urllib.parse import quote
+
+        return f"{self.settings.public_base_url}/oembed?url={quote(self.embed_url(track_id), safe='')}"
+
+    # --- ingest ----------------------------------------------------------------------------------
+    async def ingest_url(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        filename: str | None = None,
+        mime_type: str | None = None,
+        max_size_mb: float | None = None,
+        progress: Progress | None = None,
+    ) -> Track:
+        """Download, analyse, store and catalogue one URL.
+
+        ``mime_type`` is accepted as a caller's hint only: the format is always recognised from
+        the bytes. ``max_size_mb`` can lower the server's limit, never raise it.
+        """
+        max_bytes = self.settings.max_file_size_bytes
+        if max_size_mb is not None:
+            if max_size_mb <= 0:
+                raise InvalidArgument("maxSizeMB must be positive")
+            max_bytes = min(max_bytes, int(max_size_mb * 1024 * 1024))
+        source = Source(type="http_url", location=url, original_filename=filename)
+        try:
+            with tempfile.TemporaryDirectory(prefix="loist-dl-") as tmp:
+                fetched = await download(
+                    url,
+                    Path(tmp) / "download",
+                    headers=headers,
+                    max_bytes=max_bytes,
+                    timeout_s=self.settings.download_timeout_s,
+                    policy=self._policy,
+                    progress=progress,
+                )
+                source = source.model_copy(update={"original_filename": filename or fetched.filename})
+                await _emit(progress, "reading_tags")
+                analysis = await asyncio.to_thread(analyze, fetched.path, original_filename=source.original_filename)
+                track, _ = await self._store_and_catalog(analysis, fetched.path, source, progress)
+        except LoistError as exc:
+            await self._record_failure(source, exc)
+            raise
+        return track
+
+    async def ingest_file(self, path: str | Path, *, progress: Progress | None = None) -> Track:
+        """Analyse, store and catalogue one local file."""
+        track, _ = await self._ingest_file(Path(path), progress=progress)
+        return track
+
+    async def _ingest_file(self, path: Path, *, progress: Progress | None = None) -> tuple[Track, bool]:
+        source = Source(type="file", location=str(path), original_filename=path.name)
+        try:
+            if not path.is_file():
+                raise NotFound(f"no such file: {path}")
+            await _emit(progress, "reading_tags")
+            analysis = await asyncio.to_thread(analyze, path, original_filename=path.name)
+            return await self._store_and_catalog(analysis, path, source, progress)
+        except LoistError as exc:
+            await self._record_failure(source, exc)
+            raise
+
+    async def _record_failure(self, source: Source, exc: LoistError) -> None:
+        if source.location is None:
+            return
+        try:
+            await self.catalog.record_failure(source, str(exc.code), exc.message)
+        except LoistError:  # the database itself may be what failed: the original error wins
+            log.warning("could not record failed ingest of %s", source.location, exc_info=True)
+
+    def _new_track(self, analysis: Analysis, source: Source, blob_key: str, thumb_key: str | None) -> Track:
+        now = _now()
+        return Track(
+            id=new_track_id(),
+            status=TrackStatus.COMPLETED,
+            attempts=1,
+            source=source,
+            sha256=analysis.sha256,
+            size_bytes=analysis.size_bytes,
+            audio=analysis.audio,
+            tags=analysis.tags,
+            artwork=analysis.artwork,
+            blob_key=blob_key,
+            thumbnail_key=thumb_key,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _put_blobs(self, analysis: Analysis, path: Path) -> tuple[str, str | None, list[str]]:
+        """Store audio (and thumbnail); return their keys and the keys this call newly created."""
+        key = audio_key(analysis.sha256, analysis.extension)
+        created: list[str] = []
+        if not self.store.exists(key):
+            self.store.put_file(key, path, analysis.audio.mime_type)
+            created.append(key)
+        thumb: str | None = None
+        if analysis.thumbnail:
+            thumb = thumbnail_key(analysis.sha256)
+            try:
+                if not self.store.exists(thumb):
+                    self.store.put_bytes(thumb, analysis.thumbnail, "image/jpeg")
+                    created.append(thumb)
+            except LoistError:
+                self._delete_keys(created)
+                raise
+        return key, thumb, created
+
+    def _delete_keys(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            try:
+                self.store.delete(key)
+            except LoistError:
+                log.error("could not remove blob %s after a failed ingest; it is now an orphan", key)
+
+    async def _store_and_catalog(
+        self, analysis: Analysis, path: Path, source: Source, progress: Progress | None
+    ) -> tuple[Track, bool]:
+        existing = await self.catalog.get_by_sha256(analysis.sha256)
+        if existing is not None:
+            await self._clear_failures(source)
+            return existing, False
+        await _emit(progress, "storing")
+        key, thumb, created_keys = await asyncio.to_thread(self._put_blobs, analysis, path)
+        await _emit(progress, "cataloguing")
+        try:
+            track, created = await self.catalog.add(self._new_track(analysis, source, key, thumb))
+        except BaseException:
+            await asyncio.to_thread(self._delete_keys, created_keys)
+            raise
+        await self._clear_failures(source)
+        return track, created
+
+    async def _clear_failures(self, source: Source) -> None:
+        if source.location is not None:
+            await self.catalog.clear_failures(source.location)
+
+    async def ingest_many(
+        self, inputs: Iterable[str], *, concurrency: int | None = None
+    ) -> AsyncIterator[IngestOutcome]:
+        """Ingest URLs, files and folders (recursively), yielding one outcome per item as it finishes.
+
+        Local files are analysed in a process pool (both cores work) and catalogued in batches;
+        URLs are downloaded concurrently, at most ``concurrency`` at a time.
+        """
+        workers = concurrency or self.settings.effective_ingest_concurrency
+        queue: asyncio.Queue[IngestOutcome | None] = asyncio.Queue(maxsize=4 * BULK_BATCH)
+        urls: list[str] = []
+        files: list[tuple[str, Path, bool]] = []  # (input, path, named by the caller)
+        for raw in inputs:
+            kind = classify(raw)
+            if kind == "url":
+                urls.append(raw)
+            elif kind == "folder":
+                files.extend((str(found), found, False) for found in walk_folder(Path(raw)))
+            else:
+                files.append((raw, Path(raw), True))
+
+        async def run_urls() -> None:
+            sem = asyncio.Semaphore(max(1, workers * 2))
+
+            async def one(url: str) -> None:
+                async with sem:
+                    try:
+                        track = await self.ingest_url(url)
+                        await queue.put(IngestOutcome(url, track=track, created=True))
+                    except LoistError as exc:
+                        await queue.put(IngestOutcome(url, error=exc))
+
+            await asyncio.gather(*(one(u) for u in urls))
+
+        async def run_files() -> None:
+            async for outcome in self._ingest_files_bulk(files, workers):
+                await queue.put(outcome)
+
+        async def run_all() -> None:
+            try:
+                await asyncio.gather(run_urls(), run_files())
+            finally:
+                await queue.put(None)
+
+        task = asyncio.create_task(run_all())
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _executor(self, workers: int) -> Executor:
+        if self._pool is None:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        return self._pool
+
+    async def _ingest_files_bulk(
+        self, files: list[tuple[str, Path, bool]], workers: int
+    ) -> AsyncIterator[IngestOutcome]:
+        """Analyse in a process pool, store blobs in a thread, catalogue in batches.
+
+        A file met while walking a folder that does not look like audio is skipped (a cover.jpg is
+        not a failure); a file the caller named is always analysed and fails if it is not audio.
+        """
+        if not files:
+            return
+        loop = asyncio.get_running_loop()
+        pool = self._executor(workers) if len(files) > 8 and workers > 1 else None
+        window = asyncio.Semaphore(BULK_BATCH * 2)
+
+        async def analyse(raw: str, path: Path, named: bool) -> tuple[str, Path, Analysis | None, LoistError | None, bool]:
+            async with window:
+                try:
+                    if not path.is_file():
+                        raise NotFound(f"no such file: {raw}")
+                    if not named and not await asyncio.to_thread(looks_like_audio, path):
+                        return raw, path, None, None, True
+                    if pool is not None:
+                        result = await loop.run_in_executor(pool, _analyze_job, str(path))
+                    else:
+                        result = await asyncio.to_thread(_analyze_job, str(path))
+                    if isinstance(result, LoistError):
+                        raise result
+                    return raw, path, result, None, False
+                except LoistError as exc:
+                    return raw, path, None, exc, False
+
+        pending = [asyncio.create_task(analyse(raw, path, named)) for raw, path, named in files]
+        batch: list[tuple[str, Path, Analysis]] = []
+        try:
+            for fut in asyncio.as_completed(pending):
+                raw, path, analysis, error, skipped = await fut
+                if skipped:
+                    yield IngestOutcome(raw, skipped=True)
+                elif error is not None:
+                    await self._record_failure(Source(type="file", location=str(path), original_filename=path.name), error)
+                    yield IngestOutcome(raw, error=error)
+                else:
+                    assert analysis is not None
+                    batch.append((raw, path, analysis))
+                    if len(batch) >= BULK_BATCH:
+                        for outcome in await self._catalog_batch(batch):
+                            yield outcome
+                        batch = []
+            if batch:
+                for outcome in await self._catalog_batch(batch):
+                    yield outcome
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def _catalog_batch(self, batch: list[tuple[str, Path, Analysis]]) -> list[IngestOutcome]:
+        outcomes: list[IngestOutcome] = []
+        new: list[tuple[str, Path, Track, list[str]]] = []
+        seen: dict[str, int] = {}
+
+        def store_all() -> None:
+            for raw, path, analysis in batch:
+                source = Source(type="file", location=str(path), original_filename=path.name)
+                try:
+                    key, thumb, created = self._put_blobs(analysis, path)
+                except LoistError as exc:
+                    outcomes.append(IngestOutcome(raw, error=exc))
+                    continue
+                seen.setdefault(analysis.sha256, len(new))
+                new.append((raw, path, self._new_track(analysis, source, key, thumb), created))
+
+        await asyncio.to_thread(store_all)
+        try:
+            results = await self.catalog.add_many([t for _, _, t, _ in new])
+        except LoistError as exc:
+            await asyncio.to_thread(self._delete_keys, [k for *_, keys in new for k in keys])
+            return outcomes + [IngestOutcome(raw, error=exc) for raw, *_ in new]
+        for (raw, path, _track, _keys), (track, created) in zip(new, results, strict=True):
+            outcomes.append(IngestOutcome(raw, track=track, created=created))
+        locations = [str(path) for _, path, _, _ in new]
+        await self.catalog.clear_failures_many(locations)
+        return outcomes
+
+    # --- read ------------------------------------------------------------------------------------
+    async def get(self, track_id: uuid.UUID | str) -> Track:
+        tid = parse_track_id(track_id)
+        track = await self.catalog.get(tid)
+        if track is None:
+            raise NotFound(f"no track with id {tid}")
+        return track
+
+    async def get_playable(self, track_id: uuid.UUID | str) -> Track:
+        """A track that has audio to play (COMPLETED), else NotFound."""
+        track = await self.get(track_id)
+        if track.status != TrackStatus.COMPLETED or not track.blob_key:
+            raise NotFound(f"track {track.id} has no audio (status {track.status})")
+        return track
+
+    async def list(
+        self, *, cursor: str | None = None, limit: int = 50, status: TrackStatus | None = TrackStatus.COMPLETED
+    ) -> TrackPage:
+        if not 1 <= limit <= 1000:
+            raise InvalidArgument("limit must be between 1 and 1000")
+        return await self.catalog.list_tracks(cursor=cursor, limit=limit, status=status)
+
+    async def search(self, request: SearchRequest) -> SearchResult:
+        return await self.catalog.search(request)
+
+    # --- write -----------------------------------------------------------------------------------
+    async def update_tags(self, track_id: uuid.UUID | str, fields: dict[str, Any]) -> Track:
+        """Update tags only. Unknown fields and invalid values are INVALID_ARGUMENT; None clears a tag."""
+        unknown = sorted(set(fields) - set(TAG_FIELDS))
+        if unknown:
+            raise InvalidArgument(f"unknown tag field(s): {', '.join(unknown)}; allowed: {', '.join(TAG_FIELDS)}")
+        if not fields:
+            raise InvalidArgument("no fields to update")
+        track = await self.get(track_id)
+        merged = track.tags.model_dump() | fields
+        if merged.get("genres") is None:
+            merged["genres"] = []
+        try:
+            tags = Tags.model_validate(merged)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise InvalidArgument(f"invalid tag values: {problems}") from None
+        _check_tag_limits(tags)
+        updated = await self.catalog.update_tags(track.id, tags)
+        if updated is None:
+            raise NotFound(f"no track with id {track.id}")
+        return updated
+
+    async def delete(self, track_id: uuid.UUID | str) -> Track:
+        """Remove the row, then its blob and thumbnail unless another row still references them."""
+        tid = parse_track_id(track_id)
+        track = await self.catalog.delete(tid)
+        if track is None:
+            raise NotFound(f"no track with id {tid}")
+        for key in (track.blob_key, track.thumbnail_key):
+            if key and await self.catalog.count_blob_refs(key) == 0:
+                await asyncio.to_thread(self.store.delete, key)
+        return track
+
+    # --- blobs -----------------------------------------------------------------------------------
+    async def stream(self, track_id: uuid.UUID | str) -> BlobInfo:
+        track = await self.get_playable(track_id)
+        assert track.blob_key is not None
+        return await asyncio.to_thread(self.store.stat, track.blob_key)
+
+    async def thumbnail(self, track_id: uuid.UUID | str) -> BlobInfo:
+        track = await self.get(track_id)
+        if not track.thumbnail_key:
+            raise NotFound(f"track {track.id} has no artwork")
+        return await asyncio.to_thread(self.store.stat, track.thumbnail_key)
+
+    def iter_blob(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        return self.store.iter_range(key, start, end)
+
+    def signed_url(self, key: str) -> str | None:
+        return self.store.signed_url(key, self.settings.signed_url_ttl_s)
+
+    # --- operations ------------------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        """Database and storage reachability; ``ok`` is False when either is down."""
+        checks: dict[str, Any] = {}
+        for name, probe in (("database", self.catalog.ping()), ("storage", asyncio.to_thread(self.store.ping))):
+            started = time.perf_counter()
+            try:
+                await probe
+                checks[name] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+            except LoistError as exc:
+                checks[name] = {"ok": False, "error": exc.to_dict()}
+        from loist import __version__
+
+        return {
+            "ok": all(c["ok"] for c in checks.values()),
+            "version": __version__,
+            "environment": self.settings.environment,
+            "database": {"dialect": self.catalog.dialect, **checks["database"]},
+            "storage": {"backend": self.store.name, **checks["storage"]},
+        }
+
+    async def seed_synthetic(self, n: int, *, seed: int = 0, batch: int = 5000) -> int:
+        """Add ``n`` metadata-only tracks sharing one small silent blob (benchmarks, staging)."""
+        from loist.synthetic import generate_tracks
+
+        if n < 0:
+            raise InvalidArgument("n must be >= 0")
+        data = silent_wav(1.0)
+        if not await asyncio.to_thread(self.store.exists, SYNTHETIC_BLOB_KEY):
+            await asyncio.to_thread(self.store.put_bytes, SYNTHETIC_BLOB_KEY, data, "audio/wav")
+        added = 0
+        chunk: list[Track] = []
+        for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=len(data)):
+            chunk.append(track)
+            if len(chunk) >= batch:
+                added += sum(created for _, created in await self.catalog.add_many(chunk))
+                chunk = []
+        if chunk:
+            added += sum(created for _, created in await self.catalog.add_many(chunk))
+        return added
+
+
+def _analyze_job(path: str) -> Analysis | LoistError:
+    """Process-pool entry: errors are returned, not raised, so they cross the boundary intact."""
+    try:
+        return analyze(Path(path), original_filename=Path(path).name)
+    except LoistError as exc:
+        return exc
+
+
+def _check_tag_limits(tags: Tags) -> None:
+    for name in TAG_FIELDS:
+        value = getattr(tags, name)
+        if isinstance(value, str) and len(value) > MAX_TAG_TEXT:
+            raise InvalidArgument(f"{name} is longer than {MAX_TAG_TEXT} characters")
+    if len(tags.genres) > MAX_GENRES:
+        raise InvalidArgument(f"at most {MAX_GENRES} genres")
+    if any(len(g) > 200 for g in tags.genres):
+        raise InvalidArgument("a genre is longer than 200 characters")
+    if tags.year is not None and not 0 < tags.year < 10000:
+        raise InvalidArgument("year must be between 1 and 9999")
+    for name in ("track_number", "disc_number"):
+        value = getattr(tags, name)
+        if value is not None and not 0 <= value < 100000:
+            raise InvalidArgument(f"{name} must be between 0 and 99999")
+
+
+def parse_track_id(value: uuid.UUID | str) -> uuid.UUID:
+    """A track id from user input; anything that is not a UUID is NOT_FOUND (no such track)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value).strip())
+    except ValueError:
+        raise NotFound(f"no track with id {str(value)[:64]!r}") from None
+
+
+def silent_wav(seconds: float, *, rate: int = 8000) -> bytes:
+    """A tiny mono 8-bit WAV of silence (the shared blob of synthetic tracks)."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(1)
+        w.setframerate(rate)
+        w.writeframes(b"\x80" * int(rate * seconds))
+    return buf.getvalue()
+
+

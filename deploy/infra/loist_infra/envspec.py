@@ -1,0 +1,265 @@
+"""Per-environment names and settings: the one source of truth for staging and production.
+
+Why a separate, dependency-free module: the Pulumi program, the Cloud Build files, the operator
+scripts and the tests must all agree on the same names (service, job, secrets, database, image
+repository). The Pulumi program imports this module; the tests import it too and compare it with
+``cloudbuild*.yaml``, ``scripts/*`` and ``loist.config.Settings``, so a renamed secret or a setting
+the app needs but nobody provides fails a test instead of a deploy. It imports nothing from
+Pulumi, so plain Python (and the tests) can use it.
+
+Naming rule, everywhere: every per-environment resource name ends with the environment name
+(``mcp-bearer-token-staging``, ``mcp-bearer-token-production``). Staging and production share no
+bucket, database instance, secret, service account, network, image repository or service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+CloudEnvironment = Literal["staging", "production"]
+ENVIRONMENTS: tuple[CloudEnvironment, ...] = ("staging", "production")
+
+#: Secret Manager secrets, by the environment variable Cloud Run fills from each one.
+#: The secret's name is ``<key>-<environment>`` (see :func:`secret_name`).
+SECRET_ENV: dict[str, str] = {
+    "DB_CONNECTION_NAME": "db-connection-name",
+    "DB_PASSWORD": "db-password",
+    "GCS_BUCKET_NAME": "gcs-bucket-name",
+    "BEARER_TOKEN": "mcp-bearer-token",
+}
+
+#: The container port Cloud Run sends requests to. Cloud Run sets ``PORT`` to it; the image's
+#: command passes ``--port $PORT`` to ``loist serve``.
+CONTAINER_PORT = 8080
+
+#: Where Cloud Run mounts the Cloud SQL unix socket; ``DB_CONNECTION_NAME`` means
+#: ``/cloudsql/<connection name>`` to the app (see loist.config.Settings.sqlalchemy_url).
+CLOUDSQL_MOUNT = "/cloudsql"
+
+#: Health routes the probes (Cloud Run, Docker, compose) use.
+LIVE_PATH = "/health/live"
+READY_PATH = "/health/ready"
+
+#: Image name inside the Artifact Registry repository.
+IMAGE_NAME = "loist"
+
+#: The one migration command, run by the Cloud Run job and the compose ``migrate`` service.
+MIGRATE_COMMAND: tuple[str, ...] = ("loist", "db", "upgrade")
+
+#: The revision tag the pipelines give a new revision before it gets traffic is
+#: ``<CANDIDATE_TAG_PREFIX><short commit sha>``.
+CANDIDATE_TAG_PREFIX = "sha-"
+
+
+def secret_name(key: str, environment: CloudEnvironment) -> str:
+    """``db-password`` + ``staging`` -> ``db-password-staging`` (always suffixed)."""
+    if key not in SECRET_ENV.values():
+        raise KeyError(f"unknown secret key {key!r}")
+    return f"{key}-{environment}"
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """Cloud Run and Cloud SQL capacity. Why per environment: staging scales to zero, production
+    keeps one warm instance and a highly available database."""
+
+    cpu: str
+    memory: str
+    concurrency: int
+    min_instances: int
+    max_instances: int
+    request_timeout_s: int
+    sql_tier: str
+    sql_availability: Literal["ZONAL", "REGIONAL"]
+    sql_disk_gb: int
+    backup_retention_count: int
+    point_in_time_recovery: bool
+    deletion_protection: bool
+    bucket_versioning: bool
+
+
+SIZING: dict[CloudEnvironment, Sizing] = {
+    "staging": Sizing(
+        cpu="1",
+        memory="1Gi",
+        concurrency=40,
+        min_instances=0,
+        max_instances=3,
+        request_timeout_s=300,
+        sql_tier="db-g1-small",
+        sql_availability="ZONAL",
+        sql_disk_gb=10,
+        backup_retention_count=7,
+        point_in_time_recovery=False,
+        deletion_protection=False,
+        bucket_versioning=False,
+    ),
+    "production": Sizing(
+        cpu="2",
+        memory="2Gi",
+        concurrency=80,
+        min_instances=1,
+        max_instances=20,
+        request_timeout_s=300,
+        sql_tier="db-custom-2-7680",
+        sql_availability="REGIONAL",
+        sql_disk_gb=50,
+        backup_retention_count=30,
+        point_in_time_recovery=True,
+        deletion_protection=True,
+        bucket_versioning=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Everything named or sized for one cloud environment."""
+
+    environment: CloudEnvironment
+    project: str
+    region: str
+    #: Public base URL of the service (custom domain). None: the Cloud Run URL
+    #: ``https://<service>-<project number>.<region>.run.app``, computed by the program.
+    embed_base_url: str | None = None
+    #: Container image for the service and the job; None: ``<registry>/<IMAGE_NAME>:bootstrap``.
+    image: str | None = None
+    #: Age in days after which every staging object is deleted (staging data is disposable).
+    staging_object_max_age_days: int = 30
+    log_level: str = "INFO"
+    #: Optional "owner/repo" on GitHub: when set, the program creates the Cloud Build trigger.
+    github_repo: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    # --- names ---------------------------------------------------------------------------------
+    @property
+    def suffix(self) -> str:
+        return self.environment
+
+    @property
+    def service_name(self) -> str:
+        return f"loist-{self.suffix}"
+
+    @property
+    def job_name(self) -> str:
+        return f"loist-migrate-{self.suffix}"
+
+    @property
+    def repository_id(self) -> str:
+        return f"loist-{self.suffix}"
+
+    @property
+    def registry(self) -> str:
+        return f"{self.region}-docker.pkg.dev/{self.project}/{self.repository_id}"
+
+    @property
+    def image_repo(self) -> str:
+        """Image without tag; pipelines push ``:<short sha>`` and ``:latest`` here."""
+        return f"{self.registry}/{IMAGE_NAME}"
+
+    @property
+    def effective_image(self) -> str:
+        return self.image or f"{self.image_repo}:bootstrap"
+
+    @property
+    def bucket_name(self) -> str:
+        # Bucket names are global: the project id makes them unique.
+        return f"{self.project}-loist-{self.suffix}"
+
+    @property
+    def sql_instance_name(self) -> str:
+        return f"loist-{self.suffix}-pg"
+
+    @property
+    def database_name(self) -> str:
+        return f"loist_mvp_{self.suffix}"
+
+    @property
+    def database_user(self) -> str:
+        return "loist"
+
+    @property
+    def runtime_account_id(self) -> str:
+        return f"loist-run-{self.suffix}"
+
+    @property
+    def runtime_account_email(self) -> str:
+        return f"{self.runtime_account_id}@{self.project}.iam.gserviceaccount.com"
+
+    @property
+    def deployer_account_id(self) -> str:
+        return f"loist-deploy-{self.suffix}"
+
+    @property
+    def deployer_account_email(self) -> str:
+        return f"{self.deployer_account_id}@{self.project}.iam.gserviceaccount.com"
+
+    @property
+    def network_name(self) -> str:
+        return f"loist-{self.suffix}-vpc"
+
+    @property
+    def branch(self) -> str:
+        """The branch whose pushes deploy here."""
+        return "main" if self.environment == "production" else "dev"
+
+    @property
+    def cloudbuild_file(self) -> str:
+        return "cloudbuild.yaml" if self.environment == "production" else "cloudbuild-staging.yaml"
+
+    @property
+    def sizing(self) -> Sizing:
+        return SIZING[self.environment]
+
+    def secret(self, key: str) -> str:
+        return secret_name(key, self.environment)
+
+    @property
+    def secret_names(self) -> dict[str, str]:
+        """Env var -> Secret Manager secret name."""
+        return {env: self.secret(key) for env, key in SECRET_ENV.items()}
+
+    # --- the service's plain (non-secret) environment ------------------------------------------
+    def plain_env(self, embed_base_url: str) -> dict[str, str]:
+        """Every non-secret setting the app gets on Cloud Run. Names are Settings fields."""
+        env = {
+            "ENVIRONMENT": self.environment,
+            "LOIST_DATA_DIR": "/tmp/loist",  # noqa: S108 - scratch space; Cloud Run's disk is tmpfs
+            "DB_NAME": self.database_name,
+            "DB_USER": self.database_user,
+            "STORAGE_BACKEND": "gcs",
+            "GCS_PROJECT_ID": self.project,
+            "SERVER_TRANSPORT": "http",
+            "SERVER_HOST": "0.0.0.0",  # noqa: S104 - inside the container, behind Cloud Run
+            "AUTH_ENABLED": "true",
+            "ALLOW_PRIVATE_URLS": "false",
+            "EMBED_BASE_URL": embed_base_url,
+            "CORS_ORIGINS": "*",
+            "LOG_LEVEL": self.log_level,
+            "LOG_FORMAT": "json",
+        }
+        env.update(self.extra_env)
+        return env
+
+    def cloudbuild_substitutions(self) -> dict[str, str]:
+        """The substitutions ``cloudbuild*.yaml`` must declare, with these exact defaults."""
+        return {
+            "_ENV": self.environment,
+            "_REGION": self.region,
+            "_SERVICE": self.service_name,
+            "_JOB": self.job_name,
+            "_REPOSITORY": self.repository_id,
+            "_IMAGE": IMAGE_NAME,
+        }
+
+
+def default_run_url(service_name: str, project_number: str, region: str) -> str:
+    """Cloud Run's deterministic service URL (``https://<service>-<number>.<region>.run.app``)."""
+    return f"https://{service_name}-{project_number}.{region}.run.app"
+
+
+def origin_of(url: str) -> str:
+    """``https://music.example.com/x`` -> ``https://music.example.com`` (for bucket CORS)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"

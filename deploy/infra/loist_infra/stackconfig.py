@@ -1,0 +1,37 @@
+"""Turn a Pulumi stack's configuration into an :class:`EnvSpec`.
+
+Kept apart from ``__main__.py`` so the tests build the spec from ``Pulumi.<stack>.yaml`` exactly
+the way ``pulumi up`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from loist_infra.envspec import ENVIRONMENTS, CloudEnvironment, EnvSpec
+
+#: Config keys (namespace ``loist:``) the program reads; everything else has a safe default.
+LOIST_KEYS = ("environment", "embedBaseUrl", "image", "stagingObjectMaxAgeDays", "logLevel", "githubRepo")
+
+
+def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[str, str | None]) -> EnvSpec:
+    """Build the spec; fail loudly on a stack that is not one of the two environments."""
+    environment = loist.get("environment") or stack
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"stack {stack!r}: loist:environment must be one of {ENVIRONMENTS}, got {environment!r}")
+    project = gcp.get("project")
+    region = gcp.get("region")
+    if not project or not region:
+        raise ValueError(f"stack {stack!r}: set gcp:project and gcp:region")
+    env: CloudEnvironment = environment  # type: ignore[assignment]
+    age = loist.get("stagingObjectMaxAgeDays")
+    return EnvSpec(
+        environment=env,
+        project=project,
+        region=region,
+        embed_base_url=(loist.get("embedBaseUrl") or None),
+        image=(loist.get("image") or None),
+        staging_object_max_age_days=int(age) if age else 30,
+        log_level=(loist.get("logLevel") or "INFO"),
+        github_repo=(loist.get("githubRepo") or None),
+    )

@@ -1,0 +1,59 @@
+"""Building the async engine: drivers, pool and per-connection SQLite settings in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, StaticPool
+
+from loist.catalog.errors import normalize_url
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_CONNECT_TIMEOUT_S = 10
+
+
+def build_engine(url: str | None, *, pool_size: int = 5, null_pool: bool = False) -> AsyncEngine:
+    """An async engine for ``url`` (plain ``sqlite://`` / ``postgresql://`` forms accepted).
+
+    SQLite: the parent directory is created, and every connection turns on foreign keys (the
+    ``track_genres`` cascade needs them), WAL (readers never block the writer) and a busy timeout
+    (concurrent writers wait instead of failing). PostgreSQL: a bounded pool with pre-ping, so a
+    Cloud SQL connection dropped while idle is replaced rather than surfacing as an error.
+    """
+    async_url = make_url(normalize_url(url))
+    kwargs: dict[str, Any] = {}
+    if async_url.get_backend_name() == "sqlite":
+        database = async_url.database or ""
+        memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        if not memory:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if memory:
+            kwargs["poolclass"] = StaticPool
+        elif null_pool:
+            kwargs["poolclass"] = NullPool
+        else:
+            kwargs["pool_size"] = pool_size
+        engine = create_async_engine(async_url, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    kwargs["connect_args"] = {"timeout": PG_CONNECT_TIMEOUT_S}
+    if null_pool:
+        kwargs["poolclass"] = NullPool
+    else:
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(async_url, **kwargs)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")  # durable with WAL, much faster than FULL
+    finally:
+        cursor.close()

@@ -1,0 +1,400 @@
+"""The catalog: tracks in SQLite or PostgreSQL behind one dialect-neutral API.
+
+Everything here is SQLAlchemy Core on the tables of :mod:`loist.catalog.schema`. Content is unique
+by sha256 (``ON CONFLICT DO NOTHING`` then select, so concurrent ingests of the same bytes yield one
+row), a source location has at most one FAILED row (an upsert counting ``attempts``), and
+``track_genres`` is rewritten in the same transaction as every write to ``tracks``. Every driver
+failure leaves as :class:`DatabaseFailed` with the password masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from loist.catalog.engine import build_engine
+from loist.catalog.errors import database_failed
+from loist.catalog.normalize import genre_rows
+from loist.catalog.schema import track_genres, tracks
+from loist.errors import InvalidArgument, LoistError
+from loist.model import (
+    TAG_FIELDS,
+    ArtworkInfo,
+    AudioInfo,
+    SearchRequest,
+    SearchResult,
+    Source,
+    Tags,
+    Track,
+    TrackPage,
+    TrackStatus,
+    new_track_id,
+)
+
+MAX_PAGE_SIZE = 1000
+# Bound parameters per statement stay far below SQLite's and asyncpg's limits (32766 / 32767).
+IN_CHUNK = 500
+
+AUDIO_FIELDS: tuple[str, ...] = tuple(AudioInfo.model_fields)
+_ARTWORK_COLUMNS: dict[str, str] = {"present": "artwork_present", "width": "artwork_width", "height": "artwork_height"}
+_SOURCE_COLUMNS: dict[str, str] = {
+    "type": "source_type",
+    "location": "source_location",
+    "original_filename": "original_filename",
+}
+
+
+# --- row <-> Track: the only two places that know how a Track is laid out in a row -------------
+
+
+def track_to_row(track: Track) -> dict[str, Any]:
+    """The ``tracks`` row for a Track (nested models flattened; names unchanged)."""
+    row: dict[str, Any] = {
+        "id": track.id,
+        "status": track.status.value,
+        "error_code": track.error_code,
+        "error_message": track.error_message,
+        "attempts": track.attempts,
+        "sha256": track.sha256,
+        "size_bytes": track.size_bytes,
+        "blob_key": track.blob_key,
+        "thumbnail_key": track.thumbnail_key,
+        "created_at": _utc(track.created_at),
+        "updated_at": _utc(track.updated_at),
+    }
+    for field, column in _SOURCE_COLUMNS.items():
+        row[column] = getattr(track.source, field)
+    for field in AUDIO_FIELDS:
+        row[field] = getattr(track.audio, field)
+    for field in TAG_FIELDS:
+        row[field] = getattr(track.tags, field)
+    row["genres"] = list(track.tags.genres)
+    for field, column in _ARTWORK_COLUMNS.items():
+        row[column] = getattr(track.artwork, field)
+    return row
+
+
+def row_to_track(row: Mapping[str, Any]) -> Track:
+    """The Track for a ``tracks`` row (a ``RowMapping`` or a dict with the same keys)."""
+    return Track(
+        id=row["id"],
+        status=TrackStatus(row["status"]),
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        attempts=row["attempts"],
+        source=Source(**{field: row[column] for field, column in _SOURCE_COLUMNS.items()}),
+        sha256=row["sha256"],
+        size_bytes=row["size_bytes"],
+        audio=AudioInfo(**{field: row[field] for field in AUDIO_FIELDS}),
+        tags=Tags(**{field: row[field] for field in TAG_FIELDS if field != "genres"}, genres=row["genres"] or []),
+        artwork=ArtworkInfo(**{field: row[column] for field, column in _ARTWORK_COLUMNS.items()}),
+        blob_key=row["blob_key"],
+        thumbnail_key=row["thumbnail_key"],
+        created_at=_utc(row["created_at"]),
+        updated_at=_utc(row["updated_at"]),
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- cursors ----------------------------------------------------------------------------------
+
+
+def encode_cursor(created_at: datetime, track_id: uuid.UUID) -> str:
+    payload = json.dumps({"c": _utc(created_at).isoformat(), "i": str(track_id)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        created_at = _utc(datetime.fromisoformat(data["c"]))
+        track_id = uuid.UUID(data["i"])
+    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError) as exc:
+        raise InvalidArgument("invalid cursor: pass back the next_cursor of a previous page") from exc
+    return created_at, track_id
+
+
+# --- the catalog ------------------------------------------------------------------------------
+
+
+class Catalog:
+    """Tracks, stored in SQLite (embedded default) or PostgreSQL (Cloud SQL)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 5) -> Catalog:
+        """A catalog on ``url`` (no I/O yet; a bad URL raises :class:`ConfigInvalid`)."""
+        return cls(build_engine(url, pool_size=pool_size))
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def dialect(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self._engine.dialect.name == "sqlite" else "postgresql"
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Catalog:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _tx(self, action: str = "query") -> AsyncIterator[AsyncConnection]:
+        """One transaction; every driver failure inside it becomes :class:`DatabaseFailed`."""
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except LoistError:
+            raise
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise database_failed(exc, self._engine.url, action=action) from None
+
+    def _insert(self) -> Any:
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(tracks)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Round-trip to the database; :class:`DatabaseFailed` when it is unreachable."""
+        async with self._tx("ping") as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def ensure_schema(self) -> None:
+        """Upgrade the database to the newest migration (a no-op when it is current)."""
+        from loist.catalog.migrate import upgrade_engine
+
+        await upgrade_engine(self._engine)
+
+    # --- writes --------------------------------------------------------------------------------
+
+    async def add(self, track: Track) -> tuple[Track, bool]:
+        """Insert ``track``; if its sha256 is catalogued already, return ``(existing, False)``."""
+        return (await self.add_many([track]))[0]
+
+    async def add_many(self, tracks_in: Sequence[Track]) -> list[tuple[Track, bool]]:
+        """Insert several tracks in one transaction, each deduplicated by sha256 like :meth:`add`.
+
+        Within the batch the first track with a given sha256 wins; later ones are reported as
+        ``(first, False)``. One ``executemany`` for the rows and one for their genres.
+        """
+        if not tracks_in:
+            return []
+        rows = [track_to_row(track) for track in tracks_in]
+        statement = self._insert().on_conflict_do_nothing(index_elements=[tracks.c.sha256])
+        async with self._tx("insert") as conn:
+            await conn.execute(statement, rows)
+            shas = list({row["sha256"] for row in rows if row["sha256"] is not None})
+            owners: dict[str, Mapping[str, Any]] = {}
+            for chunk in _chunks(shas, IN_CHUNK):
+                result = await conn.execute(sa.select(tracks).where(tracks.c.sha256.in_(chunk)))
+                owners.update({row["sha256"]: row for row in result.mappings()})
+            created_ids = {row["id"] for row in rows if row["sha256"] is None}
+            created_ids |= {owner["id"] for owner in owners.values()}
+            await self._write_genres(
+                conn, [(row["id"], row["genres"]) for row in rows if row["id"] in created_ids], replace=False
+            )
+        out: list[tuple[Track, bool]] = []
+        seen: set[uuid.UUID] = set()
+        for track, row in zip(tracks_in, rows, strict=True):
+            sha = row["sha256"]
+            if sha is None or (owners[sha]["id"] == row["id"] and row["id"] not in seen):
+                seen.add(row["id"])
+                out.append((_normalized(track), True))
+            else:
+                out.append((row_to_track(owners[sha]), False))
+        return out
+
+    async def record_failure(self, source: Source, code: str, message: str) -> Track:
+        """Record a failed ingest: one FAILED row per location, ``attempts`` counting the tries."""
+        now = _now()
+        track = Track(
+            id=new_track_id(),
+            status=TrackStatus.FAILED,
+            error_code=str(code),
+            error_message=message,
+            attempts=1,
+            source=source,
+            created_at=now,
+            updated_at=now,
+        )
+        row = track_to_row(track)
+        insert = self._insert().values(row)
+        if source.location is not None:
+            location = tracks.c.source_location
+            target = sa.func.md5(location) if self.dialect == "postgresql" else location
+            insert = insert.on_conflict_do_update(
+                index_elements=[target],
+                index_where=tracks.c.status == TrackStatus.FAILED.value,
+                set_={
+                    "attempts": tracks.c.attempts + 1,
+                    "error_code": insert.excluded.error_code,
+                    "error_message": insert.excluded.error_message,
+                    "source_type": insert.excluded.source_type,
+                    "original_filename": insert.excluded.original_filename,
+                    "updated_at": insert.excluded.updated_at,
+                },
+            )
+        async with self._tx("insert") as conn:
+            result = await conn.execute(insert.returning(*tracks.columns))
+            return row_to_track(result.mappings().one())
+
+    async def clear_failures(self, location: str) -> int:
+        """Delete the FAILED rows for ``location`` (after it was ingested successfully)."""
+        async with self._tx("delete") as conn:
+            result = await conn.execute(
+                sa.delete(tracks).where(
+                    tracks.c.source_location == location, tracks.c.status == TrackStatus.FAILED.value
+                )
+            )
+            return int(result.rowcount or 0)
+
+    async def update_tags(self, track_id: uuid.UUID, tags: Tags) -> Track | None:
+        """Replace a track's tags (all of them: pass the merged result); ``None`` if it is gone."""
+        values: dict[str, Any] = {field: getattr(tags, field) for field in TAG_FIELDS}
+        values["genres"] = list(tags.genres)
+        values["updated_at"] = _now()
+        async with self._tx("update") as conn:
+            result = await conn.execute(
+                sa.update(tracks).where(tracks.c.id == track_id).values(values).returning(*tracks.columns)
+            )
+            row = result.mappings().one_or_none()
+            if row is None:
+                return None
+            await self._write_genres(conn, [(track_id, list(tags.genres))], replace=True)
+            return row_to_track(row)
+
+    async def delete(self, track_id: uuid.UUID) -> Track | None:
+        """Delete a track (its genres cascade); returns the row so the caller can delete blobs."""
+        async with self._tx("delete") as conn:
+            await conn.execute(sa.delete(track_genres).where(track_genres.c.track_id == track_id))
+            result = await conn.execute(
+                sa.delete(tracks).where(tracks.c.id == track_id).returning(*tracks.columns)
+            )
+            row = result.mappings().one_or_none()
+            return None if row is None else row_to_track(row)
+
+    async def wipe(self) -> None:
+        """Delete every row (staging refresh, tests). The schema stays."""
+        async with self._tx("delete") as conn:
+            await conn.execute(sa.delete(track_genres))
+            await conn.execute(sa.delete(tracks))
+
+    async def _write_genres(
+        self, conn: AsyncConnection, items: Iterable[tuple[uuid.UUID, list[str]]], *, replace: bool
+    ) -> None:
+        items = list(items)
+        if replace:
+            ids = [track_id for track_id, _ in items]
+            await conn.execute(sa.delete(track_genres).where(track_genres.c.track_id.in_(ids)))
+        params = [
+            {"track_id": track_id, "genre": genre, "genre_norm": norm}
+            for track_id, genres in items
+            for genre, norm in genre_rows(genres)
+        ]
+        if params:
+            await conn.execute(sa.insert(track_genres), params)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def get(self, track_id: uuid.UUID) -> Track | None:
+        return await self._one(tracks.c.id == track_id)
+
+    async def get_by_sha256(self, sha256: str) -> Track | None:
+        return await self._one(tracks.c.sha256 == sha256)
+
+    async def _one(self, where: sa.ColumnElement[bool]) -> Track | None:
+        async with self._tx() as conn:
+            result = await conn.execute(sa.select(tracks).where(where))
+            row = result.mappings().one_or_none()
+        return None if row is None else row_to_track(row)
+
+    async def list_tracks(
+        self, *, cursor: str | None = None, limit: int = 50, status: TrackStatus | None = None
+    ) -> TrackPage:
+        """Newest first, keyset-paginated on ``(created_at, id)``: pages never shift when rows are
+        added, so following ``next_cursor`` visits every older row exactly once."""
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
+        query = sa.select(tracks).order_by(tracks.c.created_at.desc(), tracks.c.id.desc()).limit(limit + 1)
+        if status is not None:
+            query = query.where(tracks.c.status == TrackStatus(status).value)
+        if cursor:
+            created_at, last_id = decode_cursor(cursor)
+            query = query.where(
+                sa.or_(
+                    tracks.c.created_at < created_at,
+                    sa.and_(tracks.c.created_at == created_at, tracks.c.id < last_id),
+                )
+            )
+        async with self._tx() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        items = [row_to_track(row) for row in rows[:limit]]
+        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+        return TrackPage(items=items, next_cursor=next_cursor)
+
+    async def count(self, status: TrackStatus | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(tracks)
+        if status is not None:
+            query = query.where(tracks.c.status == TrackStatus(status).value)
+        async with self._tx() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def count_blob_refs(self, key: str) -> int:
+        """How many rows reference blob ``key`` (as audio or thumbnail): delete it only at zero."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(tracks)
+            .where(sa.or_(tracks.c.blob_key == key, tracks.c.thumbnail_key == key))
+        )
+        async with self._tx() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def search(self, request: SearchRequest) -> SearchResult:
+        from loist.catalog.search import run_search
+
+        return await run_search(self._engine, self.dialect, request)
+
+
+def _normalized(track: Track) -> Track:
+    """``track`` with UTC timestamps, as it reads back from the database."""
+    created, updated = _utc(track.created_at), _utc(track.updated_at)
+    if created is track.created_at and updated is track.updated_at:
+        return track
+    return track.model_copy(update={"created_at": created, "updated_at": updated})
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+

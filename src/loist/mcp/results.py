@@ -1,0 +1,69 @@
+"""Building tool results, and the one place failures become ``isError`` results.
+
+A tool body returns :func:`ok` or raises. :func:`error_result` is called once, by the server
+(:class:`loist.mcp.server.LoistMCPServer`), for every failure of every tool: a
+:class:`~loist.errors.LoistError` keeps its stable code and message, arguments that fail the input
+schema become ``INVALID_ARGUMENT`` naming the fields, and anything unexpected becomes a generic
+``INTERNAL`` message while the traceback stays in the server log. No stack trace ever reaches a
+client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent
+from pydantic import BaseModel, ValidationError
+
+from loist.errors import ErrorCode, LoistError
+
+logger = logging.getLogger("loist.mcp")
+
+INTERNAL = "INTERNAL"
+
+
+def ok(model: BaseModel, links: Sequence[ResourceLink] = ()) -> CallToolResult:
+    """A successful result: the JSON as text (for older clients) plus the same data structured."""
+    data = model.model_dump(mode="json")
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    content: list[ContentBlock] = [TextContent(type="text", text=text), *links]
+    return CallToolResult(content=content, structured_content=data)
+
+
+def failure(code: str, message: str, details: dict[str, Any] | None = None) -> CallToolResult:
+    """An ``isError`` result: ``"CODE: message"`` as text and ``{"error": {...}}`` structured."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return CallToolResult(
+        content=[TextContent(type="text", text=f"{code}: {message}")],
+        structured_content={"error": body},
+        is_error=True,
+    )
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "arguments"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid arguments: " + "; ".join(parts[:10])
+
+
+def error_result(tool: str, exc: BaseException) -> CallToolResult:
+    """Map any failure of a tool call to its ``isError`` result (the only mapping there is)."""
+    cause = exc.__cause__ if isinstance(exc, ToolError) and exc.__cause__ is not None else exc
+    if isinstance(cause, LoistError):
+        logger.info("tool %s failed: %s", tool, cause)
+        return failure(str(cause.code), cause.message, cause.details or None)
+    if isinstance(cause, ValidationError):
+        return failure(str(ErrorCode.INVALID_ARGUMENT), _validation_message(cause))
+    if isinstance(exc, ToolError) and not isinstance(exc, UnexpectedToolError) and exc.__cause__ is None:
+        # The SDK's own anticipated failures, e.g. "Unknown tool: x".
+        return failure(str(ErrorCode.INVALID_ARGUMENT), str(exc))
+    logger.error("tool %s raised an unexpected exception", tool, exc_info=cause)
+    return failure(INTERNAL, "the server hit an unexpected error; it has been logged. Try again, or check the server log.")

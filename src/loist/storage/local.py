@@ -1,0 +1,221 @@
+"""A blob store in a local folder: the laptop backend (no services needed).
+
+Layout: the blob for key ``audio/ab/<sha>.mp3`` lives at ``<root>/audio/ab/<sha>.mp3``; its content
+type lives in a small JSON sidecar at ``<root>/.meta/audio/ab/<sha>.mp3.json``. Keys can never start
+a segment with ``.`` (see :mod:`loist.storage.keys`), so neither the sidecars nor the ``.tmp-*``
+files used for atomic writes can collide with a blob.
+
+Writes are atomic: data goes to a temp file in the destination folder, is fsynced, then
+``os.replace``-d over the final name, so a reader sees the old blob or the new one, never a torn
+one, and a failed write leaves nothing behind. Everything is streamed in ``CHUNK_SIZE`` pieces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from loist.errors import InvalidArgument, NotFound, StorageFailed
+from loist.storage.base import CHUNK_SIZE, BlobInfo
+from loist.storage.keys import check_range, validate_key
+
+META_DIR = ".meta"
+
+
+class LocalBlobStore:
+    """Blobs as files under ``root``. ``signed_url`` is None: the app streams them itself."""
+
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({str(self.root)!r})"
+
+    # --- paths -----------------------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*validate_key(key).split("/"))
+
+    def _meta_path(self, key: str) -> Path:
+        *folders, name = key.split("/")
+        return self.root.joinpath(META_DIR, *folders, name + ".json")
+
+    # --- writes ----------------------------------------------------------------------------------
+    def put_file(self, key: str, path: Path, content_type: str | None) -> BlobInfo:
+        target = self._path(key)
+        source = Path(path)
+        try:
+            src = source.open("rb")
+        except FileNotFoundError:
+            raise InvalidArgument(f"source file does not exist: {source}") from None
+        except IsADirectoryError:
+            raise InvalidArgument(f"source is a directory, not a file: {source}") from None
+        except OSError as exc:
+            raise StorageFailed(f"cannot read source file {source}: {exc.strerror or exc}") from exc
+        with src:
+            self._write_atomic(key, target, src, content_type)
+        return self.stat(key)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None) -> BlobInfo:
+        target = self._path(key)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidArgument("put_bytes needs bytes")
+        self._write_atomic(key, target, io.BytesIO(data), content_type)
+        return self.stat(key)
+
+    def _write_atomic(self, key: str, target: Path, src: BinaryIO, content_type: str | None) -> None:
+        try:
+            # The sidecar first: once the blob is visible, its content type is too.
+            self._write_small_atomic(self._meta_path(key), json.dumps({"content_type": content_type}).encode())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        except OSError as exc:
+            raise StorageFailed(f"cannot write blob {key!r} under {self.root}: {exc.strerror or exc}") from exc
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := src.read(CHUNK_SIZE):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StorageFailed(f"cannot write blob {key!r}: {exc.strerror or exc}") from exc
+            raise
+
+    def _write_small_atomic(self, target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+    # --- reads -----------------------------------------------------------------------------------
+    def stat(self, key: str) -> BlobInfo:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise NotFound(f"blob {key!r} not found") from None
+        except OSError as exc:
+            raise StorageFailed(f"cannot stat blob {key!r}: {exc.strerror or exc}") from exc
+        if not path.is_file():
+            raise NotFound(f"blob {key!r} not found")
+        return BlobInfo(
+            key=key,
+            size=st.st_size,
+            content_type=self._content_type(key),
+            etag=_etag(key, st.st_size, st.st_mtime_ns),
+            updated=datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC),
+        )
+
+    def _content_type(self, key: str) -> str | None:
+        try:
+            value = json.loads(self._meta_path(key).read_bytes()).get("content_type")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Validate and open eagerly (so NotFound / InvalidArgument raise here), then stream lazily."""
+        path = self._path(key)
+        try:
+            handle = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(f"blob {key!r} not found") from None
+        except OSError as exc:
+            raise StorageFailed(f"cannot open blob {key!r}: {exc.strerror or exc}") from exc
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            first, last = check_range(size, start, end)
+            handle.seek(first)
+        except BaseException:
+            handle.close()
+            raise
+        return _stream(handle, key, last - first + 1)
+
+    def download_to(self, key: str, path: Path) -> None:
+        source = self._path(key)
+        try:
+            with source.open("rb") as src, Path(path).open("wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK_SIZE)
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            if not source.is_file():
+                raise NotFound(f"blob {key!r} not found") from None
+            raise StorageFailed(f"cannot copy blob {key!r} to {path}: {exc.strerror or exc}") from exc
+        except OSError as exc:
+            raise StorageFailed(f"cannot copy blob {key!r} to {path}: {exc.strerror or exc}") from exc
+
+    # --- delete / misc ---------------------------------------------------------------------------
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+            self._meta_path(key).unlink(missing_ok=True)
+        except IsADirectoryError:
+            return  # a "folder" key is not a blob: nothing to delete
+        except OSError as exc:
+            raise StorageFailed(f"cannot delete blob {key!r}: {exc.strerror or exc}") from exc
+
+    def signed_url(self, key: str, ttl_s: int, *, method: str = "GET") -> str | None:
+        validate_key(key)
+        return None
+
+    def ping(self) -> None:
+        if not self.root.is_dir():
+            raise StorageFailed(f"blob folder {self.root} does not exist (or is not a folder)")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageFailed(f"blob folder {self.root} is not writable")
+
+
+def _stream(handle: BinaryIO, key: str, remaining: int) -> Iterator[bytes]:
+    with handle:
+        while remaining > 0:
+            try:
+                chunk = handle.read(min(CHUNK_SIZE, remaining))
+            except OSError as exc:
+                raise StorageFailed(f"cannot read blob {key!r}: {exc.strerror or exc}") from exc
+            if not chunk:
+                raise StorageFailed(f"blob {key!r} ended early ({remaining} bytes short)")
+            remaining -= len(chunk)
+            yield chunk
+
+
+def _etag(key: str, size: int, mtime_ns: int) -> str:
+    """Strong validator: blobs are immutable, so a rewrite (new mtime) is the only way it changes."""
+    return hashlib.sha256(f"{key}\0{size}\0{mtime_ns}".encode()).hexdigest()[:32]
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (POSIX); harmless no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,58 @@
+"""What every web route needs: the settings, the opened library and the template environment.
+
+One :class:`WebContext` is built per app by :func:`loist.web.app.create_app` and handed to the
+route factories, so handlers close over it instead of reaching for globals. The library is filled
+in by the app's lifespan (it is opened asynchronously), which is why it is a property that fails
+loudly when a request arrives before startup.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import jinja2
+
+from loist.config import Settings
+from loist.errors import NotFound
+
+if TYPE_CHECKING:
+    from loist.library import Library
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    templates: jinja2.Environment
+    _library: Library | None = None
+    extra_media_origins: set[str] = field(default_factory=set)  # e.g. the GCS host signed URLs point at
+
+    @property
+    def library(self) -> Library:
+        if self._library is None:
+            raise RuntimeError("the library is not open: the app's lifespan has not run")
+        return self._library
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.public_base_url
+
+
+def make_templates() -> jinja2.Environment:
+    """The Jinja2 environment for the HTML pages. Autoescaping is always on."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("loist.web", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def parse_track_id(raw: str) -> uuid.UUID:
+    """A track id from a URL path segment. Anything that is not a UUID is simply not found."""
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, AttributeError):
+        raise NotFound(f"no track with id {raw[:64]!r}") from None

@@ -1,0 +1,122 @@
+"""``GET /embed/{id}``: the shareable player page, and the metadata unfurlers read from it.
+
+The page is server-rendered, self-contained (inline CSS/JS with a per-response nonce, inline SVG
+icons; nothing external) and small (< 10 KB). Its ``<head>`` carries oEmbed discovery links and
+the Open Graph / Twitter player tags, all built from ``EMBED_BASE_URL`` and pointing at the stable
+``/audio/{id}/...`` URLs, never at an expiring signed URL. Its ``Content-Security-Policy`` sets
+``frame-ancestors`` from ``FRAME_ANCESTORS`` so the page can be framed where configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from loist.model import Track, TrackStatus
+from loist.errors import NotFound
+from loist.web.context import WebContext, parse_track_id
+from loist.web.security import embed_csp, new_nonce, origin_of
+
+PLAYER_WIDTH = 480  # the iframe size we advertise (oEmbed, twitter:player)
+PLAYER_HEIGHT = 160
+THUMBNAIL_SIZE = 300  # advertised thumbnail size (og:image:width/height)
+
+
+@dataclass(frozen=True)
+class TrackView:
+    """Everything the embed page and oEmbed say about a track, already as display strings/URLs."""
+
+    id: str
+    title: str
+    artist: str | None
+    album: str | None
+    description: str
+    duration_s: float | None
+    mime_type: str
+    embed_url: str
+    stream_url: str
+    thumbnail_url: str | None
+    image_url: str  # thumbnail, or the static placeholder artwork
+
+    @property
+    def duration_label(self) -> str:
+        return format_duration(self.duration_s)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def track_view(ctx: WebContext, track: Track) -> TrackView:
+    lib = ctx.library
+    tags = track.tags
+    title = tags.title or track.source.original_filename or "Untitled track"
+    parts = [p for p in (tags.artist, tags.album, str(tags.year) if tags.year else None) if p]
+    if track.audio.duration_s is not None:
+        parts.append(format_duration(track.audio.duration_s))
+    thumb = lib.thumbnail_url(track.id) if track.thumbnail_key else None
+    return TrackView(
+        id=str(track.id),
+        title=title,
+        artist=tags.artist,
+        album=tags.album,
+        description=" · ".join(parts) or "Listen to this track",
+        duration_s=track.audio.duration_s,
+        mime_type=track.audio.mime_type or "application/octet-stream",
+        embed_url=lib.embed_url(track.id),
+        stream_url=lib.stream_url(track.id),
+        thumbnail_url=thumb,
+        image_url=thumb or f"{ctx.base_url}/static/artwork.png",
+    )
+
+
+async def load_track(ctx: WebContext, raw_id: str) -> Track:
+    """The track behind a public URL; only completed tracks are public."""
+    track = await ctx.library.get(parse_track_id(raw_id))
+    if track.status != TrackStatus.COMPLETED or not track.blob_key:
+        raise NotFound(f"track {track.id} is not available")
+    return track
+
+
+async def _note_signed_origin(ctx: WebContext, track: Track) -> None:
+    """Allow the signed-URL host (GCS) in the page's media-src, learnt once from a real signed URL."""
+    if ctx.settings.storage_backend != "gcs" or ctx.extra_media_origins or not track.blob_key:
+        return
+    url = await run_in_threadpool(ctx.library.signed_url, track.blob_key)
+    if url:
+        ctx.extra_media_origins.add(origin_of(url))
+
+
+def routes(ctx: WebContext) -> list[Route]:
+    template = ctx.templates.get_template("embed.html")
+
+    async def embed(request: Request) -> Response:
+        track = await load_track(ctx, request.path_params["track_id"])
+        await _note_signed_origin(ctx, track)
+        view = track_view(ctx, track)
+        nonce = new_nonce()
+        oembed = f"{ctx.base_url}/oembed?url={quote(view.embed_url, safe='')}"
+        html = template.render(
+            t=view,
+            nonce=nonce,
+            oembed_json=f"{oembed}&format=json",
+            oembed_xml=f"{oembed}&format=xml",
+            width=PLAYER_WIDTH,
+            height=PLAYER_HEIGHT,
+            thumb_size=THUMBNAIL_SIZE,
+            site_name=ctx.settings.server_name,
+        )
+        headers = {"Content-Security-Policy": embed_csp(ctx, nonce), "Cache-Control": "no-cache"}
+        return HTMLResponse(html, headers=headers)
+
+    return [Route("/embed/{track_id}", embed, methods=["GET", "HEAD"], name="embed")]

@@ -1,0 +1,192 @@
+"""``/audio/{id}/stream`` and ``/audio/{id}/thumbnail``: the one place that serves blob bytes.
+
+Both routes end in :func:`blob_response`, which holds all of the HTTP byte-serving rules: single
+``Range`` requests (206 + ``Content-Range``), unsatisfiable ranges (416 + ``Content-Range: bytes
+*/size``), validators (``ETag``, ``Last-Modified``), conditional requests (``If-None-Match``,
+``If-Modified-Since`` -> 304; ``If-Range``) and ``HEAD``. Multi-range requests are answered with
+the whole body (200), which RFC 9110 allows. Bytes are streamed chunk by chunk from the blob store
+in a worker thread; a file is never held in memory.
+
+When the store can mint signed URLs (GCS), the route answers ``302`` to a fresh one instead, with
+``Cache-Control: no-store`` on the redirect so nobody caches an expiring URL; the browser then sends
+its ``Range`` straight to the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime, parsedate_to_datetime
+
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from loist.storage.base import BlobInfo
+from loist.web.context import WebContext, parse_track_id
+from loist.web.errors import error_body
+
+CACHE_CONTROL = "public, max-age=300"
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    start: int
+    end: int  # inclusive
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+class RangeNotSatisfiable(Exception):
+    """The Range header is well-formed but no byte of it lies inside the blob."""
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """The single byte range a ``Range`` header asks for, or None to serve the whole blob.
+
+    None for: no header, a unit other than bytes, malformed syntax (ignored, per RFC 9110) and
+    multi-range requests (we answer those with the full body). Raises :class:`RangeNotSatisfiable`
+    for a valid single range outside the blob.
+    """
+    if not header:
+        return None
+    unit, sep, spec = header.strip().partition("=")
+    if not sep or unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    first, last = first.strip(), last.strip()
+    if first and not first.isdigit() or last and not last.isdigit() or not (first or last):
+        return None
+    if not first:  # suffix: the last N bytes
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable
+        return ByteRange(max(0, size - suffix), size - 1)
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiable
+    return ByteRange(start, min(end, size - 1))
+
+
+def _etag(info: BlobInfo) -> str:
+    return f'"{info.etag}"'
+
+
+def _http_date(moment: datetime) -> str:
+    return format_datetime(moment.replace(microsecond=0), usegmt=True)
+
+
+def _parse_http_date(value: str) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _etag_listed(header: str, etag: str) -> bool:
+    """Weak comparison against an ``If-None-Match`` list (``*`` matches anything)."""
+    candidates = [part.strip() for part in header.split(",")]
+    bare = etag.removeprefix("W/")
+    return any(c == "*" or c.removeprefix("W/") == bare for c in candidates)
+
+
+def _not_modified(request: Request, info: BlobInfo) -> bool:
+    inm = request.headers.get("if-none-match")
+    if inm is not None:
+        return _etag_listed(inm, _etag(info))
+    ims = request.headers.get("if-modified-since")
+    if ims is not None:
+        since = _parse_http_date(ims)
+        return since is not None and info.updated.replace(microsecond=0) <= since
+    return False
+
+
+def _range_applies(request: Request, info: BlobInfo) -> bool:
+    """``If-Range``: honour the Range only while the client's copy is still current."""
+    if_range = request.headers.get("if-range")
+    if if_range is None:
+        return True
+    if_range = if_range.strip()
+    if if_range.startswith(('"', "W/")):
+        return if_range == _etag(info)  # strong comparison; weak tags never match
+    since = _parse_http_date(if_range)
+    return since is not None and since == info.updated.replace(microsecond=0)
+
+
+async def _chunks(ctx: WebContext, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async for chunk in iterate_in_threadpool(ctx.library.iter_blob(key, start, end)):
+        yield chunk
+
+
+def blob_response(request: Request, ctx: WebContext, info: BlobInfo, content_type: str | None) -> Response:
+    """Serve a blob's bytes honouring Range, validators, conditional requests and HEAD."""
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": _etag(info),
+        "Last-Modified": _http_date(info.updated),
+        "Cache-Control": CACHE_CONTROL,
+    }
+    if _not_modified(request, info):
+        return Response(status_code=304, headers=headers)
+
+    media_type = info.content_type or content_type or "application/octet-stream"
+    wanted: ByteRange | None = None
+    if _range_applies(request, info):
+        try:
+            wanted = parse_range(request.headers.get("range"), info.size)
+        except RangeNotSatisfiable:
+            headers["Content-Range"] = f"bytes */{info.size}"
+            body = error_body("INVALID_ARGUMENT", f"range not satisfiable for a blob of {info.size} bytes")
+            return JSONResponse(body, status_code=416, headers=headers)
+
+    status = 200
+    start, end = 0, info.size - 1
+    if wanted is not None:
+        status, start, end = 206, wanted.start, wanted.end
+        headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
+    headers["Content-Length"] = str(max(0, end - start + 1))
+
+    if request.method == "HEAD" or info.size == 0:
+        return Response(status_code=status, headers=headers, media_type=media_type)
+    return StreamingResponse(_chunks(ctx, info.key, start, end), status_code=status, headers=headers,
+                             media_type=media_type)
+
+
+async def _redirect_if_signed(ctx: WebContext, info: BlobInfo) -> Response | None:
+    url = await run_in_threadpool(ctx.library.signed_url, info.key)
+    if url is None:
+        return None
+    return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+
+
+def routes(ctx: WebContext) -> list[Route]:
+    async def stream(request: Request) -> Response:
+        track_id = parse_track_id(request.path_params["track_id"])
+        info = await ctx.library.stream(track_id)
+        redirect = await _redirect_if_signed(ctx, info)
+        if redirect is not None:
+            return redirect
+        return blob_response(request, ctx, info, None)
+
+    async def thumbnail(request: Request) -> Response:
+        track_id = parse_track_id(request.path_params["track_id"])
+        info = await ctx.library.thumbnail(track_id)
+        redirect = await _redirect_if_signed(ctx, info)
+        if redirect is not None:
+            return redirect
+        return blob_response(request, ctx, info, "image/jpeg")
+
+    return [
+        Route("/audio/{track_id}/stream", stream, methods=["GET", "HEAD"], name="stream"),
+        Route("/audio/{track_id}/thumbnail", thumbnail, methods=["GET", "HEAD"], name="thumbnail"),
+    ]
