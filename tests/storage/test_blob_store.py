@@ -156,8 +156,22 @@ def test_put_file_from_a_missing_source(blob_store: BlobStore, tmp_path: Path) -
     assert not blob_store.exists(KEY)
 
 
-BAD_KEYS = ["", "../etc/passwd", "audio/../../x", "/abs/key", "a\\b", "a//b", "a/./b", "a/", "a b",
-            "caf\u00e9.mp3", ".hidden", "audio/.tmp-123", "a?b", "a%2fb"]
+BAD_KEYS = [
+    "",
+    "../etc/passwd",
+    "audio/../../x",
+    "/abs/key",
+    "a\\b",
+    "a//b",
+    "a/./b",
+    "a/",
+    "a b",
+    "caf\u00e9.mp3",
+    ".hidden",
+    "audio/.tmp-123",
+    "a?b",
+    "a%2fb",
+]
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)

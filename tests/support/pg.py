@@ -1,1 +1,119 @@
-"""Shared test fixtures (pg)."""
+"""Shared test fixtures (pg): real PostgreSQL databases, and a ``catalog`` on both dialects.
+
+- ``pg_url`` (session): a fresh, uniquely named database (``loist_test_<uuid8>``, one per xdist
+  worker) on the local server; yields ``postgresql://postgres@127.0.0.1:5432/<db>``; dropped at the
+  end. When the server is unreachable the test is skipped locally but FAILS when ``CI`` is set: a
+  CI run never passes by skipping the database.
+- ``pg_migrated_url`` (session): ``pg_url`` upgraded to the migration head once.
+- ``fresh_pg_url`` (function): a new empty database for migration tests; dropped afterwards.
+- ``catalog_url`` (function, parametrized ``sqlite`` / ``postgresql``): a migrated, empty database.
+- ``catalog`` (function, over ``catalog_url``): a migrated, EMPTY
+  :class:`~loist.catalog.Catalog`. SQLite copies a migrated template file into ``tmp_path``;
+  PostgreSQL reuses the session database and wipes it, so each test costs milliseconds.
+- ``sqlite_catalog_url(tmp_path)`` / ``make_pg_database()`` helpers for tests that need more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from loist.catalog import Catalog
+from loist.catalog.migrate import upgrade
+
+PG_SERVER = os.environ.get("LOIST_TEST_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
+CONNECT_TIMEOUT_S = 5
+
+
+def _admin() -> psycopg.Connection:
+    return psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+
+
+def _unavailable(reason: str) -> None:
+    message = f"PostgreSQL at {PG_SERVER} is unreachable: {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI is set: database tests never skip in CI)", pytrace=False)
+    pytest.skip(message)
+
+
+def make_pg_database() -> str:
+    """Create an empty, uniquely named database; return its plain URL (drop it with drop_pg_database)."""
+    name = f"loist_test_{uuid.uuid4().hex[:8]}"
+    try:
+        with _admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.OperationalError as exc:
+        _unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    return f"{PG_SERVER}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with _admin() as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    url = make_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+@pytest.fixture(scope="session")
+def pg_migrated_url(pg_url: str) -> str:
+    asyncio.run(upgrade(pg_url))
+    return pg_url
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    url = make_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("catalog-template") / "loist.db"
+    asyncio.run(upgrade(f"sqlite:///{path}"))
+    return path
+
+
+def sqlite_catalog_url(directory: Path, template: Path | None = None) -> str:
+    """A SQLite URL in ``directory``; with ``template``, the file starts as a copy of it."""
+    path = directory / "loist.db"
+    if template is not None:
+        shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a migrated catalog database, per dialect (sync: migrating uses its own loop)."""
+    if request.param == "sqlite":
+        return sqlite_catalog_url(tmp_path, request.getfixturevalue("_sqlite_template"))
+    return request.getfixturevalue("pg_migrated_url")
+
+
+@pytest.fixture
+async def catalog(catalog_url: str) -> AsyncIterator[Catalog]:
+    cat = Catalog.from_url(catalog_url)
+    if cat.dialect == "postgresql":
+        await cat.wipe()  # the session database is shared by the tests of this worker
+    try:
+        yield cat
+    finally:
+        await cat.close()

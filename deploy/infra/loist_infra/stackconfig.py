@@ -18,7 +18,9 @@ def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[s
     """Build the spec; fail loudly on a stack that is not one of the two environments."""
     environment = loist.get("environment") or stack
     if environment not in ENVIRONMENTS:
-        raise ValueError(f"stack {stack!r}: loist:environment must be one of {ENVIRONMENTS}, got {environment!r}")
+        raise ValueError(
+            f"stack {stack!r}: loist:environment must be one of {ENVIRONMENTS}, got {environment!r}"
+        )
     project = gcp.get("project")
     region = gcp.get("region")
     if not project or not region:

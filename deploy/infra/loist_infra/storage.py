@@ -41,7 +41,9 @@ def lifecycle_rules(spec: EnvSpec) -> list[gcp.storage.BucketLifecycleRuleArgs]:
     return rules
 
 
-def build_bucket(spec: EnvSpec, embed_base_url: pulumi.Input[str], opts: pulumi.ResourceOptions) -> gcp.storage.Bucket:
+def build_bucket(
+    spec: EnvSpec, embed_base_url: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> gcp.storage.Bucket:
     origin = pulumi.Output.from_input(embed_base_url).apply(origin_of)
     return gcp.storage.Bucket(
         spec.bucket_name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 
 def fold(text: str) -> str:
@@ -16,8 +17,12 @@ def fold(text: str) -> str:
     return " ".join(stripped.casefold().split())
 
 
+@lru_cache(maxsize=8192)
 def normalize_genre(genre: str) -> str:
-    """The key a genre is filtered and faceted by (``track_genres.genre_norm``)."""
+    """The key a genre is filtered and faceted by (``track_genres.genre_norm``).
+
+    Cached: a library has few distinct genres and bulk ingest folds the same ones again and again.
+    """
     return fold(genre)
 
 

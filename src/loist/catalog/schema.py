@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from loist.catalog.query import SEARCH_COLUMNS
 from loist.model import TrackStatus
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -103,6 +104,8 @@ tracks = sa.Table(
     sa.Column("label", sa.Text()),
     sa.Column("isrc", sa.Text()),
     sa.Column("comment", sa.Text()),
+    # search tokens, written from loist.catalog.query.search_columns (indexed by migration 0002)
+    *(sa.Column(name, sa.Text(), nullable=False, server_default="") for name in SEARCH_COLUMNS.values()),
     # artwork
     sa.Column("artwork_present", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("artwork_width", sa.Integer()),

@@ -23,9 +23,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from loist.catalog import sqlite_bulk
 from loist.catalog.engine import build_engine
 from loist.catalog.errors import database_failed
 from loist.catalog.normalize import genre_rows
+from loist.catalog.query import search_columns
 from loist.catalog.schema import track_genres, tracks
 from loist.errors import InvalidArgument, LoistError
 from loist.model import (
@@ -80,6 +82,7 @@ def track_to_row(track: Track) -> dict[str, Any]:
     for field in TAG_FIELDS:
         row[field] = getattr(track.tags, field)
     row["genres"] = list(track.tags.genres)
+    row.update(search_columns(track.tags))  # the search index's tokens (loist.catalog.query)
     for field, column in _ARTWORK_COLUMNS.items():
         row[column] = getattr(track.artwork, field)
     return row
@@ -211,28 +214,32 @@ class Catalog:
         if not tracks_in:
             return []
         rows = [track_to_row(track) for track in tracks_in]
-        statement = self._insert().on_conflict_do_nothing(index_elements=[tracks.c.sha256])
         async with self._tx("insert") as conn:
-            await conn.execute(statement, rows)
-            shas = list({row["sha256"] for row in rows if row["sha256"] is not None})
-            owners: dict[str, Mapping[str, Any]] = {}
-            for chunk in _chunks(shas, IN_CHUNK):
+            if self.dialect == "sqlite":
+                created_ids = await sqlite_bulk.insert_rows(conn, rows)
+            else:
+                # insertmanyvalues: multi-row INSERTs, RETURNING the ids of the rows that went in.
+                statement = (
+                    self._insert()
+                    .on_conflict_do_nothing(index_elements=[tracks.c.sha256])
+                    .returning(tracks.c.id)
+                )
+                created_ids = set((await conn.execute(statement, rows)).scalars().all())
+                await self._write_genres(
+                    conn, [(row["id"], row["genres"]) for row in rows if row["id"] in created_ids], replace=False
+                )
+            dupes = list({row["sha256"] for row in rows if row["id"] not in created_ids and row["sha256"]})
+            owners: dict[str, Track] = {}
+            for chunk in _chunks(dupes, IN_CHUNK):
                 result = await conn.execute(sa.select(tracks).where(tracks.c.sha256.in_(chunk)))
-                owners.update({row["sha256"]: row for row in result.mappings()})
-            created_ids = {row["id"] for row in rows if row["sha256"] is None}
-            created_ids |= {owner["id"] for owner in owners.values()}
-            await self._write_genres(
-                conn, [(row["id"], row["genres"]) for row in rows if row["id"] in created_ids], replace=False
-            )
+                owners.update({row["sha256"]: row_to_track(row) for row in result.mappings()})
         out: list[tuple[Track, bool]] = []
-        seen: set[uuid.UUID] = set()
         for track, row in zip(tracks_in, rows, strict=True):
-            sha = row["sha256"]
-            if sha is None or (owners[sha]["id"] == row["id"] and row["id"] not in seen):
-                seen.add(row["id"])
+            if row["id"] in created_ids:
+                created_ids.discard(row["id"])  # the same Track twice in a batch is created once
                 out.append((_normalized(track), True))
             else:
-                out.append((row_to_track(owners[sha]), False))
+                out.append((owners[row["sha256"]], False))
         return out
 
     async def record_failure(self, source: Source, code: str, message: str) -> Track:
@@ -283,6 +290,7 @@ class Catalog:
         """Replace a track's tags (all of them: pass the merged result); ``None`` if it is gone."""
         values: dict[str, Any] = {field: getattr(tags, field) for field in TAG_FIELDS}
         values["genres"] = list(tags.genres)
+        values.update(search_columns(tags))
         values["updated_at"] = _now()
         async with self._tx("update") as conn:
             result = await conn.execute(

@@ -122,7 +122,8 @@ def _find_mpeg_audio(buf: bytes, start: int, remaining: int) -> int | None:
         if length:
             if pos == start and pos + length > remaining:
                 raise InvalidFormat(
-                    "the MP3 data is truncated: the first audio frame is cut short", details={"reason": "truncated"}
+                    "the MP3 data is truncated: the first audio frame is cut short",
+                    details={"format": "mp3", "reason": "truncated"},
                 )
             if _frames_follow(buf, pos, length, remaining, 1 if pos == start else 2):
                 return pos
@@ -146,7 +147,7 @@ def _is_adts(buf: bytes, file_size: int) -> bool:
 
 def _ogg(buf: bytes) -> Sniffed:
     if len(buf) < 28:
-        raise InvalidFormat("the Ogg data is truncated")
+        raise InvalidFormat("the Ogg data is truncated", details={"format": "ogg", "reason": "truncated"})
     segments = buf[26]
     packet = buf[27 + segments : 27 + segments + 16]
     if packet.startswith(b"\x01vorbis"):
@@ -190,16 +191,20 @@ def _check_flac_blocks(fileobj: BinaryIO, start: int, file_size: int) -> None:
     for _ in range(1024):
         hdr = _read_at(fileobj, pos, 4)
         if len(hdr) < 4:
-            raise InvalidFormat("the FLAC data is truncated inside its metadata", details={"reason": "truncated"})
+            raise InvalidFormat(
+                "the FLAC data is truncated inside its metadata", details={"format": "flac", "reason": "truncated"}
+            )
         last = hdr[0] & 0x80
         pos += 4 + int.from_bytes(hdr[1:4], "big")
         if last:
             break
     sync = _read_at(fileobj, pos, 2)
     if pos > file_size or len(sync) < 2:
-        raise InvalidFormat("the FLAC file has no audio frames (truncated)", details={"reason": "truncated"})
+        raise InvalidFormat(
+            "the FLAC file has no audio frames (truncated)", details={"format": "flac", "reason": "truncated"}
+        )
     if sync[0] != 0xFF or sync[1] & 0xFE != 0xF8:
-        raise InvalidFormat("the FLAC audio frames are corrupt")
+        raise InvalidFormat("the FLAC audio frames are corrupt", details={"format": "flac", "reason": "corrupt"})
 
 
 def sniff_file(fileobj: BinaryIO, head: bytes | None = None) -> Sniffed:
@@ -216,7 +221,9 @@ def sniff_file(fileobj: BinaryIO, head: bytes | None = None) -> Sniffed:
             break
         offset = _id3v2_end(fileobj, head, offset)
         if offset >= file_size:
-            raise InvalidFormat("the file holds only an ID3 tag, no audio", details={"reason": "truncated"})
+            raise InvalidFormat(
+                "the file holds only an ID3 tag, no audio", details={"format": "mp3", "reason": "truncated"}
+            )
         buf = head[offset:] if offset + 4096 <= len(head) else _read_at(fileobj, offset, HEAD_BYTES)
     after_id3 = offset > 0
     result = _by_magic(buf)
@@ -243,7 +250,10 @@ def _by_magic(buf: bytes) -> Sniffed | None:
     if buf.startswith(b"RIFF") and buf[8:12] == b"WAVE":
         return Sniffed("wav", "audio/wav", WAVE)
     if (buf.startswith(b"RF64") and buf[8:12] == b"WAVE") or buf.startswith(b"riff\x2e\x91\xcf\x11"):
-        raise InvalidFormat("RF64 / Wave64 files are not supported; convert to WAV or FLAC")
+        raise InvalidFormat(
+            "RF64 / Wave64 files are not supported; convert to WAV or FLAC",
+            details={"format": "wav", "reason": "unsupported"},
+        )
     if buf.startswith(b"FORM") and buf[8:12] in (b"AIFF", b"AIFC"):
         return Sniffed("aiff", "audio/aiff", AIFF)
     if buf.startswith(_ASF_GUID):

@@ -39,13 +39,16 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from loist.errors import InvalidArgument, LoistError, NotFound, StorageFailed
 from loist.storage.base import CHUNK_SIZE, BlobInfo
-from loist.storage.keys import check_range, validate_key
+from loist.storage.checks import DEFAULT_CONTENT_TYPE, check_range, validate_key
 
 UPLOAD_CHUNK_SIZE = 32 * CHUNK_SIZE  # 8 MiB: GCS's recommended minimum; must be a multiple of 256 KiB
 RANGE_WINDOW = 4 * CHUNK_SIZE  # 1 MiB per ranged GET while streaming
 MAX_SIGNED_URL_TTL_S = 7 * 24 * 3600  # the V4 signing limit
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
 PING_TIMEOUT_S = 10.0
+SIGNING_HINT = (
+    " (signing without a key file uses IAM signBlob: the runtime service account needs "
+    "roles/iam.serviceAccountTokenCreator on itself)"
+)
 
 _FAILURES: tuple[type[BaseException], ...] = (
     gexc.GoogleAPIError,
@@ -107,7 +110,14 @@ class GcsBlobStore:
         return self._bucket
 
     @contextmanager
-    def _guard(self, op: str, key: str | None = None, *, missing: Callable[[], LoistError] | None = None):
+    def _guard(
+        self,
+        op: str,
+        key: str | None = None,
+        *,
+        missing: Callable[[], LoistError] | None = None,
+        hint: str = "",
+    ) -> Iterator[None]:
         """Map every backend exception raised inside to our hierarchy, exactly once."""
         try:
             yield
@@ -128,7 +138,7 @@ class GcsBlobStore:
         except _FAILURES as exc:
             where = f" of {key!r}" if key else ""
             raise StorageFailed(
-                f"GCS {op}{where} in bucket {self.bucket_name!r} failed: {_describe(exc)}",
+                f"GCS {op}{where} in bucket {self.bucket_name!r} failed: {_describe(exc)}{hint}",
                 details=self._details(key),
             ) from exc
 
@@ -136,7 +146,9 @@ class GcsBlobStore:
         return {"bucket": self.bucket_name, **({"key": key} if key else {})}
 
     def _missing(self, key: str) -> Callable[[], LoistError]:
-        return lambda: NotFound(f"blob {key!r} not found in bucket {self.bucket_name!r}", details=self._details(key))
+        return lambda: NotFound(
+            f"blob {key!r} not found in bucket {self.bucket_name!r}", details=self._details(key)
+        )
 
     # --- writes ----------------------------------------------------------------------------------
     def put_file(self, key: str, path: Path, content_type: str | None) -> BlobInfo:
@@ -157,7 +169,9 @@ class GcsBlobStore:
             raise InvalidArgument("put_bytes needs bytes")
         with self._guard("upload", key):
             blob = self.bucket.blob(key)
-            blob.upload_from_string(bytes(data), content_type=content_type or DEFAULT_CONTENT_TYPE, retry=self._retry)
+            blob.upload_from_string(
+                bytes(data), content_type=content_type or DEFAULT_CONTENT_TYPE, retry=self._retry
+            )
         return _info(key, blob)
 
     # --- reads -----------------------------------------------------------------------------------
@@ -192,7 +206,9 @@ class GcsBlobStore:
             # The blob came from get_blob, so it carries its generation: every window reads the
             # same version. A ranged read cannot be checksummed (the hash covers the whole object).
             with self._guard("read", key, missing=self._missing(key)):
-                data = blob.download_as_bytes(start=position, end=window_end, checksum=None, retry=self._retry)
+                data = blob.download_as_bytes(
+                    start=position, end=window_end, checksum=None, retry=self._retry
+                )
             expected = window_end - position + 1
             if len(data) != expected:
                 raise StorageFailed(
@@ -241,7 +257,7 @@ class GcsBlobStore:
             "method": method.upper(),
         }
         blob = self.bucket.blob(key)
-        with self._guard("URL signing", key):
+        with self._guard("URL signing", key, hint=SIGNING_HINT):
             if isinstance(credentials, google.auth.credentials.Signing):
                 return blob.generate_signed_url(**options)
             if not getattr(credentials, "service_account_email", None):

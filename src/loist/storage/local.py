@@ -2,7 +2,7 @@
 
 Layout: the blob for key ``audio/ab/<sha>.mp3`` lives at ``<root>/audio/ab/<sha>.mp3``; its content
 type lives in a small JSON sidecar at ``<root>/.meta/audio/ab/<sha>.mp3.json``. Keys can never start
-a segment with ``.`` (see :mod:`loist.storage.keys`), so neither the sidecars nor the ``.tmp-*``
+a segment with ``.`` (see :mod:`loist.storage.checks`), so neither the sidecars nor the ``.tmp-*``
 files used for atomic writes can collide with a blob.
 
 Writes are atomic: data goes to a temp file in the destination folder, is fsynced, then
@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from loist.errors import InvalidArgument, NotFound, StorageFailed
 from loist.storage.base import CHUNK_SIZE, BlobInfo
-from loist.storage.keys import check_range, validate_key
+from loist.storage.checks import DEFAULT_CONTENT_TYPE, check_range, validate_key
 
 META_DIR = ".meta"
 
@@ -73,24 +73,35 @@ class LocalBlobStore:
         return self.stat(key)
 
     def _write_atomic(self, key: str, target: Path, src: BinaryIO, content_type: str | None) -> None:
+        """Temp file -> fsync -> content-type sidecar -> rename. Any failure leaves no new file behind."""
+        meta = self._meta_path(key)
         try:
-            # The sidecar first: once the blob is visible, its content type is too.
-            self._write_small_atomic(self._meta_path(key), json.dumps({"content_type": content_type}).encode())
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
         except OSError as exc:
-            raise StorageFailed(f"cannot write blob {key!r} under {self.root}: {exc.strerror or exc}") from exc
+            raise StorageFailed(
+                f"cannot write blob {key!r} under {self.root}: {exc.strerror or exc}"
+            ) from exc
         tmp = Path(tmp_name)
+        renamed = False
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := src.read(CHUNK_SIZE):
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
+            # The sidecar goes in just before the rename, so when the blob is visible its type is too.
+            self._write_small_atomic(
+                meta, json.dumps({"content_type": content_type or DEFAULT_CONTENT_TYPE}).encode()
+            )
             os.replace(tmp, target)
+            renamed = True
             _fsync_dir(target.parent)
         except BaseException as exc:
-            tmp.unlink(missing_ok=True)
+            if not renamed:
+                tmp.unlink(missing_ok=True)
+                if not target.exists():
+                    meta.unlink(missing_ok=True)
             if isinstance(exc, OSError):
                 raise StorageFailed(f"cannot write blob {key!r}: {exc.strerror or exc}") from exc
             raise
@@ -127,12 +138,12 @@ class LocalBlobStore:
             updated=datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC),
         )
 
-    def _content_type(self, key: str) -> str | None:
+    def _content_type(self, key: str) -> str:
         try:
             value = json.loads(self._meta_path(key).read_bytes()).get("content_type")
         except (OSError, ValueError, AttributeError):
-            return None
-        return value if isinstance(value, str) else None
+            return DEFAULT_CONTENT_TYPE
+        return value if isinstance(value, str) and value else DEFAULT_CONTENT_TYPE
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -17,14 +17,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from loist.model import Track, TrackStatus
-from loist.errors import NotFound
+from loist.model import Track
 from loist.web.context import WebContext, parse_track_id
 from loist.web.security import embed_csp, new_nonce, origin_of
 
 PLAYER_WIDTH = 480  # the iframe size we advertise (oEmbed, twitter:player)
 PLAYER_HEIGHT = 160
-THUMBNAIL_SIZE = 300  # advertised thumbnail size (og:image:width/height)
+THUMBNAIL_BOX = 600  # ingest fits artwork thumbnails inside 600x600 (a test checks the real JPEG)
+PLACEHOLDER_SIZE = 300  # static/artwork.png
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class TrackView:
     stream_url: str
     thumbnail_url: str | None
     image_url: str  # thumbnail, or the static placeholder artwork
+    image_width: int
+    image_height: int
 
     @property
     def duration_label(self) -> str:
@@ -57,6 +59,15 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def thumbnail_size(track: Track) -> tuple[int, int]:
+    """The thumbnail's pixel size, derived from the original artwork's (fit inside the box, no upscaling)."""
+    width, height = track.artwork.width, track.artwork.height
+    if not width or not height:
+        return THUMBNAIL_BOX, THUMBNAIL_BOX
+    scale = min(1.0, THUMBNAIL_BOX / width, THUMBNAIL_BOX / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def track_view(ctx: WebContext, track: Track) -> TrackView:
     lib = ctx.library
     tags = track.tags
@@ -64,7 +75,8 @@ def track_view(ctx: WebContext, track: Track) -> TrackView:
     parts = [p for p in (tags.artist, tags.album, str(tags.year) if tags.year else None) if p]
     if track.audio.duration_s is not None:
         parts.append(format_duration(track.audio.duration_s))
-    thumb = lib.thumbnail_url(track.id) if track.thumbnail_key else None
+    thumb = lib.thumbnail_url(track)
+    image_w, image_h = thumbnail_size(track) if thumb else (PLACEHOLDER_SIZE, PLACEHOLDER_SIZE)
     return TrackView(
         id=str(track.id),
         title=title,
@@ -77,15 +89,14 @@ def track_view(ctx: WebContext, track: Track) -> TrackView:
         stream_url=lib.stream_url(track.id),
         thumbnail_url=thumb,
         image_url=thumb or f"{ctx.base_url}/static/artwork.png",
+        image_width=image_w,
+        image_height=image_h,
     )
 
 
 async def load_track(ctx: WebContext, raw_id: str) -> Track:
     """The track behind a public URL; only completed tracks are public."""
-    track = await ctx.library.get(parse_track_id(raw_id))
-    if track.status != TrackStatus.COMPLETED or not track.blob_key:
-        raise NotFound(f"track {track.id} is not available")
-    return track
+    return await ctx.library.get_playable(parse_track_id(raw_id))
 
 
 async def _note_signed_origin(ctx: WebContext, track: Track) -> None:
@@ -113,7 +124,6 @@ def routes(ctx: WebContext) -> list[Route]:
             oembed_xml=f"{oembed}&format=xml",
             width=PLAYER_WIDTH,
             height=PLAYER_HEIGHT,
-            thumb_size=THUMBNAIL_SIZE,
             site_name=ctx.settings.server_name,
         )
         headers = {"Content-Security-Policy": embed_csp(ctx, nonce), "Cache-Control": "no-cache"}

@@ -69,9 +69,9 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
             raise RangeNotSatisfiable
         return ByteRange(max(0, size - suffix), size - 1)
     start = int(first)
+    if last and int(last) < start:
+        return None  # syntactically invalid: ignored
     end = int(last) if last else size - 1
-    if end < start:
-        return None
     if start >= size:
         raise RangeNotSatisfiable
     return ByteRange(start, min(end, size - 1))

@@ -1,4 +1,4 @@
-"""Blob-key validation, shared by every backend so they accept and refuse exactly the same keys.
+"""Argument checks shared by every backend, so they accept and refuse exactly the same input.
 
 Keys are built by :func:`loist.storage.base.audio_key` / :func:`~loist.storage.base.thumbnail_key`,
 but a key can also arrive from a database row or a request, so each backend checks it before it
@@ -13,6 +13,7 @@ import re
 
 from loist.errors import InvalidArgument
 
+DEFAULT_CONTENT_TYPE = "application/octet-stream"  # what a blob stored with content_type=None reports
 MAX_KEY_LENGTH = 1024  # GCS's own limit on object names (bytes)
 
 _ALLOWED = re.compile(r"[A-Za-z0-9._/-]+")

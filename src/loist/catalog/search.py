@@ -1,0 +1,667 @@
+"""Search: the only module with dialect-specific SQL (FTS5 on SQLite, tsvector/pg_trgm on PostgreSQL).
+
+How a query runs (both engines, same steps, same answers):
+
+1. :func:`loist.catalog.query.parse_query` turns the text into terms, ranges and keywords with the
+   same tokenizer that filled the ``search_*`` columns at write time.
+2. The **exact pass** matches every positive term through the full-text index (FTS5 ``MATCH`` on
+   SQLite, ``@@`` on the weighted ``search_vector`` with its GIN index on PostgreSQL), applies
+   exclusions, phrase adjacency (``LIKE`` on the token columns, identical SQL on both), filters and
+   the sort, and fetches ``limit + 1`` rows after the cursor's key (keyset pagination).
+3. When it finds fewer than :data:`FUZZY_BELOW` tracks, the **fuzzy pass** looks up words that are
+   not in the vocabulary (``search_vocab``, kept by triggers) and replaces each with its nearest
+   vocabulary words by trigram similarity (candidates from ``pg_trgm`` / an FTS5 ``trigram``
+   table, scored by the one Python :func:`~loist.catalog.query.similarity`), then runs again.
+
+Ranking weights are data (:data:`RANKING`): title and artist above album, album above genre,
+composer and label. Only COMPLETED tracks are ever returned.
+
+Every name interpolated into SQL text here is a module constant; user text only ever travels as a
+bound parameter (and inside FTS5/tsquery expressions only as tokens of letters, digits and symbols,
+quoted), hence the file-wide S608 exemption.
+"""
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from loist.catalog.errors import database_failed
+from loist.catalog.normalize import normalize_genre
+from loist.catalog.query import (
+    SEARCH_COLUMNS,
+    ParsedQuery,
+    Term,
+    Token,
+    fold,
+    inner_trigrams,
+    parse_query,
+    search_columns,
+    similarity,
+)
+from loist.catalog.schema import track_genres, tracks
+from loist.errors import InvalidArgument, LoistError
+from loist.model import SearchFilters, SearchHit, SearchRequest, SearchResult, TrackStatus
+
+
+@dataclass(frozen=True)
+class FieldWeight:
+    column: str
+    weight: float  # relative importance of a match in this field
+    pg_label: str  # the tsvector weight class holding it (PostgreSQL has four: A-D)
+
+
+# The ranking table. SQLite passes the weights to bm25() per column; PostgreSQL gives ts_rank() one
+# weight per class, so fields sharing a class must share a weight (a test checks).
+RANKING: dict[str, FieldWeight] = {
+    "title": FieldWeight("search_title", 10.0, "A"),
+    "artist": FieldWeight("search_artist", 10.0, "B"),
+    "album": FieldWeight("search_album", 4.0, "C"),
+    "genre": FieldWeight("search_genre", 2.0, "D"),
+    "composer": FieldWeight("search_composer", 2.0, "D"),
+    "label": FieldWeight("search_label", 2.0, "D"),
+}
+
+FUZZY_BELOW = 3  # run the fuzzy pass when the exact pass finds fewer tracks than this
+FUZZY_MIN_SIMILARITY = 0.3  # pg_trgm's default threshold
+FUZZY_EXPANSIONS = 5  # nearest vocabulary words tried per misspelt word
+FUZZY_CANDIDATES = 64
+FACET_LIMIT = 50
+
+FTS_TABLE = "tracks_fts"
+VOCAB_TABLE = "search_vocab"
+VOCAB_TRGM_TABLE = "search_vocab_trgm"
+PG_VECTOR = "search_vector"
+
+_COMPLETED = TrackStatus.COMPLETED.value
+
+
+def pg_weights_literal() -> str:
+    """``ts_rank``'s weight array ``{D, C, B, A}``, scaled so the heaviest class is 1."""
+    top = max(field.weight for field in RANKING.values())
+    by_label = {field.pg_label: field.weight / top for field in RANKING.values()}
+    return "{" + ",".join(f"{by_label.get(label, 0.0):g}" for label in "DCBA") + "}"
+
+
+# --- DDL: installed by migration 0002, re-installed by rebuild_search_index ----------------------
+
+
+def _sqlite_ddl() -> list[str]:
+    cols = ", ".join(field.column for field in RANKING.values())
+    new_cols = ", ".join(f"new.{field.column}" for field in RANKING.values())
+    concat = " || ' ' || ".join(f"coalesce(new.{field.column}, '')" for field in RANKING.values())
+    vocab_insert = (
+        f"INSERT OR IGNORE INTO {VOCAB_TABLE}(term) "
+        f"SELECT value FROM json_each('[\"' || replace(trim({concat}), ' ', '\",\"') || '\"]') "
+        "WHERE length(value) >= 3 AND value NOT GLOB '*[0-9]*';"
+    )
+    watched = ", ".join(["status", *(field.column for field in RANKING.values())])
+    return [
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5({cols}, tokenize='ascii', prefix='1 2 3')",
+        f"CREATE TABLE IF NOT EXISTS {VOCAB_TABLE} (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE)",
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {VOCAB_TRGM_TABLE} USING fts5(term, content='{VOCAB_TABLE}', "
+        "content_rowid='id', tokenize='trigram')",
+        f"CREATE TRIGGER IF NOT EXISTS {VOCAB_TABLE}_ai AFTER INSERT ON {VOCAB_TABLE} BEGIN "
+        f"INSERT INTO {VOCAB_TRGM_TABLE}(rowid, term) VALUES (new.id, new.term); END",
+        f"CREATE TRIGGER IF NOT EXISTS tracks_search_ai AFTER INSERT ON tracks BEGIN "
+        f"INSERT INTO {FTS_TABLE}(rowid, {cols}) SELECT new.rowid, {new_cols} WHERE new.status = '{_COMPLETED}'; "
+        f"{vocab_insert} END",
+        f"CREATE TRIGGER IF NOT EXISTS tracks_search_ad AFTER DELETE ON tracks BEGIN "
+        f"DELETE FROM {FTS_TABLE} WHERE rowid = old.rowid; END",
+        f"CREATE TRIGGER IF NOT EXISTS tracks_search_au AFTER UPDATE OF {watched} ON tracks BEGIN "
+        f"DELETE FROM {FTS_TABLE} WHERE rowid = old.rowid; "
+        f"INSERT INTO {FTS_TABLE}(rowid, {cols}) SELECT new.rowid, {new_cols} WHERE new.status = '{_COMPLETED}'; "
+        f"{vocab_insert} END",
+    ]
+
+
+def _pg_vector_expression() -> str:
+    """The generated ``search_vector``: each column's tokens as lexemes weighted by its class.
+
+    The tokens come from Python (``search_*`` columns), so no PostgreSQL parser or dictionary is
+    involved: ``'tok':1A`` literals are cast straight to ``tsvector`` and match exactly what SQLite's
+    FTS5 ``ascii`` tokenizer sees.
+    """
+    parts = [
+        f"(regexp_replace({field.column}, '(\\S+)', '''\\1'':1{field.pg_label}', 'g'))::tsvector"
+        for field in RANKING.values()
+    ]
+    return " || ".join(parts)
+
+
+def _pg_ddl() -> list[str]:
+    concat = ", ".join(f"NEW.{field.column}" for field in RANKING.values())
+    return [
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        f'CREATE TABLE IF NOT EXISTS {VOCAB_TABLE} (term text COLLATE "C" PRIMARY KEY)',
+        f"CREATE INDEX IF NOT EXISTS ix_{VOCAB_TABLE}_trgm ON {VOCAB_TABLE} USING gin (term gin_trgm_ops)",
+        f"""CREATE OR REPLACE FUNCTION loist_search_vocab() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO {VOCAB_TABLE}(term)
+  SELECT DISTINCT t FROM unnest(string_to_array(concat_ws(' ', {concat}), ' ')) AS t
+  WHERE length(t) >= 3 AND t !~ '[0-9]'
+  ON CONFLICT DO NOTHING;
+  RETURN NULL;
+END $$""",
+        "DROP TRIGGER IF EXISTS tracks_search_vocab ON tracks",
+        "CREATE TRIGGER tracks_search_vocab AFTER INSERT OR UPDATE OF "
+        + ", ".join(field.column for field in RANKING.values())
+        + " ON tracks FOR EACH ROW EXECUTE FUNCTION loist_search_vocab()",
+    ]
+
+
+def install_search(connection: Connection) -> None:
+    """Create the search tables, triggers and functions (idempotent). Called by migration 0002."""
+    ddl = _pg_ddl() if connection.dialect.name == "postgresql" else _sqlite_ddl()
+    for statement in ddl:
+        connection.exec_driver_sql(statement)
+
+
+def rebuild_search_index(connection: Connection) -> None:
+    """Recreate the search triggers and refill the indexes from the ``search_*`` columns.
+
+    Any migration that recreates ``tracks`` (Alembic batch mode on SQLite copies the table and
+    silently drops its triggers, and the copy gets new rowids) must call this afterwards.
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        install_search(connection)  # the trigger is per table: recreate it if the table was replaced
+        connection.exec_driver_sql(f"TRUNCATE {VOCAB_TABLE}")
+        connection.exec_driver_sql(
+            f"INSERT INTO {VOCAB_TABLE}(term) SELECT DISTINCT t FROM tracks, unnest(string_to_array(concat_ws(' ', "
+            + ", ".join(field.column for field in RANKING.values())
+            + "), ' ')) AS t WHERE length(t) >= 3 AND t !~ '[0-9]' ON CONFLICT DO NOTHING"
+        )
+        return
+    for name in ("tracks_search_ai", "tracks_search_ad", "tracks_search_au", f"{VOCAB_TABLE}_ai"):
+        connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+    install_search(connection)
+    cols = ", ".join(field.column for field in RANKING.values())
+    connection.exec_driver_sql(f"DELETE FROM {FTS_TABLE}")
+    connection.exec_driver_sql(
+        f"INSERT INTO {FTS_TABLE}(rowid, {cols}) SELECT rowid, {cols} FROM tracks WHERE status = '{_COMPLETED}'"
+    )
+    connection.exec_driver_sql(f"INSERT INTO {VOCAB_TRGM_TABLE}({VOCAB_TRGM_TABLE}) VALUES ('delete-all')")
+    connection.exec_driver_sql(f"DELETE FROM {VOCAB_TABLE}")
+    concat = " || ' ' || ".join(f"coalesce({field.column}, '')" for field in RANKING.values())
+    connection.exec_driver_sql(
+        f"INSERT OR IGNORE INTO {VOCAB_TABLE}(term) SELECT j.value FROM tracks, "
+        f"json_each('[\"' || replace(trim({concat}), ' ', '\",\"') || '\"]') AS j "
+        "WHERE length(j.value) >= 3 AND j.value NOT GLOB '*[0-9]*'"
+    )
+
+
+def backfill_search_columns(connection: Connection, batch: int = 2000) -> int:
+    """Fill the ``search_*`` columns of existing rows from their tags (migration 0002 and repairs)."""
+    source_cols = ["title", "artist", "album", "album_artist", "composer", "label"]
+    table = sa.table(
+        "tracks",
+        sa.column("id", sa.Uuid()),
+        sa.column("genres", sa.JSON()),
+        *(sa.column(name, sa.Text()) for name in source_cols),
+    )
+    done = 0
+    last: Any = None
+    while True:
+        query = sa.select(table).order_by(table.c.id).limit(batch)
+        if last is not None:
+            query = query.where(table.c.id > last)
+        rows = connection.execute(query).mappings().all()
+        if not rows:
+            return done
+        params = []
+        for row in rows:
+            values = search_columns(dict(row))
+            params.append({"b_id": row["id"], **values})
+        update = (
+            sa.table("tracks", sa.column("id", sa.Uuid()), *(sa.column(c) for c in SEARCH_COLUMNS.values()))
+        )
+        statement = (
+            update.update()
+            .where(update.c.id == sa.bindparam("b_id", type_=sa.Uuid()))
+            .values({column: sa.bindparam(column) for column in SEARCH_COLUMNS.values()})
+        )
+        connection.execute(statement, params)
+        done += len(rows)
+        last = rows[-1]["id"]
+
+
+# --- cursors -----------------------------------------------------------------------------------
+
+
+def _request_fingerprint(request: SearchRequest, order: str) -> str:
+    material = json.dumps(
+        [request.query, request.filters.model_dump(mode="json"), request.sort, order],
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def _encode_cursor(fingerprint: str, key: list[Any]) -> str:
+    payload = json.dumps({"f": fingerprint, "k": key}, separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, fingerprint: str, size: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        key = data["k"]
+        ok = isinstance(key, list) and len(key) == size and data["f"] == fingerprint
+    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError):
+        ok = False
+    if not ok:
+        raise InvalidArgument(
+            "invalid cursor: pass back the next_cursor of a previous page of the same search "
+            "(same query, filters and sort)"
+        )
+    return key
+
+
+# --- the query builder -------------------------------------------------------------------------
+
+
+def _col(name: str) -> sa.ColumnElement[Any]:
+    """A ``tracks`` column; the search columns may be absent from the Core table, so fall back."""
+    if name in tracks.c:
+        return tracks.c[name]
+    return sa.literal_column(f"tracks.{name}", type_=sa.Text())
+
+
+def _padded(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.literal_column("' '", type_=sa.Text()).concat(column).concat(sa.literal_column("' '"))
+
+
+def _token_like(column: sa.ColumnElement[Any], token: Token) -> sa.ColumnElement[bool]:
+    words = [token.text, *token.fuzzy]
+    clauses = []
+    for index, word in enumerate(words):
+        prefix = token.prefix and index == 0
+        clauses.append(_padded(column).like(f"% {word}%" if prefix else f"% {word} %"))
+    return sa.or_(*clauses)
+
+
+class _Builder:
+    """Builds the SQL of one search for one dialect."""
+
+    def __init__(self, dialect: str, parsed: ParsedQuery, filters: SearchFilters) -> None:
+        self.dialect = dialect
+        self.parsed = parsed
+        self.filters = filters
+        self._params = 0
+
+    def _name(self) -> str:
+        self._params += 1
+        return f"sq{self._params}"
+
+    # -- engine-specific match expressions --
+
+    def _fts5_token(self, token: Token) -> str:
+        words = [f'"{token.text}"' + (" *" if token.prefix else ""), *(f'"{word}"' for word in token.fuzzy)]
+        return words[0] if len(words) == 1 else "(" + " OR ".join(words) + ")"
+
+    def _fts5_term(self, term: Term) -> str:
+        groups = [" AND ".join(self._fts5_token(token) for token in group) for group in term.alternatives]
+        expression = groups[0] if len(groups) == 1 else " OR ".join(f"({group})" for group in groups)
+        if term.field:
+            return f"{{{RANKING[term.field].column}}} : ({expression})"
+        return f"({expression})"
+
+    def _ts_token(self, token: Token, label: str) -> str:
+        first = f"'{token.text}':" + ("*" if token.prefix else "") + label
+        words = [first.rstrip(":"), *(f"'{word}'" + (f":{label}" if label else "") for word in token.fuzzy)]
+        return words[0] if len(words) == 1 else "(" + " | ".join(words) + ")"
+
+    def _ts_term(self, term: Term) -> str:
+        label = RANKING[term.field].pg_label if term.field else ""
+        groups = [" & ".join(self._ts_token(token, label) for token in group) for group in term.alternatives]
+        return "(" + " | ".join(f"({group})" for group in groups) + ")"
+
+    def _post_filter(self, term: Term) -> sa.ColumnElement[bool] | None:
+        """What the index alone cannot decide: phrase adjacency, and (PostgreSQL) which D field."""
+        columns = [_col(RANKING[term.field].column)] if term.field else [_col(f.column) for f in RANKING.values()]
+        if term.phrase:
+            pattern = "% " + " ".join(term.phrase) + " %"
+            return sa.or_(*(_padded(column).like(pattern) for column in columns))
+        if self.dialect == "postgresql" and term.field:
+            label = RANKING[term.field].pg_label
+            if sum(1 for f in RANKING.values() if f.pg_label == label) > 1:
+                column = columns[0]
+                return sa.or_(
+                    *(sa.and_(*(_token_like(column, token) for token in group)) for group in term.alternatives)
+                )
+        return None
+
+    def _rowid(self) -> sa.ColumnElement[Any]:
+        return sa.literal_column("tracks.rowid", type_=sa.Integer())
+
+    def _vector(self) -> sa.ColumnElement[Any]:
+        return sa.literal_column(f"tracks.{PG_VECTOR}")
+
+    def _tsquery(self, text: str) -> sa.ColumnElement[Any]:
+        return sa.cast(sa.bindparam(self._name(), text, type_=sa.Text()), postgresql.TSQUERY())
+
+    def term_condition(self, term: Term) -> sa.ColumnElement[bool]:
+        """A boolean that is true when ``term`` (ignoring its sign) matches the row."""
+        if self.dialect == "postgresql":
+            condition: sa.ColumnElement[bool] = self._vector().op("@@")(self._tsquery(self._ts_term(term)))
+        else:
+            name = self._name()
+            subquery = sa.text(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{name}").bindparams(
+                sa.bindparam(name, self._fts5_term(term))
+            )
+            condition = self._rowid().in_(subquery)
+        post = self._post_filter(term)
+        return condition if post is None else sa.and_(condition, post)
+
+    # -- the pieces of one statement --
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        parsed, filters = self.parsed, self.filters
+        out: list[sa.ColumnElement[bool]] = [tracks.c.status == _COMPLETED]
+        for term in parsed.positive:
+            post = self._post_filter(term)
+            if post is not None:
+                out.append(post)
+        for term in parsed.negative:
+            out.append(sa.not_(self.term_condition(term)))
+        for low, high, column in (
+            (parsed.year.min if parsed.year else None, parsed.year.max if parsed.year else None, tracks.c.year),
+            (filters.year.min if filters.year else None, filters.year.max if filters.year else None, tracks.c.year),
+            (
+                parsed.duration.min if parsed.duration else None,
+                parsed.duration.max if parsed.duration else None,
+                tracks.c.duration_s,
+            ),
+            (
+                filters.duration.min if filters.duration else None,
+                filters.duration.max if filters.duration else None,
+                tracks.c.duration_s,
+            ),
+        ):
+            if low is not None:
+                out.append(column >= low)
+            if high is not None:
+                out.append(column <= high)
+        if parsed.added is not None:
+            low_at, high_at = parsed.added
+            if low_at is not None:
+                out.append(tracks.c.created_at >= low_at)
+            if high_at is not None:
+                out.append(tracks.c.created_at <= high_at)
+        fmt = sa.func.lower(tracks.c.format)
+        for formats in (parsed.formats, [fold(value).strip().lstrip(".") for value in filters.format]):
+            wanted = sorted({value for value in formats if value})
+            if wanted:
+                out.append(fmt.in_(wanted))
+        if parsed.excluded_formats:
+            out.append(sa.or_(tracks.c.format.is_(None), fmt.not_in(sorted(set(parsed.excluded_formats)))))
+        genres = sorted({normalize_genre(value) for value in filters.genre if normalize_genre(value)})
+        if genres:
+            out.append(
+                sa.exists()
+                .where(track_genres.c.track_id == tracks.c.id, track_genres.c.genre_norm.in_(genres))
+            )
+        return out
+
+    def source(self) -> tuple[sa.FromClause, sa.ColumnElement[Any] | None, list[sa.ColumnElement[bool]]]:
+        """FROM clause, score expression (None without text) and the text-match conditions."""
+        positive = self.parsed.positive
+        if not positive:
+            return tracks, None, []
+        if self.dialect == "postgresql":
+            tsq = self._tsquery(" & ".join(self._ts_term(term) for term in positive))
+            score = sa.func.ts_rank(
+                sa.literal_column(f"'{pg_weights_literal()}'::float4[]"), self._vector(), tsq, type_=sa.Float()
+            )
+            return tracks, score, [self._vector().op("@@")(tsq)]
+        name = self._name()
+        weights = ", ".join(f"{field.weight:g}" for field in RANKING.values())
+        match = (
+            sa.text(
+                f"SELECT rowid AS rid, bm25({FTS_TABLE}, {weights}) AS rank FROM {FTS_TABLE} "
+                f"WHERE {FTS_TABLE} MATCH :{name}"
+            )
+            .bindparams(sa.bindparam(name, " AND ".join(self._fts5_term(term) for term in positive)))
+            .columns(rid=sa.Integer(), rank=sa.Float())
+            .subquery("m")
+        )
+        joined = tracks.join(match, self._rowid() == match.c.rid)
+        return joined, -match.c.rank, []
+
+
+def _sort_keys(
+    dialect: str, sort: str, score: sa.ColumnElement[Any] | None
+) -> list[tuple[sa.ColumnElement[Any], str]]:
+    """The ORDER BY columns (all in one direction, the last one unique) and how to encode them."""
+
+    def text(column: str) -> sa.ColumnElement[Any]:
+        expression = _col(column)
+        return expression.collate("C") if dialect == "postgresql" else expression
+
+    if sort == "relevance" and score is None:
+        sort = "added"
+    keys: list[tuple[sa.ColumnElement[Any], str]]
+    if sort == "relevance":
+        assert score is not None
+        keys = [(score, "float")]
+    elif sort == "added":
+        keys = [(tracks.c.created_at, "datetime")]
+    elif sort in ("title", "artist", "album"):
+        keys = [(text(f"search_{sort}"), "str")]
+    elif sort == "year":
+        keys = [(sa.func.coalesce(tracks.c.year, sa.literal_column("0")), "int")]
+    else:  # duration
+        keys = [(sa.func.coalesce(tracks.c.duration_s, sa.literal_column("0")), "float")]
+    keys.append((tracks.c.id, "uuid"))
+    return keys
+
+
+def _key_value(kind: str, value: Any) -> Any:
+    if kind == "datetime":
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.isoformat() if value.tzinfo else value.replace(tzinfo=UTC).isoformat()
+    if kind == "uuid":
+        return str(value)
+    if kind == "float":
+        return float(value or 0.0)
+    if kind == "int":
+        return int(value or 0)
+    return value or ""
+
+
+def _bind_key(kind: str, value: Any, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    try:
+        if kind == "datetime":
+            return sa.literal(datetime.fromisoformat(value), tracks.c.created_at.type)
+        if kind == "uuid":
+            return sa.literal(uuid.UUID(value), sa.Uuid())
+        if kind == "float":
+            return sa.literal(float(value), sa.Float())
+        if kind == "int":
+            return sa.literal(int(value), sa.Integer())
+        if not isinstance(value, str):
+            raise TypeError(value)
+        return sa.literal(value, sa.Text())
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument("invalid cursor: pass back the next_cursor of a previous page") from exc
+
+
+# --- running a search --------------------------------------------------------------------------
+
+
+async def run_search(engine: AsyncEngine, dialect: str, request: SearchRequest) -> SearchResult:
+    """Run ``request`` against the catalog on ``engine`` (``dialect``: ``sqlite`` or ``postgresql``)."""
+    parsed = parse_query(request.query)
+    try:
+        async with engine.connect() as conn:
+            result = await _search(conn, dialect, request, parsed)
+            await conn.rollback()
+            return result
+    except LoistError:
+        raise
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        raise database_failed(exc, engine.url, action="search") from None
+
+
+async def _search(conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery) -> SearchResult:
+    result = await _run(conn, dialect, request, parsed)
+    if result.total >= FUZZY_BELOW or not parsed.has_text:
+        return result
+    fuzzy = await _fuzzy_rewrite(conn, dialect, parsed)
+    if fuzzy is None:
+        return result
+    return await _run(conn, dialect, request, fuzzy)
+
+
+async def _run(conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery) -> SearchResult:
+    builder = _Builder(dialect, parsed, request.filters)
+    source, score, match_conditions = builder.source()
+    where = [*match_conditions, *builder.conditions()]
+    sort = request.sort
+    order = request.order or ("desc" if sort in ("relevance", "added") else "asc")
+    keys = _sort_keys(dialect, sort, score)
+    fingerprint = _request_fingerprint(request, order)
+
+    score_column = (score if score is not None else sa.literal_column("0.0", type_=sa.Float())).label("score")
+    page = sa.select(*tracks.c, score_column).select_from(source).where(*where)
+    if request.cursor:
+        raw = _decode_cursor(request.cursor, fingerprint, len(keys))
+        left = sa.tuple_(*(expression for expression, _ in keys))
+        right = sa.tuple_(*(_bind_key(kind, value, expression) for (expression, kind), value in zip(keys, raw, strict=True)))
+        page = page.where(left < right if order == "desc" else left > right)
+    direction = sa.desc if order == "desc" else sa.asc
+    page = page.order_by(*(direction(expression) for expression, _ in keys)).limit(request.limit + 1)
+    key_labels = [expression.label(f"_k{index}") for index, (expression, _) in enumerate(keys)]
+    page = page.add_columns(*key_labels)
+
+    from loist.catalog.store import row_to_track  # the one row -> Track conversion
+
+    rows = (await conn.execute(page)).mappings().all()
+    count_query = sa.select(sa.func.count()).select_from(source).where(*where)
+    total = int((await conn.execute(count_query)).scalar_one())
+    items = [SearchHit(track=row_to_track(row), score=float(row["score"] or 0.0)) for row in rows[: request.limit]]
+    next_cursor = None
+    if len(rows) > request.limit:
+        last = rows[request.limit - 1]
+        next_cursor = _encode_cursor(
+            fingerprint, [_key_value(kind, last[f"_k{index}"]) for index, (_, kind) in enumerate(keys)]
+        )
+    facets = await _facets(conn, source, where) if request.facets else None
+    return SearchResult(items=items, total=total, next_cursor=next_cursor, facets=facets)
+
+
+async def _facets(
+    conn: AsyncConnection, source: sa.FromClause, where: Sequence[sa.ColumnElement[bool]]
+) -> dict[str, dict[str, int]]:
+    matched = sa.select(tracks.c.id).select_from(source).where(*where)
+    count = sa.func.count().label("n")
+
+    async def grouped(key: sa.ColumnElement[Any], query: sa.Select[Any]) -> dict[str, int]:
+        query = query.group_by(key).order_by(count.desc(), key).limit(FACET_LIMIT)
+        return {str(row[0]): int(row[1]) for row in (await conn.execute(query)).all()}
+
+    genre_key = track_genres.c.genre_norm
+    genre = await grouped(
+        genre_key, sa.select(genre_key, count).where(track_genres.c.track_id.in_(matched.scalar_subquery()))
+    )
+    fmt_key = sa.func.lower(tracks.c.format)
+    fmt = await grouped(
+        fmt_key, sa.select(fmt_key, count).select_from(source).where(*where, tracks.c.format.is_not(None))
+    )
+    decade_key = (tracks.c.year / sa.literal_column("10")) * sa.literal_column("10")
+    decade_raw = await grouped(
+        decade_key, sa.select(decade_key, count).select_from(source).where(*where, tracks.c.year.is_not(None))
+    )
+    decade = {f"{int(float(key))}s": value for key, value in decade_raw.items()}
+    return {"genre": genre, "format": fmt, "decade": decade}
+
+
+# --- fuzzy pass ------------------------------------------------------------------------------
+
+
+def _fuzzable(token: Token) -> bool:
+    text = token.text
+    return len(text) >= 3 and not any(ch.isdigit() for ch in text) and len(text) <= 32
+
+
+def _next_prefix(text: str) -> str:
+    return text[:-1] + chr(ord(text[-1]) + 1)
+
+
+async def _known(conn: AsyncConnection, dialect: str, token: Token) -> bool:
+    if token.prefix:
+        query = sa.text(f"SELECT 1 FROM {VOCAB_TABLE} WHERE term >= :low AND term < :high LIMIT 1").bindparams(
+            low=token.text, high=_next_prefix(token.text)
+        )
+    else:
+        query = sa.text(f"SELECT 1 FROM {VOCAB_TABLE} WHERE term = :term").bindparams(term=token.text)
+    return (await conn.execute(query)).first() is not None
+
+
+async def _similar_terms(conn: AsyncConnection, dialect: str, word: str) -> list[str]:
+    grams = inner_trigrams(word)
+    if not grams:
+        return []
+    if dialect == "postgresql":
+        query = sa.text(
+            f"SELECT term FROM {VOCAB_TABLE} WHERE term % :word ORDER BY similarity(term, :word) DESC, term "
+            f"LIMIT {FUZZY_CANDIDATES}"
+        ).bindparams(word=word)
+    else:
+        match = " OR ".join(f'"{gram}"' for gram in grams)
+        query = sa.text(
+            f"SELECT term FROM {VOCAB_TRGM_TABLE} WHERE {VOCAB_TRGM_TABLE} MATCH :match ORDER BY rank "
+            f"LIMIT {FUZZY_CANDIDATES}"
+        ).bindparams(match=match)
+    candidates = [row[0] for row in (await conn.execute(query)).all()]
+    gram_set = set(grams)
+    scored = sorted(
+        (
+            (-similarity(word, term), term)
+            for term in set(candidates)
+            if term != word and gram_set & set(inner_trigrams(term))
+        ),
+    )
+    return [term for negative, term in scored if -negative >= FUZZY_MIN_SIMILARITY][:FUZZY_EXPANSIONS]
+
+
+async def _fuzzy_rewrite(conn: AsyncConnection, dialect: str, parsed: ParsedQuery) -> ParsedQuery | None:
+    """The query with each unknown word widened to its nearest vocabulary words; None if no change."""
+    changed = False
+    terms: list[Term] = []
+    for term in parsed.terms:
+        if term.negated or term.phrase:
+            terms.append(term)
+            continue
+        groups = []
+        for group in term.alternatives:
+            tokens = []
+            for token in group:
+                if _fuzzable(token) and not await _known(conn, dialect, token):
+                    similar = await _similar_terms(conn, dialect, token.text)
+                    if similar:
+                        token = replace(token, fuzzy=tuple(similar))
+                        changed = True
+                tokens.append(token)
+            groups.append(tuple(tokens))
+        terms.append(replace(term, alternatives=tuple(groups)))
+    if not changed:
+        return None
+    return replace(parsed, terms=terms)

@@ -1,0 +1,125 @@
+"""The MCP resources: a track's metadata, stream and artwork, and a search.
+
+URIs keep the names operators already use::
+
+    music-library://audio/{id}/metadata      application/json   the track and its links
+    music-library://audio/{id}/stream        application/json   the stable stream URL
+                                                                (+ the bytes when <= 1 MiB)
+    music-library://audio/{id}/thumbnail     image/jpeg         the artwork thumbnail
+    music-library://library/search?q={query} application/json   search_library's first page
+
+The stream resource points at ``{EMBED_BASE_URL}/audio/{id}/stream`` (never an expiring signed URL).
+Only small files are inlined: a resource read is one JSON-RPC message and a whole album in base64
+would stall the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import MCPServer, ResourceSecurity
+
+from loist.mcp.deps import Deps
+from loist.mcp.schemas import SearchHitResult, SearchOutput, TrackResult
+from loist.mcp.tools import links_for
+from loist.model import SearchRequest, Track
+
+INLINE_LIMIT_BYTES = 1024 * 1024
+JSON = "application/json"
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2)
+
+
+async def _read_blob(deps: Deps, key: str) -> bytes:
+    def read() -> bytes:
+        return b"".join(deps.library.iter_blob(key))
+
+    return await asyncio.to_thread(read)
+
+
+def stream_info(deps: Deps, track: Track) -> dict[str, Any]:
+    size = track.size_bytes or 0
+    return {
+        "id": str(track.id),
+        "stream_url": deps.library.stream_url(track.id),
+        "embed_url": deps.library.embed_url(track.id),
+        "mime_type": track.audio.mime_type,
+        "format": track.audio.format,
+        "size_bytes": track.size_bytes,
+        "duration_s": track.audio.duration_s,
+        "inline": 0 < size <= INLINE_LIMIT_BYTES,
+        "inline_limit_bytes": INLINE_LIMIT_BYTES,
+    }
+
+
+async def stream_contents(deps: Deps, track_id: str) -> list[ReadResourceContents]:
+    """The JSON description, plus a blob item with the audio itself for small files."""
+    track = await deps.library.get_playable(track_id)
+    info = stream_info(deps, track)
+    out = [ReadResourceContents(content=_json(info), mime_type=JSON)]
+    if info["inline"] and track.blob_key:
+        data = await _read_blob(deps, track.blob_key)
+        out.append(ReadResourceContents(content=data, mime_type=track.audio.mime_type or "application/octet-stream"))
+    return out
+
+
+def register_resources(server: MCPServer, deps: Deps) -> None:
+    @server.resource(
+        "music-library://audio/{id}/metadata",
+        name="track-metadata",
+        title="Track metadata",
+        mime_type=JSON,
+    )
+    async def track_metadata(id: str) -> str:  # noqa: A002 - the URI variable's name
+        """A track's tags, technical properties, artwork and links, as JSON."""
+        track = await deps.library.get(id)
+        return TrackResult(track=track, links=links_for(deps, track)).model_dump_json(indent=2)
+
+    @server.resource(
+        "music-library://audio/{id}/stream",
+        name="track-stream",
+        title="Track stream",
+        mime_type=JSON,
+    )
+    async def track_stream(id: str) -> str:  # noqa: A002
+        """The track's stable stream URL (JSON); files up to 1 MiB also come back as a blob."""
+        # The server's read_resource serves this URI through stream_contents (two items); this body
+        # answers direct calls and keeps the template listed.
+        track = await deps.library.get_playable(id)
+        return _json(stream_info(deps, track))
+
+    @server.resource(
+        "music-library://audio/{id}/thumbnail",
+        name="track-thumbnail",
+        title="Track artwork",
+        mime_type="image/jpeg",
+    )
+    async def track_thumbnail(id: str) -> bytes:  # noqa: A002
+        """The track's artwork thumbnail (JPEG)."""
+        info = await deps.library.thumbnail(id)
+        return await _read_blob(deps, info.key)
+
+    @server.resource(
+        "music-library://library/search?q={query}",
+        name="library-search",
+        title="Search the library",
+        mime_type=JSON,
+        # Any string is a valid query, including ones that look like paths ("../", "/x").
+        security=ResourceSecurity(exempt_params={"query"}),
+    )
+    async def library_search(query: str) -> str:
+        """The first page (20 tracks) of search_library for a query, as JSON."""
+        result = await deps.library.search(SearchRequest(query=query))
+        output = SearchOutput(
+            items=[
+                SearchHitResult(track=h.track, score=h.score, links=links_for(deps, h.track)) for h in result.items
+            ],
+            total=result.total,
+            next_cursor=result.next_cursor,
+        )
+        return output.model_dump_json(indent=2)

@@ -1,0 +1,193 @@
+"""The MCP server factory: one :class:`MCPServer` per call, built from a :class:`Settings`.
+
+Nothing happens at import time. :func:`create_mcp_server` registers the tools
+(:mod:`loist.mcp.tools`) and resources (:mod:`loist.mcp.resources`) against a :class:`Deps`; the
+transport decides what is allowed (a ``file`` ingest source only over stdio, where the server runs
+on the user's own machine). :func:`mcp_http_app` builds the streamable-HTTP ASGI app the web app
+mounts at ``/mcp``, with the SDK's Host/Origin (DNS-rebinding) protection configured from
+``EMBED_BASE_URL`` and ``ALLOWED_HOSTS`` so it works behind Cloud Run's host name.
+
+Failures are mapped here, once: :class:`LoistMCPServer` turns every failed tool call into an
+``isError`` result through :func:`loist.mcp.results.error_result`, and every failed resource read
+into a JSON-RPC error carrying the stable code.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, InputRequiredResult
+from pydantic import AnyUrl
+from starlette.applications import Starlette
+
+from loist import __version__
+from loist.config import Settings
+from loist.errors import ErrorCode, LoistError
+from loist.mcp.deps import Deps, Transport
+from loist.mcp.resources import register_resources, stream_contents
+from loist.mcp.results import error_result
+from loist.mcp.tools import register_tools
+
+if TYPE_CHECKING:
+    from loist.library import Library
+
+logger = logging.getLogger("loist.mcp")
+
+STREAM_URI = re.compile(r"music-library://audio/(?P<id>[^/?#]+)/stream")
+
+INSTRUCTIONS = """\
+Loist is a music library. Add audio with process_audio_complete (an http(s) URL; a local file path
+only when connected over stdio), find it with search_library or list_library, read one track with
+get_audio_metadata, share it with get_embed_url (a public player page that unfurls in Slack,
+Discord and Notion), fix tags with update_metadata, remove it with delete_audio. Track ids are
+UUIDs. Failed calls return isError with a stable code such as NOT_FOUND or INVALID_ARGUMENT."""
+
+
+class LoistMCPServer(MCPServer[dict[str, Any]]):
+    """:class:`MCPServer` with Loist's error mapping (tools and resources) and inline stream bytes."""
+
+    def __init__(self, deps: Deps, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deps = deps
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[dict[str, Any], Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except MCPError:
+            raise
+        except Exception as exc:
+            return error_result(name, exc)
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[dict[str, Any], Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        try:
+            match = STREAM_URI.fullmatch(str(uri))
+            if match:
+                return await stream_contents(self.deps, match["id"])
+            return await super().read_resource(uri, context)
+        except LoistError as exc:
+            raise _resource_error(uri, exc) from None
+        except ResourceError as exc:
+            if isinstance(exc.__cause__, LoistError):
+                raise _resource_error(uri, exc.__cause__) from None
+            raise
+
+
+def _resource_error(uri: AnyUrl | str, exc: LoistError) -> MCPError:
+    # NOT_FOUND is "invalid params" for resources (SEP-2164); everything else is a server error.
+    code = INVALID_PARAMS if exc.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_ARGUMENT) else INTERNAL_ERROR
+    logger.info("resource %s failed: %s", uri, exc)
+    return MCPError(code=code, message=str(exc), data={"uri": str(uri), "error": exc.to_dict()})
+
+
+def create_mcp_server(
+    settings: Settings,
+    library: Library | Callable[[], Library] | None = None,
+    *,
+    transport: Transport | None = None,
+) -> LoistMCPServer:
+    """Build a server.
+
+    ``library``: an open :class:`~loist.library.Library`; or a zero-argument callable returning it
+    (for an owner that opens it later, in its own lifespan); or ``None`` to let the server's lifespan
+    open one from ``settings`` and close it on exit. ``transport`` defaults to
+    ``settings.server_transport``.
+    """
+    chosen: Transport = transport or settings.server_transport
+    deps = Deps(settings=settings, transport=chosen)
+    if callable(library):
+        deps.provider = library
+    elif library is not None:
+        deps._library = library
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        await deps.acquire()
+        try:
+            yield {}
+        finally:
+            await deps.release()
+
+    server = LoistMCPServer(
+        deps,
+        name=settings.server_name,
+        title=settings.server_name,
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        website_url=settings.public_base_url,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
+    register_tools(server, deps)
+    register_resources(server, deps)
+    return server
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """Host/Origin allow-lists for ``/mcp``: loopback, ``EMBED_BASE_URL``'s host and ``ALLOWED_HOSTS``.
+
+    ``ALLOWED_HOSTS=*`` turns the check off (for a proxy that rewrites Host; the bearer token is
+    then the only guard). Origins: loopback, ``EMBED_BASE_URL`` and ``CORS_ORIGINS``.
+    """
+    if "*" in settings.allowed_hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+
+    def add_host(netloc: str) -> None:
+        netloc = netloc.strip().lower()
+        if not netloc:
+            return
+        hosts.append(netloc)
+        if not re.search(r":\d+$", netloc):  # no explicit port: also accept any port
+            hosts.append(f"{netloc}:*")
+
+    base = urlsplit(settings.public_base_url)
+    add_host(base.netloc)
+    origins.append(f"{base.scheme}://{base.netloc}".lower())
+    if settings.server_host not in ("0.0.0.0", "::", ""):  # noqa: S104 - a comparison, not a bind
+        add_host(settings.server_host if ":" not in settings.server_host else f"[{settings.server_host}]")
+    for entry in settings.allowed_hosts:
+        add_host(urlsplit(entry).netloc if "://" in entry else entry)
+    origins.extend(o.rstrip("/") for o in settings.cors_origins if o != "*")
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(dict.fromkeys(hosts)),
+        allowed_origins=list(dict.fromkeys(origins)),
+    )
+
+
+def mcp_http_app(server: MCPServer[Any], settings: Settings, *, path: str = "/mcp") -> Starlette:
+    """The streamable-HTTP app serving MCP at ``path``.
+
+    Stateless (no session affinity needed, so any Cloud Run instance can answer any request);
+    responses stream as SSE so progress notifications reach the client during a long ingest. Its
+    lifespan runs ``server.session_manager.run()``: an app that includes these routes in its own
+    router must run that in its own lifespan (Starlette does not run a mounted app's lifespan).
+    """
+    return server.streamable_http_app(
+        streamable_http_path=path,
+        stateless_http=True,
+        json_response=False,
+        transport_security=transport_security(settings),
+        host=settings.server_host,
+    )
+
+
+async def run_stdio(settings: Settings, library: Library | None = None) -> None:
+    """Serve MCP over this process's stdin/stdout until the client closes it (logs go to stderr)."""
+    server = create_mcp_server(settings, library, transport="stdio")
+    await server.run_stdio_async()

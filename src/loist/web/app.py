@@ -1,0 +1,108 @@
+"""The ASGI app: the public web routes and the MCP endpoint, composed in one Starlette app.
+
+:func:`create_app` builds everything from a :class:`~loist.config.Settings` (no work at import
+time, no globals), so tests build as many apps as they like. Composition, outermost first::
+
+    SecurityHeaders        frame-ancestors 'none' / X-Frame-Options DENY unless a route set a CSP
+    ScopedCORS             CORS_ORIGINS, only for /audio/*, /oembed, /.well-known/oembed.json
+    Starlette router       /embed/{id}  /oembed  /.well-known/oembed.json
+                           /audio/{id}/stream  /audio/{id}/thumbnail  /health/live  /health/ready
+                           /static/*  /mcp (BearerAuth -> MCP streamable HTTP session manager)
+
+The lifespan opens the :class:`~loist.library.Library` when none was handed in (and closes it),
+then runs the MCP session manager. Errors are mapped to HTTP once, in :mod:`loist.web.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+
+from loist.config import Settings
+from loist.mcp.server import create_mcp_server, mcp_http_app
+from loist.web import embed, health, oembed, stream
+from loist.web.auth import BearerAuth
+from loist.web.context import WebContext, make_templates
+from loist.web.cors import ScopedCORS
+from loist.web.errors import error_json, exception_handlers
+from loist.web.security import SecurityHeaders
+
+if TYPE_CHECKING:
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    from loist.library import Library
+
+MCP_PATH = "/mcp"
+
+
+class McpEndpoint:
+    """ASGI endpoint for ``/mcp``: hands requests to the MCP session manager while it runs."""
+
+    def __init__(self) -> None:
+        self.manager: StreamableHTTPSessionManager | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.manager is None:
+            response = error_json(503, "NOT_READY", "the MCP endpoint is not running yet (server starting or stopping)")
+            await response(scope, receive, send)
+            return
+        await self.manager.handle_request(scope, receive, send)
+
+
+def create_app(settings: Settings, library: Library | None = None) -> Starlette:
+    """Build the app. With ``library`` the caller owns it; without, the lifespan opens and closes one."""
+    ctx = WebContext(settings=settings, templates=make_templates(), _library=library)
+
+    mcp_server = create_mcp_server(settings, lambda: ctx.library, transport="http")
+    # Builds the session manager, with the SDK's Host/Origin protection configured from
+    # EMBED_BASE_URL + ALLOWED_HOSTS (see loist.mcp.server.transport_security). We do not mount the
+    # SDK's own app: /mcp is routed here so the bearer check and the error format are ours.
+    mcp_http_app(mcp_server, settings, path=MCP_PATH)
+    endpoint = McpEndpoint()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = ctx._library is None
+        if owned:
+            from loist.library import Library
+
+            ctx._library = await Library.open(settings)
+        try:
+            async with mcp_server.session_manager.run():
+                endpoint.manager = mcp_server.session_manager
+                try:
+                    yield
+                finally:
+                    endpoint.manager = None
+        finally:
+            if owned and ctx._library is not None:
+                lib, ctx._library = ctx._library, None
+                await lib.close()
+
+    routes: list[BaseRoute] = [
+        *embed.routes(ctx),
+        *oembed.routes(ctx),
+        *stream.routes(ctx),
+        *health.routes(ctx),
+        Route(MCP_PATH, BearerAuth(endpoint, settings), name="mcp"),
+        Mount("/static", StaticFiles(packages=[("loist.web", "static")]), name="static"),
+    ]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(ScopedCORS, origins=settings.cors_origins),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=exception_handlers(ctx),
+        lifespan=lifespan,
+    )
+    app.state.web = ctx
+    return app

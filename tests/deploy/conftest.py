@@ -1,0 +1,148 @@
+"""Fixtures for the deployment tests: the Pulumi program run under mocks, and Settings helpers.
+
+The Pulumi stacks are built in subprocesses (see pulumi_harness.py), all at once, once per
+session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "deploy" / "infra"
+if str(INFRA) not in sys.path:
+    sys.path.insert(0, str(INFRA))
+
+from loist.config import Settings  # noqa: E402
+
+#: Extra stack runs with config overrides, next to the two real stack files.
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "staging": ("staging", {}),
+    "production": ("production", {}),
+    # Production with an insecure public URL and a GitHub repo: the Settings check must catch the
+    # URL, and the program must then create the Cloud Build trigger.
+    "production-variant": (
+        "production",
+        {"loist:embedBaseUrl": "http://music.example.org", "loist:githubRepo": "example/loist"},
+    ),
+}
+
+
+def settings_env_names() -> set[str]:
+    """Every environment variable name Settings reads (upper-cased field names and aliases)."""
+    from pydantic import AliasChoices
+
+    names: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.add(str(alias.choices[0]).upper())
+        else:
+            names.add(name.upper())
+    return names
+
+
+def unwrap(value: Any) -> Any:
+    """Pulumi marks secret values as {<secret sig>: ..., "value": v}; return v."""
+    if isinstance(value, dict) and "4dabf18193072939515e22adb298388d" in value:
+        return value["value"]
+    return value
+
+
+@dataclass
+class Stack:
+    """What one stack registered: type, name, id and provider inputs of every resource."""
+
+    name: str
+    config: dict[str, str]
+    resources: list[dict[str, Any]]
+
+    def of_type(self, suffix: str) -> list[dict[str, Any]]:
+        return [r for r in self.resources if r["type"].endswith(suffix)]
+
+    def one(self, suffix: str) -> dict[str, Any]:
+        found = self.of_type(suffix)
+        assert len(found) == 1, f"{self.name}: expected one {suffix}, got {[r['name'] for r in found]}"
+        return found[0]
+
+    def secret_value(self, secret_id: str) -> str:
+        """Follow a secret name to the value of the version the program stores in it."""
+        secret = next(r for r in self.of_type("/secret:Secret") if r["inputs"]["secretId"] == secret_id)
+        versions = [
+            v for v in self.of_type("/secretVersion:SecretVersion") if v["inputs"]["secret"] == secret["id"]
+        ]
+        assert len(versions) == 1, f"{secret_id}: {len(versions)} versions"
+        return str(unwrap(versions[0]["inputs"]["secretData"]))
+
+    def container_env(self, resource: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+        """(plain values, secret refs) of a Cloud Run service's or job's only container."""
+        template = resource["inputs"]["template"]
+        if "template" in template:  # a job: template.template
+            template = template["template"]
+        (container,) = template["containers"]
+        plain: dict[str, str] = {}
+        refs: dict[str, str] = {}
+        for env in container["envs"]:
+            if "valueSource" in env:
+                refs[env["name"]] = env["valueSource"]["secretKeyRef"]["secret"]
+            else:
+                plain[env["name"]] = str(env["value"])
+        return plain, refs
+
+    def runtime_env(self, resource: dict[str, Any]) -> dict[str, str]:
+        """The environment the container would see on Cloud Run (secrets resolved, PORT set)."""
+        plain, refs = self.container_env(resource)
+        env = dict(plain)
+        for name, secret_id in refs.items():
+            env[name] = self.secret_value(secret_id)
+        template = resource["inputs"]["template"]
+        ports = (template.get("containers") or [{}])[0].get("ports") if "containers" in template else None
+        env["PORT"] = str(int(ports["containerPort"])) if ports else "8080"
+        return env
+
+
+def _run(variant: str) -> Stack:
+    stack, overrides = VARIANTS[variant]
+    args = [
+        sys.executable,
+        "-m",
+        "tests.deploy.pulumi_harness",
+        stack,
+        *(f"{k}={v}" for k, v in overrides.items()),
+    ]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"pulumi program failed for {variant}:\n{done.stderr[-4000:]}"
+    data = json.loads(done.stdout)
+    return Stack(name=variant, config=data["config"], resources=data["resources"])
+
+
+@pytest.fixture(scope="session")
+def pulumi_stacks() -> dict[str, Stack]:
+    with ThreadPoolExecutor(max_workers=len(VARIANTS)) as pool:
+        return dict(zip(VARIANTS, pool.map(_run, VARIANTS), strict=True))
+
+
+@pytest.fixture
+def clean_settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No Settings variable from this machine's environment leaks into a Settings under test."""
+    for name in settings_env_names() | {"DATA_DIR"}:
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    """Settings exactly as the app builds them from these env vars (no .env file)."""
+    assert not ({k.upper() for k in env} & {k.upper() for k in os.environ} & settings_env_names()), (
+        "env not clean"
+    )
+    return Settings(_env_file=None, **dict(env))

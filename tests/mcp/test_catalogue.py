@@ -1,0 +1,151 @@
+"""What a client sees before calling anything: tools (order, annotations, schemas) and resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from jsonschema import Draft202012Validator
+from mcp import Client
+
+from loist.mcp.server import create_mcp_server
+from tests.mcp.conftest import make_settings
+
+if TYPE_CHECKING:
+    from loist.library import Library
+
+TOOL_ORDER = [
+    "process_audio_complete",
+    "get_audio_metadata",
+    "search_library",
+    "list_library",
+    "update_metadata",
+    "delete_audio",
+    "get_embed_url",
+    "health_check",
+]
+
+# name: (readOnly, destructive, idempotent, openWorld)
+ANNOTATIONS = {
+    "process_audio_complete": (False, False, True, True),
+    "get_audio_metadata": (True, False, True, False),
+    "search_library": (True, False, True, False),
+    "list_library": (True, False, True, False),
+    "update_metadata": (False, True, True, False),
+    "delete_audio": (False, True, True, False),
+    "get_embed_url": (True, False, True, False),
+    "health_check": (True, False, True, False),
+}
+
+
+def _no_library() -> "Library":
+    raise AssertionError("listing must not touch the library")
+
+
+def listing_client(tmp_path: Path) -> Client:
+    """A client for a server whose library must never be touched."""
+    return Client(create_mcp_server(make_settings(tmp_path), _no_library))
+
+
+async def test_tools_are_listed_in_a_stable_order(tmp_path: Path) -> None:
+    async with listing_client(tmp_path) as c:
+        await _test_tools_are_listed_in_a_stable_order(c)
+
+
+async def _test_tools_are_listed_in_a_stable_order(listing_client: Client) -> None:
+    first = [t.name for t in (await listing_client.list_tools()).tools]
+    second = [t.name for t in (await listing_client.list_tools()).tools]
+    assert first == TOOL_ORDER
+    assert second == first
+
+
+async def test_every_tool_has_annotations_description_and_object_schemas(tmp_path: Path) -> None:
+    async with listing_client(tmp_path) as c:
+        await _test_every_tool_has_annotations_description_and_object_schemas(c)
+
+
+async def _test_every_tool_has_annotations_description_and_object_schemas(listing_client: Client) -> None:
+    for tool in (await listing_client.list_tools()).tools:
+        ann = tool.annotations
+        assert ann is not None, tool.name
+        got = (ann.read_only_hint, ann.destructive_hint, ann.idempotent_hint, ann.open_world_hint)
+        assert got == ANNOTATIONS[tool.name], tool.name
+        assert tool.description and len(tool.description) > 20, tool.name
+        assert tool.input_schema["type"] == "object"
+        assert tool.output_schema is not None and tool.output_schema["type"] == "object", tool.name
+        Draft202012Validator.check_schema(tool.output_schema)
+        Draft202012Validator.check_schema(tool.input_schema)
+
+
+async def test_input_schemas_carry_the_constraints(tmp_path: Path) -> None:
+    async with listing_client(tmp_path) as c:
+        await _test_input_schemas_carry_the_constraints(c)
+
+
+async def _test_input_schemas_carry_the_constraints(listing_client: Client) -> None:
+    tools = {t.name: t for t in (await listing_client.list_tools()).tools}
+    audio_id = tools["get_audio_metadata"].input_schema["properties"]["audioId"]
+    assert audio_id["format"] == "uuid"
+    assert tools["get_audio_metadata"].input_schema["required"] == ["audioId"]
+    limit = tools["list_library"].input_schema["properties"]["limit"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 100, 20)
+    search = tools["search_library"].input_schema["properties"]
+    assert set(search) == {"query", "filters", "sort", "order", "limit", "cursor", "facets"}
+    sort_values = set(search["sort"]["enum"])
+    assert sort_values == {"relevance", "title", "artist", "album", "year", "duration", "added"}
+    ingest = tools["process_audio_complete"].input_schema
+    assert ingest["required"] == ["source"]
+    defs = ingest["$defs"]
+    assert set(defs["HttpUrlSource"]["properties"]) == {"type", "url", "headers", "filename", "mimeType"}
+    assert "maxSizeMB" in defs["IngestOptions"]["properties"]
+    patch = tools["update_metadata"].input_schema["$defs"]["TagsPatch"]
+    assert patch["additionalProperties"] is False
+    assert {"title", "artist", "genres", "year"} <= set(patch["properties"])
+
+
+async def test_output_schema_names_the_track_fields(tmp_path: Path) -> None:
+    async with listing_client(tmp_path) as c:
+        await _test_output_schema_names_the_track_fields(c)
+
+
+async def _test_output_schema_names_the_track_fields(listing_client: Client) -> None:
+    tools = {t.name: t for t in (await listing_client.list_tools()).tools}
+    schema = tools["get_audio_metadata"].output_schema
+    assert schema is not None
+    assert set(schema["required"]) == {"track", "links"}
+    track = schema["$defs"]["Track"]["properties"]
+    assert {"id", "status", "tags", "audio", "artwork", "created_at"} <= set(track)
+    ingest = tools["process_audio_complete"].output_schema
+    assert ingest is not None and "processing_time_ms" in ingest["properties"]
+
+
+async def test_resource_templates_are_listed(tmp_path: Path) -> None:
+    async with listing_client(tmp_path) as c:
+        await _test_resource_templates_are_listed(c)
+
+
+async def _test_resource_templates_are_listed(listing_client: Client) -> None:
+    templates = {t.uri_template: t for t in (await listing_client.list_resource_templates()).resource_templates}
+    assert set(templates) == {
+        "music-library://audio/{id}/metadata",
+        "music-library://audio/{id}/stream",
+        "music-library://audio/{id}/thumbnail",
+        "music-library://library/search?q={query}",
+    }
+    assert templates["music-library://audio/{id}/metadata"].mime_type == "application/json"
+    assert templates["music-library://audio/{id}/thumbnail"].mime_type == "image/jpeg"
+
+
+async def test_server_identifies_itself_from_settings(tmp_path: Path) -> None:
+    server = create_mcp_server(make_settings(tmp_path, server_name="Team Jukebox"), _no_library)
+    async with Client(server, mode="legacy") as c:
+        assert c.server_info is not None
+        assert c.server_info.name == "Team Jukebox"
+        assert "process_audio_complete" in (c.instructions or "")
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_transport_defaults_to_settings(tmp_path: Path, transport: str) -> None:
+    server = create_mcp_server(make_settings(tmp_path, server_transport=transport), _no_library)
+    assert server.deps.transport == transport

@@ -1,0 +1,147 @@
+"""LocalBlobStore specifics: layout, atomic writes, bounded memory, ping."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from loist.errors import StorageFailed
+from loist.storage import CHUNK_SIZE, audio_key, open_blob_store
+from loist.storage.local import LocalBlobStore
+from tests.storage.conftest import make_settings
+
+KEY = audio_key("cd" + "1" * 62, ".MP3")
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".tmp-*")]
+
+
+def test_layout_is_the_key_under_the_root(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    store.put_bytes(KEY, b"abc", "audio/mpeg")
+    assert KEY == f"audio/cd/{'cd' + '1' * 62}.mp3"
+    assert (tmp_path / KEY).read_bytes() == b"abc"
+    assert (tmp_path / ".meta" / f"{KEY}.json").is_file()  # the content-type sidecar
+    store.delete(KEY)
+    assert not (tmp_path / KEY).exists() and not (tmp_path / ".meta" / f"{KEY}.json").exists()
+
+
+def test_open_blob_store_creates_the_folder(tmp_path: Path) -> None:
+    root = tmp_path / "deep" / "blobs"
+    store = open_blob_store(make_settings(storage_backend="local", storage_path=root))
+    assert isinstance(store, LocalBlobStore) and store.root == root and root.is_dir()
+    store.ping()
+
+
+def test_open_blob_store_defaults_to_data_dir(tmp_path: Path) -> None:
+    store = open_blob_store(make_settings(storage_backend="local", data_dir=tmp_path))
+    assert isinstance(store, LocalBlobStore) and store.root == tmp_path / "blobs"
+
+
+def test_failed_write_leaves_nothing_and_keeps_the_old_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalBlobStore(tmp_path)
+    store.put_bytes(KEY, b"old content", "audio/mpeg")
+    source = tmp_path / "new.bin"
+    source.write_bytes(os.urandom(3 * CHUNK_SIZE))
+
+    real_fsync = os.fsync
+
+    def disk_full(fd: int) -> None:  # fault injection at the OS boundary: big writes hit a full disk
+        if os.fstat(fd).st_size >= CHUNK_SIZE:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(StorageFailed, match="No space left"):
+        store.put_file(KEY, source, "application/x-new")
+    with pytest.raises(StorageFailed, match="No space left"):
+        store.put_bytes("audio/ee/new.mp3", bytes(2 * CHUNK_SIZE), None)
+    monkeypatch.undo()
+
+    assert b"".join(store.iter_range(KEY)) == b"old content"  # readers still see the old blob...
+    assert store.stat(KEY).content_type == "audio/mpeg"  # ...with its old type
+    assert not store.exists("audio/ee/new.mp3")  # a first write that failed leaves no blob,
+    assert leftovers(tmp_path) == []  # no temp files,
+    assert not (tmp_path / ".meta" / "audio" / "ee" / "new.mp3.json").exists()  # and no sidecar
+
+
+def test_a_reader_never_sees_a_partial_blob(tmp_path: Path) -> None:
+    """While a write is in progress the key shows the previous version, complete."""
+    store = LocalBlobStore(tmp_path)
+    store.put_bytes(KEY, b"v1" * 1000, None)
+    seen: list[int] = []
+
+    class SlowSource:
+        """A source that checks what a reader would see between the chunks of the new write."""
+
+        def __init__(self) -> None:
+            self.chunks = [b"x" * CHUNK_SIZE] * 3
+
+        def read(self, n: int) -> bytes:
+            seen.append(store.stat(KEY).size)
+            assert b"".join(store.iter_range(KEY)) == b"v1" * 1000
+            return self.chunks.pop() if self.chunks else b""
+
+    store._write_atomic(KEY, tmp_path / KEY, SlowSource(), None)  # type: ignore[arg-type]
+    assert seen == [2000] * 4
+    assert store.stat(KEY).size == 3 * CHUNK_SIZE
+
+
+def test_etag_changes_when_a_key_is_rewritten(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    first = store.put_bytes(KEY, b"aaaa", None).etag
+    os.utime(tmp_path / KEY, ns=(1, 1))  # an older mtime, so the rewrite is certainly different
+    older = store.stat(KEY).etag
+    second = store.put_bytes(KEY, b"bbbb", None).etag
+    assert len({first, older, second}) == 3
+
+
+def test_memory_stays_bounded_for_a_large_file(tmp_path: Path) -> None:
+    size = 32 * 1024 * 1024
+    source = tmp_path / "large.bin"
+    with source.open("wb") as out:
+        for _ in range(size // (1024 * 1024)):
+            out.write(os.urandom(1024 * 1024))
+    store = LocalBlobStore(tmp_path / "blobs")
+    limit = 4 * CHUNK_SIZE  # 1 MiB, for a 32 MiB file
+
+    tracemalloc.start()
+    try:
+        store.put_file(KEY, source, "audio/flac")
+        _, peak_put = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        total = sum(len(chunk) for chunk in store.iter_range(KEY))
+        _, peak_read = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        store.download_to(KEY, tmp_path / "copy.bin")
+        _, peak_copy = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == size and (tmp_path / "copy.bin").stat().st_size == size
+    assert peak_put < limit, peak_put
+    assert peak_read < limit, peak_read
+    assert peak_copy < limit, peak_copy
+
+
+def test_ping_fails_for_a_missing_or_non_folder_root(tmp_path: Path) -> None:
+    with pytest.raises(StorageFailed, match="does not exist"):
+        LocalBlobStore(tmp_path / "missing").ping()
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(StorageFailed):
+        LocalBlobStore(tmp_path / "file").ping()
+
+
+def test_open_blob_store_reports_an_unusable_folder(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(StorageFailed, match="cannot create the blob folder"):
+        open_blob_store(make_settings(storage_backend="local", storage_path=tmp_path / "file" / "blobs"))
+
+
+def test_signed_url_is_none(tmp_path: Path) -> None:
+    assert LocalBlobStore(tmp_path).signed_url(KEY, 60) is None

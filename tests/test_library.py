@@ -1,0 +1,270 @@
+"""The library service, run against both catalog engines and both storage backends.
+
+``sqlite-local`` is the embedded default; ``postgresql-gcs`` is the cloud shape (real PostgreSQL,
+the google-cloud-storage client against gcp-storage-emulator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from loist.config import Settings
+from loist.errors import ErrorCode, InvalidArgument, InvalidFormat, LoistError, NotFound
+from loist.library import Library, parse_track_id
+from loist.model import TrackStatus
+from loist.storage.base import audio_key, thumbnail_key
+from tests.support.audio import AudioFactory
+
+TAGS = {
+    "title": "Hoppípolla",
+    "artist": "Sigur Rós",
+    "album": "Takk...",
+    "album_artist": "Sigur Rós",
+    "genre": "Post-Rock",
+    "date": "2005",
+    "track": "2/11",
+    "composer": "Jónsi",
+    "comment": "a comment",
+}
+
+
+def _settings(tmp_path: Path, shape: str, request: pytest.FixtureRequest) -> Settings:
+    base = {"data_dir": tmp_path / "data", "allow_private_urls": True, "_env_file": None}
+    if shape == "sqlite-local":
+        return Settings(**base)
+    pg_url = request.getfixturevalue("pg_url")
+    bucket = request.getfixturevalue("gcs_bucket")
+    return Settings(**base, database_url=pg_url, storage_backend="gcs", gcs_bucket_name=bucket)
+
+
+@pytest.fixture(params=["sqlite-local", "postgresql-gcs"])
+async def library(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Library]:
+    settings = _settings(tmp_path, request.param, request)
+    lib = await Library.open(settings, migrate=True)
+    await lib.catalog.wipe()
+    try:
+        yield lib
+    finally:
+        await lib.close()
+
+
+def keys_in_store(lib: Library, *keys: str | None) -> list[bool]:
+    return [lib.store.exists(k) for k in keys if k]
+
+
+async def test_ingest_file_catalogues_tags_properties_and_artwork(library: Library, audio_factory: AudioFactory) -> None:
+    path = audio_factory("mp3", tags=TAGS, artwork=True, duration=2.0)
+    track = await library.ingest_file(path)
+    assert track.status == TrackStatus.COMPLETED
+    assert track.tags.title == "Hoppípolla"
+    assert track.tags.artist == "Sigur Rós"
+    assert track.tags.genres == ["Post-Rock"]
+    assert track.tags.year == 2005
+    assert track.tags.track_number == 2
+    assert track.audio.format == "mp3"
+    assert track.audio.duration_s == pytest.approx(2.0, abs=0.1)
+    assert track.audio.sample_rate_hz == 44100
+    assert track.audio.channels == 2
+    assert track.artwork.present
+    assert track.sha256 is not None and len(track.sha256) == 64
+    assert track.blob_key == audio_key(track.sha256, "mp3")
+    assert track.thumbnail_key == thumbnail_key(track.sha256)
+    assert keys_in_store(library, track.blob_key, track.thumbnail_key) == [True, True]
+    assert library.store.stat(track.blob_key).size == path.stat().st_size == track.size_bytes
+    # what was written is what is read back (no field lost between layers)
+    again = await library.get(track.id)
+    assert again == track
+
+
+async def test_same_bytes_twice_returns_the_existing_track(library: Library, audio_factory: AudioFactory, tmp_path: Path) -> None:
+    original = audio_factory("flac", tags={"title": "Twice"})
+    copy = tmp_path / "renamed-copy.flac"
+    copy.write_bytes(original.read_bytes())
+    first = await library.ingest_file(original)
+    second = await library.ingest_file(copy)
+    assert second.id == first.id
+    assert await library.catalog.count() == 1
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "png_as_mp3", "random"])
+async def test_bad_file_leaves_no_blob_and_one_failed_record(library: Library, audio_factory: AudioFactory, kind: str) -> None:
+    bad = audio_factory.bad(kind)
+    with pytest.raises(InvalidFormat) as info:
+        await library.ingest_file(bad)
+    assert info.value.code == ErrorCode.INVALID_FORMAT
+    page = await library.list(status=None)
+    assert [t.status for t in page.items] == [TrackStatus.FAILED]
+    failed = page.items[0]
+    assert failed.error_code == "INVALID_FORMAT"
+    assert failed.source.location == str(bad)
+    assert failed.blob_key is None
+    assert await library.list() == type(page)(items=[], next_cursor=None)  # COMPLETED only by default
+    # retrying counts attempts on the same record
+    with pytest.raises(InvalidFormat):
+        await library.ingest_file(bad)
+    page = await library.list(status=None)
+    assert len(page.items) == 1 and page.items[0].attempts == 2
+
+
+async def test_missing_file_is_not_found(library: Library, tmp_path: Path) -> None:
+    with pytest.raises(NotFound):
+        await library.ingest_file(tmp_path / "nope.mp3")
+
+
+async def test_failure_then_success_clears_the_failed_record(library: Library, audio_factory: AudioFactory, tmp_path: Path) -> None:
+    target = tmp_path / "song.mp3"
+    target.write_bytes(b"not audio at all" * 10)
+    with pytest.raises(InvalidFormat):
+        await library.ingest_file(target)
+    target.write_bytes(audio_factory("mp3").read_bytes())
+    track = await library.ingest_file(target)
+    page = await library.list(status=None)
+    assert [t.id for t in page.items] == [track.id]
+
+
+async def test_catalog_failure_removes_the_new_blob(library: Library, audio_factory: AudioFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loist.errors import DatabaseFailed
+
+    async def broken_add(track):  # the database fails after the blob was stored
+        raise DatabaseFailed("simulated outage")
+
+    monkeypatch.setattr(library.catalog, "add", broken_add)
+    path = audio_factory("ogg", tags={"title": "orphan?"}, artwork=True)
+    with pytest.raises(DatabaseFailed):
+        await library.ingest_file(path)
+    from loist.ingest.analyze import analyze
+
+    sha = analyze(path).sha256
+    assert keys_in_store(library, audio_key(sha, "ogg"), thumbnail_key(sha)) == [False, False]
+
+
+async def test_update_tags_validates_and_persists(library: Library, audio_factory: AudioFactory) -> None:
+    track = await library.ingest_file(audio_factory("m4a", tags={"title": "Old"}))
+    updated = await library.update_tags(track.id, {"title": "New", "genres": ["Jazz", "Soul"], "year": 1999})
+    assert (updated.tags.title, updated.tags.genres, updated.tags.year) == ("New", ["Jazz", "Soul"], 1999)
+    assert updated.updated_at >= track.updated_at
+    assert (await library.get(track.id)).tags == updated.tags
+    for bad in ({"duration_s": 3}, {"year": "soon"}, {"year": 12345}, {"title": "x" * 5000}, {}):
+        with pytest.raises(InvalidArgument):
+            await library.update_tags(track.id, bad)
+    cleared = await library.update_tags(track.id, {"title": None})
+    assert cleared.tags.title is None
+
+
+async def test_delete_removes_row_blob_and_thumbnail(library: Library, audio_factory: AudioFactory) -> None:
+    track = await library.ingest_file(audio_factory("flac", tags={"title": "Bye"}, artwork=True))
+    assert track.thumbnail_key
+    await library.delete(track.id)
+    with pytest.raises(NotFound):
+        await library.get(track.id)
+    assert keys_in_store(library, track.blob_key, track.thumbnail_key) == [False, False]
+    with pytest.raises(NotFound):
+        await library.delete(track.id)
+
+
+async def test_delete_keeps_a_blob_other_rows_share(library: Library) -> None:
+    await library.seed_synthetic(3, seed=7)
+    page = await library.list()
+    assert len(page.items) == 3
+    shared = page.items[0].blob_key
+    assert shared and all(t.blob_key == shared for t in page.items)
+    await library.delete(page.items[0].id)
+    assert library.store.exists(shared)
+    await library.delete(page.items[1].id)
+    await library.delete(page.items[2].id)
+    assert not library.store.exists(shared)
+
+
+async def test_unknown_and_malformed_ids_are_not_found(library: Library) -> None:
+    for bad in (str(uuid.uuid4()), "not-a-uuid", "", "'; drop table tracks; --"):
+        with pytest.raises(NotFound):
+            await library.get(bad)
+    assert parse_track_id(" 6f1c7a4e-0000-4000-8000-000000000000 ") == uuid.UUID("6f1c7a4e-0000-4000-8000-000000000000")
+
+
+async def test_stream_and_thumbnail_stat(library: Library, audio_factory: AudioFactory) -> None:
+    path = audio_factory("wav", tags={"title": "Raw"})
+    track = await library.ingest_file(path)
+    info = await library.stream(track.id)
+    assert info.size == path.stat().st_size
+    assert b"".join(library.iter_blob(info.key, 0, 11)) == path.read_bytes()[:12]
+    with pytest.raises(NotFound):
+        await library.thumbnail(track.id)  # no artwork
+
+
+async def test_bulk_ingest_mixed_folder(library: Library, audio_factory: AudioFactory, tmp_path: Path) -> None:
+    folder = tmp_path / "music"
+    (folder / "sub").mkdir(parents=True)
+    for i, fmt in enumerate(["mp3", "flac", "ogg", "opus", "m4a", "wav", "aiff"]):
+        audio_factory.copy(fmt, (folder / "sub" if i % 2 else folder) / f"t{i}.{fmt}", tags={"title": f"T{i}"})
+    (folder / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0 not audio")
+    (folder / "notes.txt").write_text("liner notes")
+    (folder / ".hidden.mp3").write_bytes(audio_factory("mp3").read_bytes())
+    named_bad = audio_factory.bad("png_as_mp3")
+    outcomes = [o async for o in library.ingest_many([str(folder), str(named_bad)], concurrency=2)]
+    by_status = {}
+    for o in outcomes:
+        key = "skipped" if o.skipped else ("failed" if o.error else "ok")
+        by_status.setdefault(key, []).append(o)
+    assert len(by_status["ok"]) == 7
+    assert len(by_status["skipped"]) == 2  # cover.jpg and notes.txt; the hidden file is not walked
+    assert [o.input for o in by_status["failed"]] == [str(named_bad)]
+    assert by_status["failed"][0].error.code == ErrorCode.INVALID_FORMAT
+    assert await library.catalog.count(TrackStatus.COMPLETED) == 7
+    titles = sorted(o.track.tags.title for o in by_status["ok"])
+    assert titles == [f"T{i}" for i in range(7)]
+    # the same folder again: nothing new
+    again = [o async for o in library.ingest_many([str(folder)])]
+    assert sum(o.created for o in again) == 0
+    assert await library.catalog.count(TrackStatus.COMPLETED) == 7
+
+
+async def test_bulk_ingest_uses_the_process_pool(library: Library, audio_factory: AudioFactory, tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    base = audio_factory("mp3").read_bytes()
+    for i in range(40):  # distinct content: an appended ID3v1-sized tail changes the sha
+        (folder / f"{i}.mp3").write_bytes(base + b"TAG" + f"{i:<125}".encode())
+    outcomes = [o async for o in library.ingest_many([str(folder)], concurrency=2)]
+    assert sum(o.ok and o.created for o in outcomes) == 40
+    assert library._pool is not None
+
+
+async def test_health_reports_both_parts(library: Library) -> None:
+    report = await library.health()
+    assert report["ok"] is True
+    assert report["database"]["ok"] and report["storage"]["ok"]
+    assert report["storage"]["backend"] in ("local", "gcs")
+
+
+async def test_public_urls_come_from_embed_base_url(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, embed_base_url="https://music.example.com/", _env_file=None)
+    lib = await Library.open(settings)
+    try:
+        tid = uuid.UUID(int=1)
+        assert lib.embed_url(tid) == f"https://music.example.com/embed/{tid}"
+        assert lib.stream_url(tid) == f"https://music.example.com/audio/{tid}/stream"
+        assert lib.oembed_url(tid).startswith("https://music.example.com/oembed?url=https%3A%2F%2Fmusic.example.com%2Fembed%2F")
+    finally:
+        await lib.close()
+
+
+async def test_postgres_schema_behind_is_refused(fresh_pg_url: str, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=fresh_pg_url, _env_file=None)
+    with pytest.raises(LoistError) as info:
+        await Library.open(settings)
+    assert info.value.code == ErrorCode.DATABASE_FAILED
+    assert "loist db upgrade" in info.value.message
+
+
+async def test_concurrent_ingest_of_the_same_file_makes_one_row(library: Library, audio_factory: AudioFactory) -> None:
+    path = audio_factory("mp3", tags={"title": "race"})
+    tracks = await asyncio.gather(*(library.ingest_file(path) for _ in range(4)))
+    assert len({t.id for t in tracks}) == 1
+    assert await library.catalog.count() == 1
+    assert library.store.exists(tracks[0].blob_key)

@@ -1,0 +1,146 @@
+"""Byte serving: Range, validators, conditional requests and HEAD on both storage backends,
+and the GCS redirect to a signed URL."""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.web.conftest import WebWorld
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+# --- both backends -----------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=["local", "gcs"])
+def backend(request: pytest.FixtureRequest) -> tuple[WebWorld, httpx.AsyncClient]:
+    """(world, client) for each storage backend; the emulator cannot sign, so both serve bytes."""
+    if request.param == "local":
+        return request.getfixturevalue("world"), request.getfixturevalue("client")
+    return request.getfixturevalue("gcs_world"), request.getfixturevalue("gcs_client_http")
+
+
+def _file(world: WebWorld) -> bytes:
+    return Path(world.with_art_path).read_bytes()
+
+
+async def test_full_body_and_headers(backend: tuple[WebWorld, httpx.AsyncClient]) -> None:
+    world, client = backend
+    data = _file(world)
+    r = await client.get(f"/audio/{world.with_art.id}/stream")
+    assert r.status_code == 200
+    assert r.content == data
+    assert r.headers["content-length"] == str(len(data))
+    assert r.headers["content-type"] == "audio/mpeg"
+    assert r.headers["accept-ranges"] == "bytes"
+    assert r.headers["etag"].startswith('"') and r.headers["etag"].endswith('"')
+    assert r.headers["last-modified"].endswith("GMT")
+
+
+@pytest.mark.parametrize(
+    ("range_header", "slice_"),
+    [
+        ("bytes=0-99", slice(0, 100)),  # first bytes
+        ("bytes=1000-1999", slice(1000, 2000)),  # middle
+        ("bytes=100-", slice(100, None)),  # open-ended
+        ("bytes=-500", slice(-500, None)),  # suffix
+    ],
+)
+async def test_single_ranges(backend: tuple[WebWorld, httpx.AsyncClient], range_header: str, slice_: slice) -> None:
+    world, client = backend
+    data = _file(world)
+    r = await client.get(f"/audio/{world.with_art.id}/stream", headers={"Range": range_header})
+    expected = data[slice_]
+    start = slice_.start if slice_.start >= 0 else len(data) + slice_.start
+    assert r.status_code == 206
+    assert r.content == expected
+    assert r.headers["content-length"] == str(len(expected))
+    assert r.headers["content-range"] == f"bytes {start}-{start + len(expected) - 1}/{len(data)}"
+
+
+async def test_unsatisfiable_range(backend: tuple[WebWorld, httpx.AsyncClient]) -> None:
+    world, client = backend
+    size = len(_file(world))
+    r = await client.get(f"/audio/{world.with_art.id}/stream", headers={"Range": f"bytes={size}-"})
+    assert r.status_code == 416
+    assert r.headers["content-range"] == f"bytes */{size}"
+    assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+
+
+async def test_multi_range_gets_full_body(backend: tuple[WebWorld, httpx.AsyncClient]) -> None:
+    world, client = backend
+    r = await client.get(f"/audio/{world.with_art.id}/stream", headers={"Range": "bytes=0-1,10-20"})
+    assert r.status_code == 200
+    assert r.content == _file(world)
+
+
+async def test_conditional_requests(backend: tuple[WebWorld, httpx.AsyncClient]) -> None:
+    world, client = backend
+    url = f"/audio/{world.with_art.id}/stream"
+    first = await client.head(url)
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+
+    r = await client.get(url, headers={"If-None-Match": etag})
+    assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == etag
+    assert (await client.get(url, headers={"If-None-Match": f'"other", W/{etag}'})).status_code == 304
+    assert (await client.get(url, headers={"If-None-Match": '"other"'})).status_code == 200
+    assert (await client.get(url, headers={"If-Modified-Since": modified})).status_code == 304
+    assert (await client.get(url, headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"})).status_code == 200
+    # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
+    r = await client.get(url, headers={"If-None-Match": '"other"', "If-Modified-Since": modified})
+    assert r.status_code == 200
+
+
+async def test_if_range(backend: tuple[WebWorld, httpx.AsyncClient]) -> None:
+    world, client = backend
+    url = f"/audio/{world.with_art.id}/stream"
+    head = await client.head(url)
+    etag, modified = head.headers["etag"], head.headers["last-modified"]
+    current = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert current.status_code == 206 and len(current.content) == 10
+    by_date = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": modified})
+    assert by_date.status_code == 206
+    stale = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": '"stale"'})
+    assert stale.status_code == 200 and stale.content == _file(world)
+    old_date = format_datetime(__import__("datetime").datetime(2001, 1, 1, tzinfo=__import__("datetime").UTC),
+                               usegmt=True)
+    assert (await client.get(url, headers={"Range": "bytes=0-9", "If-Range": old_date})).status_code == 200
+
+
+async def test_head_has_headers_and_no_body(backend: tuple[WebWorld, httpx.AsyncClient]) -> None:
+    world, client = backend
+    size = len(_file(world))
+    r = await client.head(f"/audio/{world.with_art.id}/stream")
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["content-length"] == str(size)
+    r = await client.head(f"/audio/{world.with_art.id}/stream", headers={"Range": "bytes=0-9"})
+    assert r.status_code == 206 and r.headers["content-length"] == "10" and r.content == b""
+
+
+async def test_thumbnail(backend: tuple[WebWorld, httpx.AsyncClient]) -> None:
+    world, client = backend
+    r = await client.get(f"/audio/{world.with_art.id}/thumbnail")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/jpeg"
+    assert r.content[:3] == b"\xff\xd8\xff"  # a JPEG
+    partial = await client.get(f"/audio/{world.with_art.id}/thumbnail", headers={"Range": "bytes=0-1"})
+    assert partial.status_code == 206 and partial.content == b"\xff\xd8"
+    missing = await client.get(f"/audio/{world.plain.id}/thumbnail")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("path", ["stream", "thumbnail"])
+@pytest.mark.parametrize("track_id", ["00000000-0000-4000-8000-000000000000", "not-a-uuid", "1%27%20OR%201=1"])
+async def test_unknown_or_invalid_ids_are_404(client: httpx.AsyncClient, path: str, track_id: str) -> None:
+    r = await client.get(f"/audio/{track_id}/{path}")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "NOT_FOUND"
+
+
+async def test_media_responses_deny_framing(client: httpx.AsyncClient, world: WebWorld) -> None:
+    r = await client.get(f"/audio/{world.plain.id}/stream", headers={"Range": "bytes=0-0"})
+    assert r.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert r.headers["x-frame-options"] == "DENY"
