@@ -305,23 +305,54 @@ def delete(track_id: Annotated[str, typer.Argument(help="Track id (UUID).")], as
 @app.command()
 def seed(
     synthetic: Annotated[int, typer.Option("--synthetic", min=0, help="Add N metadata-only tracks sharing one blob.")] = 0,
+    audio: Annotated[int, typer.Option("--audio", "--real", min=0, max=500,
+                                       help="Add N real tracks made with ffmpeg (several formats, tags, artwork).")] = 0,
     seed_value: Annotated[int, typer.Option("--seed", help="Random seed (deterministic output).")] = 0,
+    wipe: Annotated[bool, typer.Option("--wipe", help="Delete every track and its blobs first (never in production).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fill the library with test data (synthetic metadata-only tracks for scale)."""
+    """Fill the library with test data: real audio for functional checks, synthetic tracks for scale.
+
+    Idempotent: the same --seed makes the same files and tracks, so seeding twice adds nothing.
+    """
     settings = _settings(as_json)
+    if not (synthetic or audio or wipe):
+        from loist.errors import InvalidArgument
 
-    async def go() -> tuple[int, float]:
+        raise _fail(InvalidArgument("nothing to do: give --audio N and/or --synthetic N (or --wipe)"), as_json)
+
+    async def go() -> dict[str, Any]:
+        from loist.seeding import seed_audio
+        from loist.transfer import wipe_library
+
         started = time.perf_counter()
+        result: dict[str, Any] = {}
         async with _library(settings) as lib:
-            added = await lib.seed_synthetic(synthetic, seed=seed_value)
-        return added, time.perf_counter() - started
+            if wipe:
+                result["wiped"] = await wipe_library(lib)
+            if audio:
+                result["audio"] = (await seed_audio(lib, audio, seed=seed_value)).to_dict()
+            result["added"] = await lib.seed_synthetic(synthetic, seed=seed_value) if synthetic else 0
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        return result
 
-    added, seconds = _run(go, as_json)
+    result = _run(go, as_json)
+    failed = result.get("audio", {}).get("failed", [])
     if as_json:
-        _print_json({"added": added, "seconds": round(seconds, 3)})
+        _print_json(result)
     else:
-        out.print(f"added {added} synthetic tracks in {seconds:.1f}s", highlight=False)
+        if "wiped" in result:
+            out.print(f"wiped {result['wiped']} tracks", highlight=False)
+        if "audio" in result:
+            a = result["audio"]
+            formats = ", ".join(f"{k} {v}" for k, v in a["formats"].items())
+            out.print(f"real audio: {a['created']} added, {a['existing']} already there ({formats})", highlight=False)
+            for f in failed:
+                err.print(f"[red]FAILED[/red] {f['input']}: {f['code']}: {f['message']}", highlight=False)
+        if synthetic:
+            out.print(f"added {result['added']} synthetic tracks", highlight=False)
+        out.print(f"done in {result['seconds']:.1f}s", highlight=False)
+    raise typer.Exit(1 if failed else 0)
 
 
 # --- db ----------------------------------------------------------------------------------------
@@ -409,6 +440,108 @@ def config_check(as_json: JsonOpt = False) -> None:
             err.print(f"configuration OK for the {settings.environment} profile", highlight=False)
     if problems:
         raise typer.Exit(4)
+
+
+# --- environments: deployment check, export / import -------------------------------------------
+@app.command()
+def smoke(
+    base_url: Annotated[str, typer.Option("--base-url", help="The deployment to check, e.g. https://loist.example.com.")],
+    token: Annotated[str | None, typer.Option(
+        "--token", envvar="SMOKE_BEARER_TOKEN", show_envvar=True,
+        help="Bearer token for /mcp (also proves /mcp refuses calls without it). Never printed.")] = None,
+    audio_url: Annotated[str | None, typer.Option(
+        "--audio-url", envvar="SMOKE_AUDIO_URL", show_envvar=True,
+        help="Audio the deployment can download. Default, for a loopback URL only: a WAV served from here.")] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds per request (ingest gets longer).")] = 30.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a running deployment end to end: health, MCP auth and tools, ingest, metadata, search,
+    embed tags, oEmbed, a Range request on the stream, delete. Exit 0 only when every check passes."""
+    from loist.smoke import run_smoke
+
+    report = _run(lambda: run_smoke(base_url, token=token, audio_url=audio_url, timeout_s=timeout), as_json)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        for line in report.lines():
+            out.print(line, highlight=False, markup=False)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command("export")
+def export_cmd(
+    path: Annotated[Path, typer.Argument(help="Output file (JSON Lines: a header line, then one line per track).")],
+    anonymize: Annotated[bool, typer.Option(
+        "--anonymize", help="Replace source URLs and their tokens, filenames and comments with keyed hashes.")] = False,
+    salt: Annotated[str | None, typer.Option(
+        "--salt", envvar="EXPORT_SALT", show_envvar=True,
+        help="HMAC key for --anonymize (same key, same replacements). Default: random per export.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export the library's COMPLETED tracks (metadata, not audio) to a file, e.g. production -> staging."""
+    settings = _settings(as_json)
+
+    async def go():  # type: ignore[no-untyped-def]
+        from loist.transfer import export_to_file
+
+        async with _library(settings) as lib:
+            return await export_to_file(lib, path, anonymize=anonymize, salt=salt)
+
+    report = _run(go, as_json)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        kind = "anonymised " if report.anonymized else ""
+        out.print(f"exported {report.tracks} {kind}tracks to {report.path}", highlight=False)
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="A file written by loist export.")],
+    blobs: Annotated[str | None, typer.Option(
+        "--blobs", help="copy (from --source-bucket/--source-dir, silence where that fails) or silence "
+        "(regenerate same length and format). Default: copy when a source is given, else silence.")] = None,
+    source_bucket: Annotated[str | None, typer.Option("--source-bucket", help="GCS bucket to copy blobs from.")] = None,
+    source_dir: Annotated[Path | None, typer.Option("--source-dir", help="Local blob folder to copy blobs from.")] = None,
+    wipe: Annotated[bool, typer.Option("--wipe", help="Delete every track and its blobs first (never in production).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load an export into this library (staging). Idempotent: importing twice adds nothing."""
+    from loist.errors import InvalidArgument
+
+    settings = _settings(as_json)
+    if blobs not in (None, "copy", "silence"):
+        raise _fail(InvalidArgument(f"--blobs must be copy or silence, got {blobs!r}"), as_json)
+
+    async def go() -> dict[str, Any]:
+        from loist.transfer import import_file, wipe_library
+
+        started = time.perf_counter()
+        result: dict[str, Any] = {}
+        async with _library(settings) as lib:
+            if wipe:
+                result["wiped"] = await wipe_library(lib)
+            report = await import_file(lib, path, blobs=blobs, source_bucket=source_bucket,  # type: ignore[arg-type]
+                                       source_dir=source_dir)
+        result.update(report.to_dict())
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        return result
+
+    result = _run(go, as_json)
+    if as_json:
+        _print_json(result)
+    else:
+        if "wiped" in result:
+            out.print(f"wiped {result['wiped']} tracks", highlight=False)
+        out.print(
+            f"read {result['read']}: {result['created']} added, {result['existing']} already there; blobs "
+            f"{result['copied']} copied, {result['regenerated']} regenerated ({result['fell_back']} after a failed copy)"
+            f" in {result['seconds']:.1f}s",
+            highlight=False,
+        )
+        for f in result["failed"]:
+            err.print(f"[red]FAILED[/red] {f['id']}: {f['code']}: {f['message']}", highlight=False)
+    raise typer.Exit(1 if result["failed"] else 0)
 
 
 def main() -> None:

@@ -27,7 +27,9 @@ def make_track(n: int | None = None, **overrides: Any) -> Track:
     fields: dict[str, Any] = {
         "id": new_track_id(),
         "status": TrackStatus.COMPLETED,
-        "source": Source(type="http_url", location=f"https://example.com/{n}.mp3", original_filename=f"{n}.mp3"),
+        "source": Source(
+            type="http_url", location=f"https://example.com/{n}.mp3", original_filename=f"{n}.mp3"
+        ),
         "sha256": sha,
         "size_bytes": 5_000_000_000 + n,  # > 2**32: needs BIGINT
         "audio": AudioInfo(

@@ -20,7 +20,9 @@ from tests.catalog.factories import BASE_TIME, make_track, sha_of
 async def genre_rows_of(catalog: Catalog, track_id: uuid.UUID) -> set[tuple[str, str]]:
     async with catalog.engine.connect() as conn:
         result = await conn.execute(
-            sa.select(track_genres.c.genre, track_genres.c.genre_norm).where(track_genres.c.track_id == track_id)
+            sa.select(track_genres.c.genre, track_genres.c.genre_norm).where(
+                track_genres.c.track_id == track_id
+            )
         )
         return {(row.genre, row.genre_norm) for row in result}
 
@@ -131,7 +133,9 @@ async def test_record_failure_with_a_very_long_location(catalog: Catalog) -> Non
 async def test_clear_failures_deletes_only_failed_rows_for_that_location(catalog: Catalog) -> None:
     location = "https://example.com/flaky.mp3"
     await catalog.record_failure(Source(type="http_url", location=location), "TIMEOUT", "x")
-    await catalog.record_failure(Source(type="http_url", location="https://example.com/other"), "TIMEOUT", "x")
+    await catalog.record_failure(
+        Source(type="http_url", location="https://example.com/other"), "TIMEOUT", "x"
+    )
     ok, _ = await catalog.add(make_track(source=Source(type="http_url", location=location)))
     assert await catalog.clear_failures(location) == 1
     assert await catalog.clear_failures(location) == 0
@@ -293,3 +297,21 @@ async def test_timestamps_come_back_aware_utc(catalog: Catalog) -> None:
 async def test_dialect_property(catalog: Catalog, catalog_url: str) -> None:
     assert catalog.dialect == ("sqlite" if catalog_url.startswith("sqlite") else "postgresql")
     await catalog.ping()
+
+
+async def test_clear_failures_many_deletes_failed_rows_of_every_location(catalog: Catalog) -> None:
+    locations = [f"/music/{n}.mp3" for n in range(3)]
+    for location in locations:
+        await catalog.record_failure(Source(type="file", location=location), "INVALID_FORMAT", "x")
+    kept = await catalog.record_failure(
+        Source(type="file", location="/music/keep.mp3"), "INVALID_FORMAT", "x"
+    )
+    ok, _ = await catalog.add(make_track(source=Source(type="file", location=locations[0])))
+    assert await catalog.clear_failures_many([*locations, locations[0]]) == 3
+    assert await catalog.clear_failures_many([]) == 0
+    assert await catalog.get(kept.id) == kept
+    assert await catalog.get(ok.id) == ok
+
+
+async def test_check_schema_accepts_a_database_at_head(catalog: Catalog) -> None:
+    await catalog.check_schema()

@@ -146,3 +146,68 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         "env not clean"
     )
     return Settings(_env_file=None, **dict(env))
+
+
+# --- gcloud command lines, checked against the installed Cloud SDK's command tree ---------------
+
+
+def _gcloud_tree() -> dict[str, Any] | None:
+    """The SDK's static CLI tree (every command and flag), or None without a Cloud SDK."""
+    import importlib.util
+    import shutil
+
+    binary = shutil.which("gcloud")
+    if not binary:
+        return None
+    path = Path(os.path.realpath(binary)).parents[1] / "data" / "cli" / "gcloud_completions.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("_gcloud_completions", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.STATIC_COMPLETION_CLI_TREE
+
+
+@pytest.fixture(scope="session")
+def gcloud_tree() -> dict[str, Any]:
+    tree = _gcloud_tree()
+    if tree is None:
+        pytest.skip("no Google Cloud SDK installed: cannot check gcloud command lines")
+    return tree
+
+
+def gcloud_invocations(text: str) -> list[str]:
+    """Every ``gcloud ...`` command line in a script or document (continuations joined)."""
+    import re
+
+    joined = re.sub(r"\\\n\s*", " ", text)
+    found = []
+    for line in joined.splitlines():
+        for match in re.finditer(r"(?<![\w/-])gcloud\s+([a-z].*)", line):
+            found.append(match.group(1))
+    return found
+
+
+def gcloud_problems(text: str, tree: dict[str, Any]) -> list[str]:
+    """Unknown commands or flags in the ``gcloud`` command lines of ``text``."""
+    import re
+
+    problems = []
+    for invocation in gcloud_invocations(text):
+        node = tree
+        path = []
+        for word in invocation.split():
+            if word in node["commands"]:
+                node = node["commands"][word]
+                path.append(word)
+            else:
+                break
+        if not path or node["commands"]:
+            problems.append(f"not a gcloud command: gcloud {invocation}")
+            continue
+        allowed = set(node["flags"]) | set(tree["flags"])
+        for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", invocation):
+            if flag not in allowed:
+                problems.append(f"gcloud {' '.join(path)}: unknown flag {flag}")
+    return problems

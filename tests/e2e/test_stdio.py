@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp_types import TextResourceContents
 
+from mcp import Client
 from tests.mcp.test_catalogue import TOOL_ORDER
 from tests.mcp.test_tools import assert_error, assert_ok
 from tests.support.audio import AudioFactory
@@ -31,7 +31,12 @@ def server_params(tmp_path: Path, **env: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable,
         args=["-m", "loist", "serve", "--transport", "stdio"],
-        env={"LOIST_DATA_DIR": str(tmp_path / "data"), "EMBED_BASE_URL": BASE_URL, "LOG_LEVEL": "WARNING", **env},
+        env={
+            "LOIST_DATA_DIR": str(tmp_path / "data"),
+            "EMBED_BASE_URL": BASE_URL,
+            "LOG_LEVEL": "WARNING",
+            **env,
+        },
         cwd=tmp_path,  # no stray .env is read
     )
 
@@ -89,9 +94,13 @@ async def test_stdio_subprocess_end_to_end(tmp_path: Path, audio_factory: AudioF
 
 async def test_stdio_validation_errors_keep_the_session_alive(tmp_path: Path) -> None:
     async with Client(server_params(tmp_path), read_timeout_seconds=60) as c:
-        assert_error(await c.call_tool("get_audio_metadata", {"audioId": "nope"}), "INVALID_ARGUMENT", "audioId")
         assert_error(
-            await c.call_tool("update_metadata", {"audioId": "00000000-0000-4000-8000-000000000000", "fields": {"x": 1}}),
+            await c.call_tool("get_audio_metadata", {"audioId": "nope"}), "INVALID_ARGUMENT", "audioId"
+        )
+        assert_error(
+            await c.call_tool(
+                "update_metadata", {"audioId": "00000000-0000-4000-8000-000000000000", "fields": {"x": 1}}
+            ),
             "INVALID_ARGUMENT",
         )
         # Still serving after the failures.

@@ -7,6 +7,7 @@ import hashlib
 import io
 import pickle
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -169,6 +170,14 @@ def test_decompression_bomb_artwork_is_ignored_with_a_warning(audio_factory: Aud
     assert any("decompression bomb" in w for w in result.warnings)
 
 
+def test_artwork_over_the_pixel_limit_is_ignored() -> None:
+    bomb = png_header_only(10000, 10000)  # 100 M pixels: over MAX_IMAGE_PIXELS, under Pillow's 2x error
+    with pytest.warns(Image.DecompressionBombWarning):
+        info, thumb, note = make_thumbnail(bomb)
+    assert (info.present, thumb) == (False, None)
+    assert note is not None and "decompression bomb" in note
+
+
 def test_broken_artwork_is_ignored_with_a_warning(audio_factory: AudioFactory, tmp_path: Path) -> None:
     result = analyze(with_apic(audio_factory, tmp_path, b"\x89PNG\r\n\x1a\nnot really"))
     assert result.artwork.present is False
@@ -234,19 +243,19 @@ def test_ogg_picture_from_metadata_block_picture(audio_factory: AudioFactory, tm
     assert (result.artwork.present, result.artwork.width) == (True, 640)
 
 
-def test_mp4_freeform_label_isrc_and_numeric_genre(audio_factory: AudioFactory, tmp_path: Path) -> None:
+def test_mp4_freeform_label_isrc_and_genres(audio_factory: AudioFactory, tmp_path: Path) -> None:
     path = audio_factory.copy("m4a", tmp_path / "f.m4a")
     audio = MP4(path)
     audio["----:com.apple.iTunes:LABEL"] = [MP4FreeForm(b"Free Label")]
     audio["----:com.apple.iTunes:ISRC"] = [MP4FreeForm(b"GB-AAA-00-00001")]
-    audio["gnre"] = [18]  # ID3v1 index 17 + 1: Rock
+    audio["\xa9gen"] = ["Rock", "Soul"]
     audio["trkn"] = [(4, 9)]
     audio["disk"] = [(2, 2)]
     audio.save()
     tags = analyze(path).tags
     assert tags.label == "Free Label"
     assert tags.isrc == "GBAAA0000001"
-    assert tags.genres == ["Rock"]
+    assert tags.genres == ["Rock", "Soul"]
     assert (tags.track_number, tags.disc_number) == (4, 2)
 
 
@@ -345,3 +354,28 @@ def test_clean_text_and_genres() -> None:
     assert clean_text("  a\x00 ") == "a"
     assert clean_text(" \x00 ") is None
     assert split_genres(["Rock; Pop", "rock", "", "Jazz\x00Blues"]) == ["Rock", "Pop", "Jazz", "Blues"]
+
+
+def test_aifc_names_its_encoding(tmp_path: Path) -> None:
+    dest = tmp_path / "le.aifc"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi", "-i", "sine=duration=0.3",
+         "-c:a", "pcm_s16le", "-f", "aiff", str(dest)],
+        check=True,
+    )
+    result = analyze(dest)
+    assert (result.extension, result.audio.codec, result.audio.bit_depth) == ("aiff", "pcm_s16le", 16)
+
+
+def test_wma_picture(audio_factory: AudioFactory, tmp_path: Path) -> None:
+    from mutagen.asf import ASF, ASFByteArrayAttribute
+
+    path = audio_factory.copy("wma", tmp_path / "p.wma")
+    data = png_bytes((320, 240))
+    mime = "image/png".encode("utf-16-le") + b"\x00\x00"
+    desc = "front".encode("utf-16-le") + b"\x00\x00"
+    audio = ASF(path)
+    audio["WM/Picture"] = [ASFByteArrayAttribute(bytes([3]) + struct.pack("<I", len(data)) + mime + desc + data)]
+    audio.save()
+    result = analyze(path)
+    assert (result.artwork.present, result.artwork.width, result.artwork.height) == (True, 320, 240)

@@ -8,10 +8,12 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import anyio
 import pytest
 
 from loist.errors import ErrorCode, FetchFailed, InvalidArgument, SizeExceeded, Timeout, UrlNotAllowed
@@ -393,7 +395,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     httpd.socket = server_ctx.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     client_ctx = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
     client_ctx.seen_sni = seen_sni  # type: ignore[attr-defined]
@@ -425,3 +427,57 @@ async def test_https_with_a_certificate_for_another_name_fails(
 def test_policy_fixture_allows_only_loopback_v4(http_server: LoopbackServer) -> None:
     assert http_server.policy.is_allowed(ipaddress.ip_address("127.0.0.1"))
     assert not http_server.policy.is_allowed(ipaddress.ip_address("10.0.0.1"))
+
+
+async def test_slow_dns_counts_against_the_total_timeout(http_server: LoopbackServer, dest: Path) -> None:
+    async def stuck(host: str, port: int) -> list[str]:
+        await anyio.sleep(3600)  # a resolver that never answers
+        return []
+
+    with pytest.raises(Timeout):
+        await fetch(http_server, "http://slow-dns.test/a.mp3", dest, resolver=stuck, timeout_s=0.2)
+
+
+async def test_cancellation_removes_the_partial_file(http_server: LoopbackServer, dest: Path) -> None:
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(10 * 1024 * 1024))
+        h.end_headers()
+        h.wfile.write(b"\x00" * (300 * 1024))  # enough for one progress report, then silence
+        h.wfile.flush()
+        time.sleep(5)
+
+    url = http_server.route("/stall", handler)
+    seen: list[int] = []
+    async with anyio.create_task_group() as tg:
+
+        async def progress(stage: str, done: int, total: int | None) -> None:
+            if done > 0:
+                seen.append(done)
+                assert dest.exists()  # mid-download: the partial file is there
+                tg.cancel_scope.cancel()
+
+        tg.start_soon(lambda: fetch(http_server, url, dest, progress=progress))
+    assert seen
+    assert not dest.exists()
+
+
+async def test_the_retry_budget_is_shared_across_redirects(http_server: LoopbackServer, dest: Path) -> None:
+    # /one fails twice, then redirects to /two, which always fails: 2 + 1 attempts, not 2 + 3
+    calls = {"n": 0}
+
+    def one(h: BaseHTTPRequestHandler) -> None:
+        calls["n"] += 1
+        h.send_response(503 if calls["n"] <= 2 else 302)
+        if calls["n"] > 2:
+            h.send_header("Location", "/two")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    http_server.route("/one", one)
+    two = http_server.flaky("/two", DATA, failures=100)
+    with pytest.raises(FetchFailed) as info:
+        await fetch(http_server, http_server.url("/one"), dest)
+    assert calls["n"] == 3
+    assert two.count == 1
+    assert info.value.details["attempts"] == 3

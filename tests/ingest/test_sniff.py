@@ -159,3 +159,19 @@ def test_rf64_is_recognised_but_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidFormat, match="RF64") as info:
         sniff_path(dest)
     assert info.value.details["format"] == "wav"
+
+
+def test_sniff_by_path(audio_factory: AudioFactory) -> None:
+    from loist.ingest.sniff import sniff
+
+    found = sniff(audio_factory("opus"))
+    assert (found.format, found.codec, found.mutagen_class) == ("opus", "opus", OggOpus)
+
+
+def test_random_bytes_are_never_taken_for_audio() -> None:
+    import random
+
+    for seed in range(300):
+        data = random.Random(seed).randbytes(16 * 1024)
+        with pytest.raises(InvalidFormat):
+            sniff_data(data)

@@ -66,11 +66,19 @@ async def tracks(library: Library, audio_factory: AudioFactory) -> dict[str, Any
     with_art = await library.ingest_file(
         audio_factory(
             "mp3",
-            tags={"title": "Hoppípolla", "artist": "Sigur Rós", "album": "Takk...", "genre": "Post-rock", "date": "2005"},
+            tags={
+                "title": "Hoppípolla",
+                "artist": "Sigur Rós",
+                "album": "Takk...",
+                "genre": "Post-rock",
+                "date": "2005",
+            },
             artwork=True,
         )
     )
     plain = await library.ingest_file(
-        audio_factory("flac", tags={"title": "Quiet Tone", "artist": "Test Ensemble", "genre": "Ambient"}, duration=2.0)
+        audio_factory(
+            "flac", tags={"title": "Quiet Tone", "artist": "Test Ensemble", "genre": "Ambient"}, duration=2.0
+        )
     )
     return {"art": with_art, "plain": plain}

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 from jsonschema import Draft202012Validator
-from mcp import Client
+from mcp_types import Tool
 
 from loist.mcp.server import create_mcp_server
+from mcp import Client
 from tests.mcp.conftest import make_settings
 
 if TYPE_CHECKING:
@@ -39,34 +40,25 @@ ANNOTATIONS = {
 }
 
 
-def _no_library() -> "Library":
+def _no_library() -> Library:
     raise AssertionError("listing must not touch the library")
 
 
-def listing_client(tmp_path: Path) -> Client:
-    """A client for a server whose library must never be touched."""
-    return Client(create_mcp_server(make_settings(tmp_path), _no_library))
+async def list_tools(tmp_path: Path) -> list[Tool]:
+    """tools/list from a server whose library must never be touched."""
+    async with Client(create_mcp_server(make_settings(tmp_path), _no_library)) as c:
+        return (await c.list_tools()).tools
 
 
 async def test_tools_are_listed_in_a_stable_order(tmp_path: Path) -> None:
-    async with listing_client(tmp_path) as c:
-        await _test_tools_are_listed_in_a_stable_order(c)
-
-
-async def _test_tools_are_listed_in_a_stable_order(listing_client: Client) -> None:
-    first = [t.name for t in (await listing_client.list_tools()).tools]
-    second = [t.name for t in (await listing_client.list_tools()).tools]
+    first = [t.name for t in await list_tools(tmp_path)]
+    second = [t.name for t in await list_tools(tmp_path)]
     assert first == TOOL_ORDER
     assert second == first
 
 
 async def test_every_tool_has_annotations_description_and_object_schemas(tmp_path: Path) -> None:
-    async with listing_client(tmp_path) as c:
-        await _test_every_tool_has_annotations_description_and_object_schemas(c)
-
-
-async def _test_every_tool_has_annotations_description_and_object_schemas(listing_client: Client) -> None:
-    for tool in (await listing_client.list_tools()).tools:
+    for tool in await list_tools(tmp_path):
         ann = tool.annotations
         assert ann is not None, tool.name
         got = (ann.read_only_hint, ann.destructive_hint, ann.idempotent_hint, ann.open_world_hint)
@@ -79,12 +71,7 @@ async def _test_every_tool_has_annotations_description_and_object_schemas(listin
 
 
 async def test_input_schemas_carry_the_constraints(tmp_path: Path) -> None:
-    async with listing_client(tmp_path) as c:
-        await _test_input_schemas_carry_the_constraints(c)
-
-
-async def _test_input_schemas_carry_the_constraints(listing_client: Client) -> None:
-    tools = {t.name: t for t in (await listing_client.list_tools()).tools}
+    tools = {t.name: t for t in await list_tools(tmp_path)}
     audio_id = tools["get_audio_metadata"].input_schema["properties"]["audioId"]
     assert audio_id["format"] == "uuid"
     assert tools["get_audio_metadata"].input_schema["required"] == ["audioId"]
@@ -105,12 +92,7 @@ async def _test_input_schemas_carry_the_constraints(listing_client: Client) -> N
 
 
 async def test_output_schema_names_the_track_fields(tmp_path: Path) -> None:
-    async with listing_client(tmp_path) as c:
-        await _test_output_schema_names_the_track_fields(c)
-
-
-async def _test_output_schema_names_the_track_fields(listing_client: Client) -> None:
-    tools = {t.name: t for t in (await listing_client.list_tools()).tools}
+    tools = {t.name: t for t in await list_tools(tmp_path)}
     schema = tools["get_audio_metadata"].output_schema
     assert schema is not None
     assert set(schema["required"]) == {"track", "links"}
@@ -121,12 +103,9 @@ async def _test_output_schema_names_the_track_fields(listing_client: Client) -> 
 
 
 async def test_resource_templates_are_listed(tmp_path: Path) -> None:
-    async with listing_client(tmp_path) as c:
-        await _test_resource_templates_are_listed(c)
-
-
-async def _test_resource_templates_are_listed(listing_client: Client) -> None:
-    templates = {t.uri_template: t for t in (await listing_client.list_resource_templates()).resource_templates}
+    async with Client(create_mcp_server(make_settings(tmp_path), _no_library)) as c:
+        listed = (await c.list_resource_templates()).resource_templates
+    templates = {t.uri_template: t for t in listed}
     assert set(templates) == {
         "music-library://audio/{id}/metadata",
         "music-library://audio/{id}/stream",

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client
 
 from loist.config import Settings
 from loist.library import Library
 from loist.mcp.server import LoistMCPServer, create_mcp_server
+from mcp import Client
 from tests.mcp.conftest import BASE_URL, make_settings
 from tests.mcp.test_tools import assert_error, assert_ok
 from tests.support.audio import AudioFactory
@@ -39,7 +39,9 @@ async def test_ingest_from_url_reports_progress_per_stage(
     seen, on_progress = recorder()
     async with Client(stdio_server) as c:
         result = await c.call_tool(
-            "process_audio_complete", {"source": {"type": "http_url", "url": url}}, progress_callback=on_progress
+            "process_audio_complete",
+            {"source": {"type": "http_url", "url": url}},
+            progress_callback=on_progress,
         )
     out = assert_ok(result)
     track = out["track"]
@@ -70,7 +72,9 @@ async def test_ingest_same_bytes_twice_gives_the_same_track(
     first_url = http_server.file("/a.flac", data)
     second_url = http_server.file("/b.flac", data)
     async with Client(stdio_server) as c:
-        first = assert_ok(await c.call_tool("process_audio_complete", {"source": {"type": "http_url", "url": first_url}}))
+        first = assert_ok(
+            await c.call_tool("process_audio_complete", {"source": {"type": "http_url", "url": first_url}})
+        )
         second = assert_ok(
             await c.call_tool("process_audio_complete", {"source": {"type": "http_url", "url": second_url}})
         )
@@ -98,12 +102,16 @@ async def test_ingest_passes_headers_and_filename(
     assert http_server.requests_to("/dl")[0].headers["authorization"] == "Bearer share-token"
 
 
-async def test_ingest_local_file_over_stdio(stdio_server: LoistMCPServer, audio_factory: AudioFactory) -> None:
+async def test_ingest_local_file_over_stdio(
+    stdio_server: LoistMCPServer, audio_factory: AudioFactory
+) -> None:
     path = audio_factory("m4a", tags={"title": "From Disk"})
     seen, on_progress = recorder()
     async with Client(stdio_server) as c:
         result = await c.call_tool(
-            "process_audio_complete", {"source": {"type": "file", "path": str(path)}}, progress_callback=on_progress
+            "process_audio_complete",
+            {"source": {"type": "file", "path": str(path)}},
+            progress_callback=on_progress,
         )
     out = assert_ok(result)
     assert out["track"]["source"]["type"] == "file"
@@ -111,7 +119,9 @@ async def test_ingest_local_file_over_stdio(stdio_server: LoistMCPServer, audio_
     assert [m for _, _, m in seen] == ["reading tags", "storing", "cataloguing", "done"]
 
 
-async def test_file_source_is_refused_over_http(hosted_server: LoistMCPServer, audio_factory: AudioFactory) -> None:
+async def test_file_source_is_refused_over_http(
+    hosted_server: LoistMCPServer, audio_factory: AudioFactory
+) -> None:
     path = audio_factory("mp3", tags={"title": "Not over HTTP"})
     async with Client(hosted_server) as c:
         result = await c.call_tool("process_audio_complete", {"source": {"type": "file", "path": str(path)}})
@@ -120,7 +130,9 @@ async def test_file_source_is_refused_over_http(hosted_server: LoistMCPServer, a
 
 async def test_missing_local_file(stdio_server: LoistMCPServer, tmp_path: Path) -> None:
     async with Client(stdio_server) as c:
-        result = await c.call_tool("process_audio_complete", {"source": {"type": "file", "path": str(tmp_path / "x.mp3")}})
+        result = await c.call_tool(
+            "process_audio_complete", {"source": {"type": "file", "path": str(tmp_path / "x.mp3")}}
+        )
     assert_error(result, "NOT_FOUND", "x.mp3")
 
 
@@ -129,7 +141,9 @@ async def test_max_size_above_server_limit_is_invalid(
 ) -> None:
     source = {"type": "http_url", "url": "http://127.0.0.1:9/never-fetched.mp3"}
     async with Client(stdio_server) as c:
-        result = await c.call_tool("process_audio_complete", {"source": source, "options": {"maxSizeMB": 10_000}})
+        result = await c.call_tool(
+            "process_audio_complete", {"source": source, "options": {"maxSizeMB": 10_000}}
+        )
     assert_error(result, "INVALID_ARGUMENT", "maxSizeMB", f"{mcp_settings.max_file_size_mb:g} MB")
 
 
@@ -139,7 +153,10 @@ async def test_file_larger_than_max_size_is_size_exceeded(
     data = audio_factory("wav", duration=12.0).read_bytes()
     url = http_server.file("/big.wav", data)
     async with Client(stdio_server) as c:
-        result = await c.call_tool("process_audio_complete", {"source": {"type": "http_url", "url": url}, "options": {"maxSizeMB": 0.5}})
+        result = await c.call_tool(
+            "process_audio_complete",
+            {"source": {"type": "http_url", "url": url}, "options": {"maxSizeMB": 0.5}},
+        )
     assert_error(result, "SIZE_EXCEEDED")
 
 
@@ -190,3 +207,38 @@ async def test_private_addresses_are_refused_by_default(
         await library.close()
     assert_error(result, "URL_NOT_ALLOWED")
     assert http_server.requests_to("/inside.mp3") == []
+
+
+async def test_progress_grows_when_the_size_is_unknown(
+    stdio_server: LoistMCPServer, http_server: LoopbackServer, audio_factory: AudioFactory
+) -> None:
+    """No Content-Length (a close-delimited body): fetching progress still only grows, below 70."""
+    data = audio_factory("wav", tags={"title": "No Length"}, duration=10.0).read_bytes()
+    url = http_server.file("/nolength.wav", data, content_length=False)
+    seen, on_progress = recorder()
+    async with Client(stdio_server) as c:
+        out = assert_ok(
+            await c.call_tool(
+                "process_audio_complete",
+                {"source": {"type": "http_url", "url": url}},
+                progress_callback=on_progress,
+            )
+        )
+    assert out["track"]["size_bytes"] == len(data)
+    fetching = [(v, m) for v, _, m in seen if (m or "").startswith("fetching")]
+    assert len(fetching) >= 2
+    assert all(" of " not in (m or "") for _, m in fetching)
+    assert all(0 <= v < 70 for v, _ in fetching)
+    values = [v for v, _, _ in seen]
+    assert values == sorted(set(values))
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/a.mp3", "file:///etc/passwd", "https://user:pw@example.com/a.mp3"]
+)
+async def test_urls_that_cannot_be_fetched_are_url_not_allowed(
+    stdio_server: LoistMCPServer, url: str
+) -> None:
+    async with Client(stdio_server) as c:
+        result = await c.call_tool("process_audio_complete", {"source": {"type": "http_url", "url": url}})
+    assert_error(result, "URL_NOT_ALLOWED")

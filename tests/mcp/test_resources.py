@@ -7,7 +7,6 @@ import io
 import json
 
 import pytest
-from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, BlobResourceContents, TextResourceContents
 from PIL import Image
@@ -16,6 +15,7 @@ from loist.library import Library
 from loist.mcp.resources import INLINE_LIMIT_BYTES
 from loist.mcp.server import LoistMCPServer
 from loist.model import Track
+from mcp import Client
 from tests.mcp.conftest import BASE_URL
 from tests.support.audio import AudioFactory
 
@@ -24,7 +24,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 MISSING = "00000000-0000-4000-8000-000000000000"
 
 
-async def test_metadata_resource_is_the_track_as_json(stdio_server: LoistMCPServer, tracks: dict[str, Track]) -> None:
+async def test_metadata_resource_is_the_track_as_json(
+    stdio_server: LoistMCPServer, tracks: dict[str, Track]
+) -> None:
     track = tracks["art"]
     uri = f"music-library://audio/{track.id}/metadata"
     async with Client(stdio_server) as c:

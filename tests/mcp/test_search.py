@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 import pytest
-from mcp import Client
 from mcp_types import TextResourceContents
 
 from loist.mcp.deps import search_uri
 from loist.mcp.server import LoistMCPServer
 from loist.model import Track
+from mcp import Client
 from tests.mcp.test_tools import assert_error, assert_ok
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -60,7 +60,9 @@ async def test_cursor_pages_do_not_overlap(stdio_server: LoistMCPServer, tracks:
     assert titles == sorted(titles)
 
 
-@pytest.mark.parametrize("query", ["(", '"', "&|!", "rock'n'roll", "🎵 ♫", "x" * 10_000, "-", "artist:", "year:..abc"])
+@pytest.mark.parametrize(
+    "query", ["(", '"', "&|!", "rock'n'roll", "🎵 ♫", "x" * 10_000, "-", "artist:", "year:..abc"]
+)
 async def test_any_string_is_a_valid_query(stdio_server: LoistMCPServer, query: str) -> None:
     result = await search(stdio_server, query=query)
     assert isinstance(result["total"], int)

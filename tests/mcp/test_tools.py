@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mcp import Client
 from mcp_types import CallToolResult
 
 from loist.library import Library
 from loist.mcp.server import LoistMCPServer
 from loist.model import Track
+from mcp import Client
 from tests.mcp.conftest import BASE_URL
 from tests.support.audio import AudioFactory
 
@@ -140,7 +140,10 @@ async def test_update_metadata_changes_tags_and_keeps_the_rest(
     async with Client(stdio_server) as c:
         result = await c.call_tool(
             "update_metadata",
-            {"audioId": str(track.id), "fields": {"title": "After", "genres": ["Jazz", "Soul"], "year": 1971}},
+            {
+                "audioId": str(track.id),
+                "fields": {"title": "After", "genres": ["Jazz", "Soul"], "year": 1971},
+            },
         )
     data = assert_ok(result)
     assert data["track"]["tags"]["title"] == "After"
@@ -177,6 +180,18 @@ async def test_update_metadata_rejects_bad_fields(
     async with Client(stdio_server) as c:
         result = await c.call_tool("update_metadata", {"audioId": str(tracks["plain"].id), "fields": fields})
     assert_error(result, "INVALID_ARGUMENT", fragment)
+
+
+async def test_update_metadata_unknown_field_names_the_allowed_ones(
+    stdio_server: LoistMCPServer, tracks: dict[str, Track]
+) -> None:
+    async with Client(stdio_server) as c:
+        result = await c.call_tool(
+            "update_metadata", {"audioId": str(tracks["plain"].id), "fields": {"bpm": 120}}
+        )
+    error = assert_error(result, "INVALID_ARGUMENT", "fields.bpm: unknown field")
+    assert "tag fields: title, artist, album" in error["message"]
+    assert "120" not in error["message"]  # the rejected value is not echoed
 
 
 async def test_update_metadata_unknown_track(stdio_server: LoistMCPServer) -> None:
@@ -229,7 +244,9 @@ async def test_get_embed_url_unknown_track(stdio_server: LoistMCPServer) -> None
 # --- health_check ---------------------------------------------------------------------------------
 
 
-async def test_health_check_reports_components(stdio_server: LoistMCPServer, hosted_server: LoistMCPServer) -> None:
+async def test_health_check_reports_components(
+    stdio_server: LoistMCPServer, hosted_server: LoistMCPServer
+) -> None:
     async with Client(stdio_server) as c:
         data = assert_ok(await c.call_tool("health_check", {}))
     assert data["status"] == "ok"
@@ -241,9 +258,7 @@ async def test_health_check_reports_components(stdio_server: LoistMCPServer, hos
         assert assert_ok(await c.call_tool("health_check", {}))["transport"] == "http"
 
 
-async def test_health_check_degraded_when_storage_is_gone(
-    mcp_settings: Any, tmp_path: Any
-) -> None:
+async def test_health_check_degraded_when_storage_is_gone(mcp_settings: Any, tmp_path: Any) -> None:
     """A library whose blob folder cannot be used reports degraded, not an exception."""
     from loist.mcp.server import create_mcp_server
     from tests.mcp.conftest import make_settings
@@ -288,4 +303,3 @@ async def test_unexpected_exception_is_generic_and_logged(
     error = assert_error(result, "INTERNAL")
     assert "secret" not in error["message"] and "RuntimeError" not in error["message"]
     assert any("explode" in r.getMessage() and r.exc_info for r in caplog.records)
-

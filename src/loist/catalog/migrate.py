@@ -64,12 +64,13 @@ async def downgrade(url: str | None, revision: str) -> None:
 
 async def current(url: str | None) -> str | None:
     """The revision the database is at (``None`` for an empty database)."""
+    return await _with_engine(url, current_engine)
 
-    async def run(engine: AsyncEngine) -> str | None:
-        async with engine.connect() as conn:
-            return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
 
-    return await _with_engine(url, run)
+async def current_engine(engine: AsyncEngine) -> str | None:
+    """The revision the database behind ``engine`` is at (``None`` for an empty database)."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
 
 
 async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
@@ -147,6 +148,7 @@ __all__ = [
     "MIGRATION_LOCK_KEY",
     "alembic_config",
     "current",
+    "current_engine",
     "downgrade",
     "heads",
     "upgrade",

@@ -381,7 +381,10 @@ def _parse_range(value: str, convert: Any) -> tuple[float | None, float | None] 
 def _parse_instant(text: str, now: datetime, *, end: bool) -> datetime | None:
     relative = _RELATIVE.match(text)
     if relative:
-        return now - int(relative.group(1)) * _RELATIVE_UNITS[relative.group(2)]
+        try:
+            return now - int(relative.group(1)) * _RELATIVE_UNITS[relative.group(2)]
+        except (OverflowError, ValueError):
+            return datetime.min.replace(tzinfo=UTC)  # "added in the last million years": everything
     if _DATE.match(text):
         parts = [int(part) for part in text.split("-")]
         try:

@@ -104,7 +104,8 @@ tracks = sa.Table(
     sa.Column("label", sa.Text()),
     sa.Column("isrc", sa.Text()),
     sa.Column("comment", sa.Text()),
-    # search tokens, written from loist.catalog.query.search_columns (indexed by migration 0002)
+    # Search tokens of the tags (added by migration 0002_search, derived by loist.catalog.query,
+    # written by the catalog with every insert and tag update). Not part of Track.
     *(sa.Column(name, sa.Text(), nullable=False, server_default="") for name in SEARCH_COLUMNS.values()),
     # artwork
     sa.Column("artwork_present", sa.Boolean(), nullable=False, server_default=sa.false()),
@@ -143,5 +144,7 @@ track_genres = sa.Table(
 
 sa.Index("ix_track_genres_genre_norm_track_id", track_genres.c.genre_norm, track_genres.c.track_id)
 
-# The columns of ``tracks`` in declaration order (used by the row <-> Track conversion).
-TRACK_COLUMNS: tuple[str, ...] = tuple(column.name for column in tracks.columns)
+# Every column of ``tracks`` (what an insert writes), and those that mirror Track (what reads select).
+ROW_COLUMNS: tuple[str, ...] = tuple(column.name for column in tracks.columns)
+TRACK_COLUMNS: tuple[str, ...] = tuple(name for name in ROW_COLUMNS if name not in SEARCH_COLUMNS.values())
+track_columns: tuple[sa.Column[Any], ...] = tuple(tracks.c[name] for name in TRACK_COLUMNS)

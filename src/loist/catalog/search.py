@@ -585,7 +585,7 @@ async def _facets(
     fmt = await grouped(
         fmt_key, sa.select(fmt_key, count).select_from(source).where(*where, tracks.c.format.is_not(None))
     )
-    decade_key = (tracks.c.year / sa.literal_column("10")) * sa.literal_column("10")
+    decade_key = tracks.c.year - tracks.c.year % sa.literal_column("10")
     decade_raw = await grouped(
         decade_key, sa.select(decade_key, count).select_from(source).where(*where, tracks.c.year.is_not(None))
     )

@@ -20,20 +20,20 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loist.catalog.normalize import genre_rows
-from loist.catalog.schema import TRACK_COLUMNS, tracks
+from loist.catalog.schema import ROW_COLUMNS, tracks
 
 _INSERT_TRACKS = (  # column names come from schema.py, never from input
-    f"INSERT INTO tracks ({', '.join(TRACK_COLUMNS)}) VALUES ({', '.join('?' * len(TRACK_COLUMNS))}) "  # noqa: S608
+    f"INSERT INTO tracks ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))}) "  # noqa: S608
     "ON CONFLICT (sha256) DO NOTHING"
 )
 _INSERT_GENRES = "INSERT INTO track_genres (track_id, genre, genre_norm) VALUES (?, ?, ?)"
 _IN_CHUNK = 500
 
 
-_row_values = itemgetter(*TRACK_COLUMNS)
-_UUID_AT = TRACK_COLUMNS.index("id")
-_JSON_AT = TRACK_COLUMNS.index("genres")
-_DATETIMES_AT = (TRACK_COLUMNS.index("created_at"), TRACK_COLUMNS.index("updated_at"))
+_row_values = itemgetter(*ROW_COLUMNS)
+_UUID_AT = ROW_COLUMNS.index("id")
+_JSON_AT = ROW_COLUMNS.index("genres")
+_DATETIMES_AT = (ROW_COLUMNS.index("created_at"), ROW_COLUMNS.index("updated_at"))
 
 
 def _utc_text(value: datetime) -> str:
@@ -45,7 +45,7 @@ def _utc_text(value: datetime) -> str:
 
 
 def encode_row(row: dict[str, Any]) -> tuple[Any, ...]:
-    """The positional parameters (``TRACK_COLUMNS`` order) for one ``tracks`` row.
+    """The positional parameters (``ROW_COLUMNS`` order) for one ``tracks`` row (``track_to_row``).
 
     Only four columns need converting; bools and numbers go to sqlite3 as they are.
     """

@@ -28,8 +28,8 @@ from loist.catalog.engine import build_engine
 from loist.catalog.errors import database_failed
 from loist.catalog.normalize import genre_rows
 from loist.catalog.query import search_columns
-from loist.catalog.schema import track_genres, tracks
-from loist.errors import InvalidArgument, LoistError
+from loist.catalog.schema import track_columns, track_genres, tracks
+from loist.errors import DatabaseFailed, InvalidArgument, LoistError
 from loist.model import (
     TAG_FIELDS,
     ArtworkInfo,
@@ -49,7 +49,11 @@ MAX_PAGE_SIZE = 1000
 IN_CHUNK = 500
 
 AUDIO_FIELDS: tuple[str, ...] = tuple(AudioInfo.model_fields)
-_ARTWORK_COLUMNS: dict[str, str] = {"present": "artwork_present", "width": "artwork_width", "height": "artwork_height"}
+_ARTWORK_COLUMNS: dict[str, str] = {
+    "present": "artwork_present",
+    "width": "artwork_width",
+    "height": "artwork_height",
+}
 _SOURCE_COLUMNS: dict[str, str] = {
     "type": "source_type",
     "location": "source_location",
@@ -61,7 +65,7 @@ _SOURCE_COLUMNS: dict[str, str] = {
 
 
 def track_to_row(track: Track) -> dict[str, Any]:
-    """The ``tracks`` row for a Track (nested models flattened; names unchanged)."""
+    """The ``tracks`` row for a Track (nested models flattened; names unchanged), search tokens included."""
     row: dict[str, Any] = {
         "id": track.id,
         "status": track.status.value,
@@ -100,7 +104,9 @@ def row_to_track(row: Mapping[str, Any]) -> Track:
         sha256=row["sha256"],
         size_bytes=row["size_bytes"],
         audio=AudioInfo(**{field: row[field] for field in AUDIO_FIELDS}),
-        tags=Tags(**{field: row[field] for field in TAG_FIELDS if field != "genres"}, genres=row["genres"] or []),
+        tags=Tags(
+            **{field: row[field] for field in TAG_FIELDS if field != "genres"}, genres=row["genres"] or []
+        ),
         artwork=ArtworkInfo(**{field: row[column] for field, column in _ARTWORK_COLUMNS.items()}),
         blob_key=row["blob_key"],
         thumbnail_key=row["thumbnail_key"],
@@ -199,6 +205,24 @@ class Catalog:
 
         await upgrade_engine(self._engine)
 
+    async def check_schema(self) -> None:
+        """Refuse a database that is not at this code's migration head (server databases are
+        migrated by a deploy step, ``loist db upgrade``, not by every instance that starts)."""
+        from loist.catalog.migrate import current_engine, heads
+
+        try:
+            now = await current_engine(self._engine)
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise database_failed(exc, self._engine.url, action="schema check") from None
+        head = heads()[0]
+        if now != head:
+            state = f"at revision {now}" if now else "empty (no migrations applied)"
+            raise DatabaseFailed(
+                f"the database schema is {state} but this version of loist needs revision {head}: "
+                "run `loist db upgrade`",
+                details={"current": now, "head": head},
+            )
+
     # --- writes --------------------------------------------------------------------------------
 
     async def add(self, track: Track) -> tuple[Track, bool]:
@@ -226,12 +250,14 @@ class Catalog:
                 )
                 created_ids = set((await conn.execute(statement, rows)).scalars().all())
                 await self._write_genres(
-                    conn, [(row["id"], row["genres"]) for row in rows if row["id"] in created_ids], replace=False
+                    conn,
+                    [(row["id"], row["genres"]) for row in rows if row["id"] in created_ids],
+                    replace=False,
                 )
             dupes = list({row["sha256"] for row in rows if row["id"] not in created_ids and row["sha256"]})
             owners: dict[str, Track] = {}
             for chunk in _chunks(dupes, IN_CHUNK):
-                result = await conn.execute(sa.select(tracks).where(tracks.c.sha256.in_(chunk)))
+                result = await conn.execute(sa.select(*track_columns).where(tracks.c.sha256.in_(chunk)))
                 owners.update({row["sha256"]: row_to_track(row) for row in result.mappings()})
         out: list[tuple[Track, bool]] = []
         for track, row in zip(tracks_in, rows, strict=True):
@@ -273,7 +299,7 @@ class Catalog:
                 },
             )
         async with self._tx("insert") as conn:
-            result = await conn.execute(insert.returning(*tracks.columns))
+            result = await conn.execute(insert.returning(*track_columns))
             return row_to_track(result.mappings().one())
 
     async def clear_failures(self, location: str) -> int:
@@ -286,6 +312,20 @@ class Catalog:
             )
             return int(result.rowcount or 0)
 
+    async def clear_failures_many(self, locations: Sequence[str]) -> int:
+        """:meth:`clear_failures` for many locations in one transaction (bulk ingest)."""
+        unique = list(dict.fromkeys(locations))
+        deleted = 0
+        async with self._tx("delete") as conn:
+            for chunk in _chunks(unique, IN_CHUNK):
+                result = await conn.execute(
+                    sa.delete(tracks).where(
+                        tracks.c.source_location.in_(chunk), tracks.c.status == TrackStatus.FAILED.value
+                    )
+                )
+                deleted += int(result.rowcount or 0)
+        return deleted
+
     async def update_tags(self, track_id: uuid.UUID, tags: Tags) -> Track | None:
         """Replace a track's tags (all of them: pass the merged result); ``None`` if it is gone."""
         values: dict[str, Any] = {field: getattr(tags, field) for field in TAG_FIELDS}
@@ -294,7 +334,7 @@ class Catalog:
         values["updated_at"] = _now()
         async with self._tx("update") as conn:
             result = await conn.execute(
-                sa.update(tracks).where(tracks.c.id == track_id).values(values).returning(*tracks.columns)
+                sa.update(tracks).where(tracks.c.id == track_id).values(values).returning(*track_columns)
             )
             row = result.mappings().one_or_none()
             if row is None:
@@ -307,7 +347,7 @@ class Catalog:
         async with self._tx("delete") as conn:
             await conn.execute(sa.delete(track_genres).where(track_genres.c.track_id == track_id))
             result = await conn.execute(
-                sa.delete(tracks).where(tracks.c.id == track_id).returning(*tracks.columns)
+                sa.delete(tracks).where(tracks.c.id == track_id).returning(*track_columns)
             )
             row = result.mappings().one_or_none()
             return None if row is None else row_to_track(row)
@@ -343,7 +383,7 @@ class Catalog:
 
     async def _one(self, where: sa.ColumnElement[bool]) -> Track | None:
         async with self._tx() as conn:
-            result = await conn.execute(sa.select(tracks).where(where))
+            result = await conn.execute(sa.select(*track_columns).where(where))
             row = result.mappings().one_or_none()
         return None if row is None else row_to_track(row)
 
@@ -354,7 +394,11 @@ class Catalog:
         added, so following ``next_cursor`` visits every older row exactly once."""
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
-        query = sa.select(tracks).order_by(tracks.c.created_at.desc(), tracks.c.id.desc()).limit(limit + 1)
+        query = (
+            sa.select(*track_columns)
+            .order_by(tracks.c.created_at.desc(), tracks.c.id.desc())
+            .limit(limit + 1)
+        )
         if status is not None:
             query = query.where(tracks.c.status == TrackStatus(status).value)
         if cursor:
@@ -405,4 +449,3 @@ def _normalized(track: Track) -> Track:
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-

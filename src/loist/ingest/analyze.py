@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -85,7 +84,7 @@ def _read(source: BinaryIO, sniffed: Sniffed, sha256: str, size: int, original_f
             f"the {sniffed.format.upper()} data is corrupt or truncated: {_reason(exc)}",
             details={"format": sniffed.format},
         ) from None
-    info = _audio_info(audio, sniffed, size)
+    info = _audio_info(audio, sniffed, size, source)
     found_tags, picture = _tags_and_picture(audio, source, sniffed)
     artwork = ArtworkInfo()
     thumbnail: bytes | None = None
@@ -127,12 +126,12 @@ def _reason(exc: Exception) -> str:
     return text[:200]
 
 
-def _audio_info(audio: FileType, sniffed: Sniffed, size: int) -> AudioInfo:
+def _audio_info(audio: FileType, sniffed: Sniffed, size: int, source: BinaryIO) -> AudioInfo:
     info: Any = audio.info
     length = float(getattr(info, "length", 0) or 0)
     if not length > 0:
         raise InvalidFormat(f"the {sniffed.format.upper()} file holds no audio (zero duration)")
-    codec = sniffed.codec or _codec(audio, sniffed)
+    codec = sniffed.codec or _codec(audio, sniffed, source)
     bitrate = int(getattr(info, "bitrate", 0) or 0) or int(size * 8 / length)
     bits = getattr(info, "bits_per_sample", None) or None
     if codec in LOSSY_CODECS:
@@ -153,7 +152,33 @@ def _audio_info(audio: FileType, sniffed: Sniffed, size: int) -> AudioInfo:
 _WAVE_CODECS = {3: "pcm_f{bits}le", 6: "pcm_alaw", 7: "pcm_mulaw", 0x55: "mp3", 2: "adpcm_ms", 0x11: "adpcm_ima_wav"}
 
 
-def _codec(audio: FileType, sniffed: Sniffed) -> str:
+_AIFC_CODECS = {
+    b"NONE": "pcm_s{bits}be", b"twos": "pcm_s{bits}be", b"sowt": "pcm_s{bits}le", b"fl32": "pcm_f32be",
+    b"FL32": "pcm_f32be", b"fl64": "pcm_f64be", b"FL64": "pcm_f64be", b"ulaw": "pcm_mulaw",
+    b"ULAW": "pcm_mulaw", b"alaw": "pcm_alaw", b"ALAW": "pcm_alaw", b"ima4": "adpcm_ima_qt",
+}
+
+
+def _aifc_codec(source: BinaryIO, bits: int) -> str:
+    """AIFF is big-endian PCM; AIFC names its encoding in the COMM chunk (mutagen does not say)."""
+    source.seek(0)
+    header = source.read(12)
+    if header[8:12] != b"AIFC":
+        return f"pcm_s{bits}be"
+    for _ in range(64):
+        chunk = source.read(8)
+        if len(chunk) < 8:
+            break
+        size = int.from_bytes(chunk[4:8], "big")
+        if chunk[:4] == b"COMM":
+            body = source.read(min(size, 64))
+            kind = body[18:22]
+            return _AIFC_CODECS.get(kind, kind.decode("latin-1").strip().lower() or "aifc").format(bits=bits)
+        source.seek(size + (size & 1), 1)
+    return "aifc"
+
+
+def _codec(audio: FileType, sniffed: Sniffed, source: BinaryIO) -> str:
     info: Any = audio.info
     if isinstance(audio, MP4):
         raw = (info.codec or "").lower()
@@ -172,7 +197,7 @@ def _codec(audio: FileType, sniffed: Sniffed) -> str:
         return _WAVE_CODECS.get(fmt, f"wav_0x{fmt:04x}").format(bits=bits)
     if sniffed.format == "aiff":
         bits = int(getattr(info, "bits_per_sample", 16) or 16)
-        return f"pcm_s{bits}be"
+        return _aifc_codec(source, bits)
     if isinstance(audio, ASF):
         return "wma"
     return sniffed.format
@@ -193,6 +218,7 @@ def _tags_and_picture(audio: FileType, source: BinaryIO, sniffed: Sniffed) -> tu
         picture = tagread.ape_picture(found)
     elif isinstance(found, ASFTags):
         result = tagread.build_tags(tagread.asf_getter(found))
+        picture = tagread.asf_picture(found)
     elif found is not None and hasattr(found, "vendor"):  # Vorbis comments
         result = tagread.build_tags(tagread.vorbis_getter(found))
         picture = tagread.vorbis_picture(audio)
@@ -212,22 +238,25 @@ def make_thumbnail(data: bytes) -> tuple[ArtworkInfo, bytes | None, str | None]:
     warning: bad artwork never fails an ingest.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if image.format == "JPEG":
-                    image.draft("RGB", THUMBNAIL_MAX)  # decode at a reduced scale: much faster
-                image.thumbnail(THUMBNAIL_MAX)
-                if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-                    rgba = image.convert("RGBA")
-                    flat = Image.new("RGB", rgba.size, (255, 255, 255))
-                    flat.paste(rgba, mask=rgba.getchannel("A"))
-                else:
-                    flat = image.convert("RGB")
-                out = io.BytesIO()
-                flat.save(out, "JPEG", quality=85, optimize=True)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # No warnings.catch_warnings() here: it changes process-global state and this runs in
+        # threads. Pillow itself refuses images over 2x MAX_IMAGE_PIXELS; we refuse those over 1x.
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and width * height > limit:
+                raise Image.DecompressionBombError(f"{width}x{height} pixels")
+            if image.format == "JPEG":
+                image.draft("RGB", THUMBNAIL_MAX)  # decode at a reduced scale: much faster
+            image.thumbnail(THUMBNAIL_MAX)
+            if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+                rgba = image.convert("RGBA")
+                flat = Image.new("RGB", rgba.size, (255, 255, 255))
+                flat.paste(rgba, mask=rgba.getchannel("A"))
+            else:
+                flat = image.convert("RGB")
+            out = io.BytesIO()
+            flat.save(out, "JPEG", quality=85)
+    except Image.DecompressionBombError:
         return ArtworkInfo(), None, "embedded artwork ignored: the image is too large (decompression bomb guard)"
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken images
         return ArtworkInfo(), None, f"embedded artwork ignored: the image cannot be read ({exc.__class__.__name__})"

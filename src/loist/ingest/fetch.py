@@ -13,6 +13,9 @@ What "safely" means here, and why each rule exists:
   and the bytes actually read are counted, so a server that lies is cut off one byte past the
   limit. Decoded bytes are what is counted, so a compressed bomb is cut off too.
 * One total deadline covers resolution, connecting, redirects, retries and the body.
+* Transient failures (connection errors, a broken body, 429/502/503/504) are retried with
+  exponential backoff and jitter; a download makes at most 3 attempts in all, redirects included.
+  Other 4xx/5xx answers are final.
 * The body is streamed to disk in chunks and hashed on the way; the partial file is removed on
   any failure (including cancellation).
 """
@@ -70,6 +73,14 @@ class Downloaded:
     content_type: str | None
     final_url: str
     filename: str | None
+
+
+@dataclass
+class _Attempts:
+    """Transient failures so far in one download: the retry budget is shared by all redirect hops,
+    so a download makes at most MAX_ATTEMPTS - 1 retries in total."""
+
+    failed: int = 0
 
 
 class _Transient(Exception):
@@ -197,6 +208,7 @@ async def _download(
         headers={"User-Agent": "loist/0.1 (+music library ingest)", "Accept-Encoding": "identity"},
     ) as client:
         current = url
+        attempts = _Attempts()
         first_origin: tuple[str, str, int] | None = None
         for hop in range(max_redirects + 1):
             target = await check_url(current, policy, resolver=resolver)
@@ -204,7 +216,8 @@ async def _download(
                 first_origin = _origin(target)
             same_origin = _origin(target) == first_origin
             outcome = await _fetch_with_retries(
-                client, target, caller_headers if same_origin else {}, dest, max_bytes, progress, backoff_s
+                client, target, caller_headers if same_origin else {}, dest, max_bytes, progress, backoff_s,
+                attempts,
             )
             if isinstance(outcome, Downloaded):
                 return outcome
@@ -223,21 +236,20 @@ async def _fetch_with_retries(
     max_bytes: int,
     progress: Progress | None,
     backoff_s: float,
+    attempts: _Attempts,
 ) -> Downloaded | str:
-    last: _Transient | None = None
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    while True:
         try:
             return await _fetch_once(client, target, headers, dest, max_bytes, progress)
         except _Transient as exc:
-            last = exc
             dest.unlink(missing_ok=True)
-            if attempt < MAX_ATTEMPTS:
-                await anyio.sleep(_backoff(attempt, backoff_s))
-    assert last is not None
-    details: dict[str, Any] = {"url": target.url, "attempts": MAX_ATTEMPTS}
-    if last.status is not None:
-        details["status"] = last.status
-    raise FetchFailed(f"{last} (gave up after {MAX_ATTEMPTS} attempts)", details=details)
+            attempts.failed += 1
+            if attempts.failed >= MAX_ATTEMPTS:
+                details: dict[str, Any] = {"url": target.url, "attempts": attempts.failed}
+                if exc.status is not None:
+                    details["status"] = exc.status
+                raise FetchFailed(f"{exc} (gave up after {attempts.failed} attempts)", details=details) from None
+            await anyio.sleep(_backoff(attempts.failed, backoff_s))
 
 
 async def _fetch_once(
@@ -256,8 +268,6 @@ async def _fetch_once(
     )
     try:
         response = await client.send(request, stream=True)
-    except httpx.TimeoutException as exc:  # pragma: no cover - no per-request timeouts are set
-        raise _Transient(f"timed out talking to {target.host}: {exc}") from None
     except httpx.TransportError as exc:
         raise _Transient(f"could not connect to {target.host}: {exc.__class__.__name__}: {exc}") from None
     try:

@@ -9,6 +9,7 @@ enough to trust (raw AAC without ADTS, MIDI) are not recognised.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from mutagen import FileType
@@ -302,3 +303,9 @@ def _describe_unknown(head: bytes) -> str:
     if sample and all(32 <= b < 127 or b in (9, 10, 13) for b in sample):
         return "not an audio file: the content is text"
     return "not a recognised audio format (the bytes match no supported audio format)"
+
+
+def sniff(path: Path) -> Sniffed:
+    """Recognise the format of the file at ``path`` (reads at most the first bytes and tag sizes)."""
+    with Path(path).open("rb") as handle:
+        return sniff_file(handle)

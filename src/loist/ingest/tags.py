@@ -236,8 +236,7 @@ _MP4_KEYS = {
 
 
 def mp4_getter(tags: MP4Tags) -> Getter:
-    from mutagen.id3 import TCON
-
+    # mutagen already turns the numeric "gnre" atom into "\xa9gen" text when it reads the file.
     def get(field: str) -> list[str]:
         out: list[str] = []
         if field in ("track_number", "disc_number"):
@@ -248,9 +247,6 @@ def mp4_getter(tags: MP4Tags) -> Getter:
         for key in _MP4_KEYS.get(field, ()):
             for value in tags.get(key, []):
                 out.append(bytes(value).decode("utf-8", "replace") if isinstance(value, bytes) else str(value))
-        if field == "genre":
-            for number in tags.get("gnre", []):  # ID3v1 genre index + 1
-                out.extend(TCON(text=[f"({int(number) - 1})"]).genres)
         return out
 
     return get
@@ -326,6 +322,28 @@ def asf_getter(tags: ASFTags) -> Getter:
         return out
 
     return get
+
+
+def asf_picture(tags: ASFTags) -> bytes | None:
+    """The first WM/Picture (front cover preferred): type, length, UTF-16 mime and description, data."""
+    found: list[tuple[int, bytes]] = []
+    for value in tags.get("WM/Picture", []):
+        raw = bytes(getattr(value, "value", b""))
+        if len(raw) < 9:
+            continue
+        kind, length = raw[0], struct.unpack("<I", raw[1:5])[0]
+        pos = 5
+        for _ in range(2):  # skip the two NUL-terminated UTF-16LE strings
+            while pos + 1 < len(raw) and raw[pos : pos + 2] != b"\x00\x00":
+                pos += 2
+            pos += 2
+        data = raw[pos : pos + length]
+        if data:
+            found.append((kind, data))
+    if not found:
+        return None
+    front = [data for kind, data in found if kind == 3]
+    return (front or [found[0][1]])[0]
 
 
 # --- RIFF INFO (WAV) ----------------------------------------------------------------------------

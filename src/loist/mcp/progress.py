@@ -18,6 +18,8 @@ MIN_STEP = 0.5
 
 
 def _mb(n: int) -> str:
+    if n < 1024 * 1024:
+        return f"{n / 1024:.0f} KB"
     return f"{n / (1024 * 1024):.1f} MB"
 
 

@@ -64,7 +64,9 @@ async def stream_contents(deps: Deps, track_id: str) -> list[ReadResourceContent
     out = [ReadResourceContents(content=_json(info), mime_type=JSON)]
     if info["inline"] and track.blob_key:
         data = await _read_blob(deps, track.blob_key)
-        out.append(ReadResourceContents(content=data, mime_type=track.audio.mime_type or "application/octet-stream"))
+        out.append(
+            ReadResourceContents(content=data, mime_type=track.audio.mime_type or "application/octet-stream")
+        )
     return out
 
 
@@ -117,7 +119,8 @@ def register_resources(server: MCPServer, deps: Deps) -> None:
         result = await deps.library.search(SearchRequest(query=query))
         output = SearchOutput(
             items=[
-                SearchHitResult(track=h.track, score=h.score, links=links_for(deps, h.track)) for h in result.items
+                SearchHitResult(track=h.track, score=h.score, links=links_for(deps, h.track))
+                for h in result.items
             ],
             total=result.total,
             next_cursor=result.next_cursor,

@@ -20,6 +20,7 @@ from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent
 from pydantic import BaseModel, ValidationError
 
 from loist.errors import ErrorCode, LoistError
+from loist.model import TAG_FIELDS
 
 logger = logging.getLogger("loist.mcp")
 
@@ -47,11 +48,20 @@ def failure(code: str, message: str, details: dict[str, Any] | None = None) -> C
 
 
 def _validation_message(exc: ValidationError) -> str:
+    """Name each offending field and what is wrong with it; never echo the rejected values."""
     parts = []
+    unknown_tag = False
     for err in exc.errors(include_url=False, include_input=False):
         loc = ".".join(str(p) for p in err["loc"]) or "arguments"
-        parts.append(f"{loc}: {err['msg']}")
-    return "invalid arguments: " + "; ".join(parts[:10])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"{loc}: unknown field")
+            unknown_tag = unknown_tag or err["loc"][:1] == ("fields",)
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    message = "invalid arguments: " + "; ".join(parts[:10])
+    if unknown_tag:  # update_metadata: say what can be changed
+        message += f" (tag fields: {', '.join(TAG_FIELDS)})"
+    return message
 
 
 def error_result(tool: str, exc: BaseException) -> CallToolResult:
@@ -66,4 +76,7 @@ def error_result(tool: str, exc: BaseException) -> CallToolResult:
         # The SDK's own anticipated failures, e.g. "Unknown tool: x".
         return failure(str(ErrorCode.INVALID_ARGUMENT), str(exc))
     logger.error("tool %s raised an unexpected exception", tool, exc_info=cause)
-    return failure(INTERNAL, "the server hit an unexpected error; it has been logged. Try again, or check the server log.")
+    return failure(
+        INTERNAL,
+        "the server hit an unexpected error; it has been logged. Try again, or check the server log.",
+    )

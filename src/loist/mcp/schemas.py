@@ -32,7 +32,9 @@ class HttpUrlSource(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     type: Literal["http_url"]
-    url: str = Field(min_length=1, max_length=8192, description="An http:// or https:// URL the server can reach.")
+    url: str = Field(
+        min_length=1, max_length=8192, description="An http:// or https:// URL the server can reach."
+    )
     headers: dict[str, Annotated[str, Field(max_length=8192)]] | None = Field(
         default=None,
         max_length=32,
@@ -40,7 +42,10 @@ class HttpUrlSource(BaseModel):
     )
     filename: str | None = Field(default=None, max_length=512, description="Original filename, if known.")
     mime_type: str | None = Field(
-        default=None, alias="mimeType", max_length=255, description="Declared MIME type (a hint; the bytes decide)."
+        default=None,
+        alias="mimeType",
+        max_length=255,
+        description="Declared MIME type (a hint; the bytes decide).",
     )
 
 
@@ -50,7 +55,9 @@ class FileSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["file"]
-    path: str = Field(min_length=1, max_length=4096, description="Absolute or working-directory-relative path.")
+    path: str = Field(
+        min_length=1, max_length=4096, description="Absolute or working-directory-relative path."
+    )
 
 
 Source = Annotated[HttpUrlSource | FileSource, Field(discriminator="type")]
@@ -76,7 +83,9 @@ class TagsPatch(BaseModel):
     artist: str | None = Field(default=None, max_length=MAX_TEXT)
     album: str | None = Field(default=None, max_length=MAX_TEXT)
     album_artist: str | None = Field(default=None, max_length=MAX_TEXT)
-    genres: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(default=None, max_length=32)
+    genres: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None, max_length=32
+    )
     year: int | None = Field(default=None, ge=1000, le=9999)
     track_number: int | None = Field(default=None, ge=0, le=10000)
     disc_number: int | None = Field(default=None, ge=0, le=1000)

@@ -42,10 +42,13 @@ from loist.mcp.schemas import (
 )
 from loist.model import SearchFilters, SearchRequest, SortField, Track
 
+# Same size as the web app's oEmbed answer and twitter:player (loist.web.embed.PLAYER_WIDTH/HEIGHT).
 EMBED_WIDTH = 480
-EMBED_HEIGHT = 180
+EMBED_HEIGHT = 160
 
-READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+READ_ONLY = ToolAnnotations(
+    readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False
+)
 
 
 def links_for(deps: Deps, track: Track) -> TrackLinks:
@@ -166,7 +169,7 @@ def register_tools(server: MCPServer, deps: Deps) -> None:  # noqa: C901 - one c
             Field(
                 max_length=100_000,
                 description=(
-                    "Free text plus optional operators: \"quoted phrase\", -excluded, field:value "
+                    'Free text plus optional operators: "quoted phrase", -excluded, field:value '
                     "(artist, album, title, genre, composer, label, format), ranges year:1990..1999, "
                     "duration:..4:30, added:-7d... Any string is valid; empty lists the library."
                 ),
@@ -176,7 +179,9 @@ def register_tools(server: MCPServer, deps: Deps) -> None:  # noqa: C901 - one c
         sort: SortField = "relevance",
         order: Literal["asc", "desc"] | None = None,
         limit: Annotated[int, Field(ge=1, le=100)] = 20,
-        cursor: Annotated[str | None, Field(max_length=4096, description="`next_cursor` of the previous page.")] = None,
+        cursor: Annotated[
+            str | None, Field(max_length=4096, description="`next_cursor` of the previous page.")
+        ] = None,
         facets: Annotated[bool, Field(description="Also count matches by genre, format and decade.")] = False,
     ) -> Annotated[CallToolResult, SearchOutput]:
         """Search the library: ranked full text with filters, sorting and cursor pagination."""
@@ -203,7 +208,9 @@ def register_tools(server: MCPServer, deps: Deps) -> None:  # noqa: C901 - one c
 
     @server.tool(title="List the library", annotations=READ_ONLY)
     async def list_library(
-        cursor: Annotated[str | None, Field(max_length=4096, description="`next_cursor` of the previous page.")] = None,
+        cursor: Annotated[
+            str | None, Field(max_length=4096, description="`next_cursor` of the previous page.")
+        ] = None,
         limit: Annotated[int, Field(ge=1, le=100)] = 20,
     ) -> Annotated[CallToolResult, LibraryPage]:
         """List tracks, newest first, one page at a time."""
@@ -219,12 +226,14 @@ def register_tools(server: MCPServer, deps: Deps) -> None:  # noqa: C901 - one c
     )
     async def update_metadata(
         audioId: AudioId,  # noqa: N803
-        fields: Annotated[TagsPatch, Field(description="Tags to change; null clears a field; others are kept.")],
+        fields: Annotated[
+            TagsPatch, Field(description="Tags to change; null clears a field; others are kept.")
+        ],
     ) -> Annotated[CallToolResult, TrackResult]:
         """Change a track's tags (title, artist, album, genres, year, ...). Only tags can change."""
         changes: dict[str, Any] = fields.model_dump(exclude_unset=True)
         if not changes:
-            raise InvalidArgument("fields is empty: give at least one tag to change, e.g. {\"title\": \"...\"}")
+            raise InvalidArgument('fields is empty: give at least one tag to change, e.g. {"title": "..."}')
         track = await deps.library.update_tags(audioId, changes)
         return ok(TrackResult(track=track, links=links_for(deps, track)), resource_links(track))
 
@@ -267,7 +276,8 @@ def embed_result(deps: Deps, track_id: uuid.UUID, title: str | None) -> EmbedRes
     label = html.escape(title or "Audio player", quote=True)
     iframe = (
         f'<iframe src="{html.escape(embed, quote=True)}" width="{EMBED_WIDTH}" height="{EMBED_HEIGHT}" '
-        f'title="{label}" frameborder="0" allow="autoplay; encrypted-media" loading="lazy"></iframe>'
+        f'title="{label}" frameborder="0" scrolling="no" loading="lazy" '
+        f'allow="autoplay; encrypted-media" style="border:0;max-width:100%"></iframe>'
     )
     return EmbedResult(
         id=track_id,
@@ -278,4 +288,3 @@ def embed_result(deps: Deps, track_id: uuid.UUID, title: str | None) -> EmbedRes
         width=EMBED_WIDTH,
         height=EMBED_HEIGHT,
     )
-

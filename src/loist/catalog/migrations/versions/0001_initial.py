@@ -4,13 +4,15 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-25
 
-Safe to re-run: every object is created only when missing and dropped only when present, so a
-database that already has the tables (but lost ``alembic_version``) is adopted, not broken.
+Safe to re-run: every object is created only when missing (``IF NOT EXISTS``) and dropped only when
+present, so a database that already has the tables (but lost ``alembic_version``) is adopted, not
+broken.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -27,13 +29,8 @@ def _inspector() -> sa.Inspector:
     return sa.inspect(op.get_bind())
 
 
-def _has_index(table: str, name: str) -> bool:
-    return any(index["name"] == name for index in _inspector().get_indexes(table))
-
-
-def _create_index(name: str, table: str, columns: list[str], **kwargs: object) -> None:
-    if not _has_index(table, name):
-        op.create_index(name, table, columns, **kwargs)  # type: ignore[arg-type]
+def _create_index(name: str, table: str, columns: list[Any], **kwargs: Any) -> None:
+    op.create_index(name, table, columns, if_not_exists=True, **kwargs)
 
 
 def upgrade() -> None:
@@ -90,16 +87,15 @@ def upgrade() -> None:
     _create_index("ix_tracks_blob_key", "tracks", ["blob_key"])
     _create_index("ix_tracks_thumbnail_key", "tracks", ["thumbnail_key"])
     # At most one FAILED row per location, so recording a failure is a race-free upsert.
-    if not _has_index("tracks", "uq_tracks_failed_location"):
-        location = sa.text("md5(source_location)") if dialect == "postgresql" else "source_location"
-        op.create_index(
-            "uq_tracks_failed_location",
-            "tracks",
-            [location],
-            unique=True,
-            sqlite_where=sa.text("status = 'FAILED'"),
-            postgresql_where=sa.text("status = 'FAILED'"),
-        )
+    location = sa.text("md5(source_location)") if dialect == "postgresql" else "source_location"
+    _create_index(
+        "uq_tracks_failed_location",
+        "tracks",
+        [location],
+        unique=True,
+        sqlite_where=sa.text("status = 'FAILED'"),
+        postgresql_where=sa.text("status = 'FAILED'"),
+    )
 
     if not inspector.has_table("track_genres"):
         op.create_table(

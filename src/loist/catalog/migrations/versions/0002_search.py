@@ -60,7 +60,7 @@ def upgrade() -> None:
     backfill_search_columns(bind)
     if dialect == "postgresql":
         if PG_VECTOR not in existing:
-            op.execute(
+            bind.exec_driver_sql(  # not op.execute: the expression's ':1A' is no bind parameter
                 f"ALTER TABLE tracks ADD COLUMN {PG_VECTOR} tsvector "
                 f"GENERATED ALWAYS AS ({_pg_vector_expression()}) STORED"
             )

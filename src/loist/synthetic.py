@@ -1,0 +1,229 @@
+"""Synthetic tracks: realistic, varied, metadata-only catalogue rows for benchmarks and staging.
+
+``loist seed --synthetic N`` and ``bench/search.py`` use :func:`generate_tracks`. The tags exercise
+everything search must handle: accents (``Sigur Rós``), punctuation (``AC/DC``, ``R.E.M.``),
+Japanese, Chinese, Korean, Cyrillic and Arabic text, long titles with ``(feat. ...)`` and
+``[Remastered]`` suffixes, many artists per genre, years 1950-2025, durations from 30 s to 20 min,
+several genres per track and the usual formats. Every track is COMPLETED, has no sha256 (content
+is not real) and points at one shared small blob, so a million of them cost no storage.
+
+Deterministic: the same ``seed`` gives the same tags in the same order (ids are fresh UUIDs, so a
+library can be seeded twice). Fast: plain ``random.Random`` choices, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from loist.model import ArtworkInfo, AudioInfo, Source, Tags, Track, TrackStatus
+
+WORDS = (
+    "love night heart fire rain summer dream light dark blue red gold silver river ocean city road "
+    "home time world star moon sun sky wind storm shadow ghost angel devil paradise heaven hell "
+    "highway train station island mountain desert forest garden winter spring autumn morning "
+    "midnight evening dance party song story girl boy baby lady man king queen child friend lover "
+    "stranger soldier sailor runner dreamer wild free lost broken golden electric cosmic velvet "
+    "crystal neon secret silent lonely happy crazy sweet bitter young old new last first little big "
+    "high low deep long slow fast cold warm hot bright holy sacred simple strange beautiful "
+    "memory echo signal machine engine radio telephone mirror window door wall bridge tower "
+    "castle church garden market street avenue boulevard harbour lighthouse valley canyon glacier "
+    "thunder lightning hurricane tornado earthquake volcano avalanche waterfall rainbow horizon "
+    "journey voyage escape return revolution rebellion freedom liberty glory victory destiny "
+    "fortune mystery miracle wonder magic spirit soul mind body blood bone skin tears smile kiss "
+    "goodbye hello tomorrow yesterday forever never always sometimes maybe nothing everything "
+    "alone together apart again away back down up over under inside outside between beyond "
+    "running falling flying burning crying singing dancing waiting walking talking dreaming "
+    "chasing breaking shining fading rising calling coming going"
+).split()
+NAMES_FIRST = (
+    "John Paul George Ringo Mick Keith David Joni Aretha Nina Billie Ella Miles Chet Herbie Björk "
+    "Sinéad Zoë Ólafur Chloé François Françoise Sébastien José María Lucía Søren Ångström Jürgen "
+    "Anaïs Renée Noël Thaïs Ewa Zbigniew Dvořák Łukasz Jiří Małgorzata Ana Luís João Inês Ahmed "
+    "Fatima Omar Layla Yuki Hiro Min-jun Seo-yeon Wei Mei Ivan Olga Dmitri Natasha Kwame Amara"
+).split()
+NAMES_LAST = (
+    "Smith Jones Mitchell Franklin Simone Holiday Fitzgerald Davis Baker Hancock Guðmundsdóttir "
+    "O'Connor Keating Arnalds Müller Schäfer Lefèvre Gonçalves Núñez Peña Kowalski Dvořák Novák "
+    "Søndergaard Åkesson Yılmaz Öztürk Tanaka Suzuki Kim Park Chen Wang Petrov Ivanova Okafor Mensah "
+    "Hernández García Rodríguez d'Arcy van der Berg De La Soul MacLeod"
+).split()
+SPECIAL_ARTISTS = [
+    "AC/DC", "R.E.M.", "Sigur Rós", "Beyoncé", "Motörhead", "Mötley Crüe", "Björk", "Guns N' Roses",
+    "Jay-Z", "P!nk", "Ke$ha", "M83", "blink-182", "Sinéad O'Connor", "Ólafur Arnalds", "Röyksopp",
+    "Mø", "Café Tacvba", "Françoise Hardy", "Sébastien Tellier", "Hüsker Dü", "Queensrÿche",
+    "Boney M.", "N.W.A", "Crosby, Stills, Nash & Young", "Earth, Wind & Fire", "Simon & Garfunkel",
+    "!!!", "The The", "Sunn O)))", "múm", "Tiësto", "Amadou & Mariam", "Salif Keïta",
+    "東京事変", "宇多田ヒカル", "坂本龍一", "椎名林檎", "久石譲", "周杰倫", "王菲", "邓丽君",
+    "방탄소년단", "아이유", "빅뱅", "서태지와 아이들", "Кино", "Ария", "Земфира", "Сплин", "ДДТ",
+    "Пётр Чайковский", "فيروز", "أم كلثوم", "عمرو دياب", "محمد عبد الوهاب", "Νίκος Ξυλούρης",
+]
+CJK_TITLES = [
+    "東京タワー", "夜に駆ける", "千と千尋の神隠し", "さくらさくら", "月光", "花火", "青い春", "雨の日",
+    "北京欢迎你", "月亮代表我的心", "甜蜜蜜", "青花瓷", "夜曲", "봄날", "좋은 날", "밤편지", "사랑해",
+    "너의 의미", "Звезда по имени Солнце", "Группа крови", "Кукушка", "Белая ночь", "Осень",
+    "كيفك إنت", "إنت عمري", "سألوني الناس", "يا حبيبي", "Σ' αγαπώ",
+]
+GENRES = [
+    "Rock", "Pop", "Jazz", "Blues", "Classical", "Electronic", "Hip-Hop", "R&B", "Soul", "Funk",
+    "Country", "Folk", "Reggae", "Metal", "Punk", "Indie", "Alternative", "Ambient", "Techno", "House",
+    "Post-Rock", "Shoegaze", "K-Pop", "J-Pop", "Chanson", "Bossa Nova", "Flamenco", "Afrobeat",
+    "Latin", "Soundtrack", "Gospel", "Disco", "Drum & Bass", "Trip-Hop", "Grunge", "Hard Rock",
+    "Singer-Songwriter", "World", "Arabic Classical", "Experimental",
+]
+LABELS = [
+    "Blue Note", "Motown", "Sub Pop", "Warp", "4AD", "XL Recordings", "Rough Trade", "Def Jam",
+    "Deutsche Grammophon", "ECM", "Matador", "Domino", "Ninja Tune", "Stax", "Atlantic", "Island",
+    "Columbia", "EMI", "Virgin", "Sony Music Japan", "SM Entertainment", "Мелодия", "Rotana",
+    "Nonesuch", "Hyperdub", "Kranky", "Mute", "Factory", "Creation", "Elektra",
+]
+COMPOSERS = [
+    "Johann Sebastian Bach", "Wolfgang Amadeus Mozart", "Ludwig van Beethoven", "Antonín Dvořák",
+    "Frédéric Chopin", "Claude Debussy", "Erik Satie", "Пётр Чайковский", "Сергей Рахманинов",
+    "Béla Bartók", "Arvo Pärt", "Philip Glass", "Steve Reich", "久石譲", "坂本龍一", "Ennio Morricone",
+    "Hans Zimmer", "John Williams", "Lennon–McCartney", "Jagger/Richards",
+]
+# format, codec, mime type, weight
+FORMATS = [
+    ("mp3", "mp3", "audio/mpeg", 50), ("flac", "flac", "audio/flac", 20), ("m4a", "aac", "audio/mp4", 12),
+    ("ogg", "vorbis", "audio/ogg", 6), ("opus", "opus", "audio/ogg", 5), ("wav", "pcm_s16le", "audio/wav", 4),
+    ("aiff", "pcm_s16be", "audio/aiff", 3),
+]
+SUFFIXES = [
+    " (Remastered)", " (Live)", " - Radio Edit", " (Acoustic Version)", " [Remastered 2011]",
+    " (Demo)", " (Extended Mix)", " - Live at Wembley Stadium, London, 1986", " (Instrumental)",
+]
+ARTISTS_PER_GENRE = 400
+
+
+def _title(rng: random.Random) -> str:
+    roll = rng.random()
+    if roll < 0.06:
+        return rng.choice(CJK_TITLES)
+    words = WORDS
+    if roll < 0.35:
+        text = f"{rng.choice(words).title()} {rng.choice(words).title()}"
+    elif roll < 0.55:
+        text = f"The {rng.choice(words).title()} of {rng.choice(words).title()}"
+    elif roll < 0.70:
+        text = rng.choice(words).title()
+    elif roll < 0.85:
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(3, 6))).capitalize()
+    else:  # long titles
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(8, 16))).capitalize()
+    if rng.random() < 0.12:
+        text += rng.choice(SUFFIXES)
+    if rng.random() < 0.05:
+        text += f" (feat. {rng.choice(SPECIAL_ARTISTS)})"
+    return text
+
+
+def _artist_pool(rng: random.Random) -> dict[str, list[str]]:
+    """Many artists per genre: band names and people, plus the awkward real-world spellings."""
+    pool: dict[str, list[str]] = {}
+    for genre in GENRES:
+        names: list[str] = []
+        for _ in range(ARTISTS_PER_GENRE):
+            roll = rng.random()
+            if roll < 0.45:
+                names.append(f"{rng.choice(NAMES_FIRST)} {rng.choice(NAMES_LAST)}")
+            elif roll < 0.75:
+                names.append(f"The {rng.choice(WORDS).title()} {rng.choice(WORDS).title()}s")
+            else:
+                names.append(f"{rng.choice(WORDS).title()} {rng.choice(WORDS).title()}")
+        names.extend(rng.sample(SPECIAL_ARTISTS, 6))
+        pool[genre] = names
+    return pool
+
+
+def _duration(rng: random.Random) -> float:
+    """Mostly 2-6 minutes, with a long tail up to 20 minutes and a few 30-second sketches."""
+    value = math.exp(rng.gauss(math.log(230), 0.45))
+    if rng.random() < 0.02:
+        value = rng.uniform(30, 90)
+    if rng.random() < 0.02:
+        value = rng.uniform(600, 1200)
+    return round(min(max(value, 30.0), 1200.0), 3)
+
+
+def generate_tracks(
+    n: int,
+    *,
+    seed: int = 0,
+    blob_key: str = "synthetic/silence.mp3",
+    blob_size: int = 1024,
+    now: datetime | None = None,
+    added_span: timedelta = timedelta(days=730),
+) -> Iterator[Track]:
+    """Yield ``n`` COMPLETED metadata-only tracks, the same tags for the same ``seed``.
+
+    ``created_at`` runs from ``now - added_span`` (first track) to ``now`` (last), so ``added:``
+    queries and newest-first listings see a realistic spread.
+    """
+    rng = random.Random(seed)  # noqa: S311 - test data, not security
+    artists = _artist_pool(rng)
+    formats = [entry[:3] for entry in FORMATS]
+    format_weights = [entry[3] for entry in FORMATS]
+    end = now or datetime.now(UTC)
+    start = end - added_span
+    step = added_span / max(n, 1)
+    albums: dict[str, list[str]] = {}
+    for index in range(n):
+        genre = rng.choice(GENRES)
+        genres = [genre]
+        if rng.random() < 0.3:
+            genres.append(rng.choice(GENRES))
+        artist = rng.choice(artists[genre])
+        # Artists have a few albums each, so tracks share albums as in a real library.
+        artist_albums = albums.setdefault(artist, [])
+        if len(artist_albums) < 3 and (not artist_albums or rng.random() < 0.2):
+            artist_albums.append(_title(rng))
+        album = rng.choice(artist_albums)
+        fmt, codec, mime = rng.choices(formats, weights=format_weights)[0]
+        lossless = fmt in ("flac", "wav", "aiff")
+        created = start + step * index
+        year = int(min(2025, max(1950, rng.gauss(1995, 18))))
+        tags = Tags.model_construct(
+            title=_title(rng),
+            artist=artist,
+            album=album,
+            album_artist=artist if rng.random() < 0.9 else "Various Artists",
+            genres=genres,
+            year=year if rng.random() > 0.03 else None,
+            track_number=rng.randint(1, 16),
+            disc_number=1,
+            composer=rng.choice(COMPOSERS) if genre in ("Classical", "Soundtrack") or rng.random() < 0.05 else None,
+            label=rng.choice(LABELS) if rng.random() < 0.7 else None,
+            isrc=None,
+            comment=None,
+        )
+        audio = AudioInfo.model_construct(
+            mime_type=mime,
+            format=fmt,
+            codec=codec,
+            duration_s=_duration(rng),
+            channels=2,
+            sample_rate_hz=rng.choice((44100, 48000, 96000)) if lossless else rng.choice((44100, 48000)),
+            bitrate_bps=None if lossless else rng.choice((128000, 192000, 256000, 320000)),
+            bit_depth=rng.choice((16, 24)) if lossless else None,
+        )
+        yield Track.model_construct(
+            id=uuid.uuid4(),
+            status=TrackStatus.COMPLETED,
+            error_code=None,
+            error_message=None,
+            attempts=1,
+            source=Source.model_construct(type="synthetic", location=None, original_filename=None),
+            sha256=None,
+            size_bytes=blob_size,
+            audio=audio,
+            tags=tags,
+            artwork=ArtworkInfo.model_construct(present=False, width=None, height=None),
+            blob_key=blob_key,
+            thumbnail_key=None,
+            created_at=created,
+            updated_at=created,
+        )

@@ -1,0 +1,204 @@
+"""MCP over streamable HTTP against a real uvicorn server running the whole app (``create_app``).
+
+The server runs in its own thread and event loop on a socket bound here (port 0), so the test
+knows the address before uvicorn starts; connections queue in the socket's backlog until it
+accepts them, so nothing waits or sleeps. The official client talks to ``/mcp`` with and without
+the bearer token; raw HTTP requests check the 401 answers and the Host/Origin allow-list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import TextResourceContents
+
+from loist.config import Settings
+from loist.web.app import create_app
+from mcp import Client
+from tests.mcp.conftest import make_settings
+from tests.mcp.test_catalogue import TOOL_ORDER
+from tests.mcp.test_tools import assert_error, assert_ok
+from tests.support.audio import AudioFactory
+from tests.support.httpserver import LoopbackServer
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "e2e-token-" + "x" * 40
+PUBLIC_HOST = "music.example.test"
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@contextmanager
+def running(settings_for: Any) -> Iterator[str]:
+    """Run ``create_app(settings)`` under uvicorn; yield its base URL (``http://127.0.0.1:PORT``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    settings: Settings = settings_for(port)
+    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+    assert not thread.is_alive(), "uvicorn did not stop"
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("http-open")
+    with running(
+        lambda port: make_settings(
+            data, embed_base_url=f"https://{PUBLIC_HOST}", allow_private_urls=True, server_transport="http"
+        )
+    ) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def locked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("http-locked")
+    with running(
+        lambda port: make_settings(
+            data, embed_base_url=f"http://127.0.0.1:{port}", auth_enabled=True, bearer_token=TOKEN
+        )
+    ) as base:
+        yield base
+
+
+def with_token(url: str, token: str) -> Any:
+    return streamable_http_client(
+        url, http_client=create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    )
+
+
+async def test_http_end_to_end_with_progress(
+    open_server: str, http_server: LoopbackServer, audio_factory: AudioFactory
+) -> None:
+    data = audio_factory("wav", tags={"title": "Over HTTP", "artist": "Uvicorn"}, duration=12.0).read_bytes()
+    url = http_server.file("/http.wav", data, content_type="audio/wav")
+    progress: list[tuple[float, str]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message or ""))
+
+    async with Client(f"{open_server}/mcp") as c:
+        assert [t.name for t in (await c.list_tools()).tools] == TOOL_ORDER
+        ingest = assert_ok(
+            await c.call_tool(
+                "process_audio_complete",
+                {"source": {"type": "http_url", "url": url}},
+                progress_callback=on_progress,
+            )
+        )
+        track_id = ingest["track"]["id"]
+        assert ingest["links"]["embed_url"] == f"https://{PUBLIC_HOST}/embed/{track_id}"
+
+        got = assert_ok(await c.call_tool("get_audio_metadata", {"audioId": track_id}))
+        assert got["track"]["tags"]["title"] == "Over HTTP"
+        resource = await c.read_resource(f"music-library://audio/{track_id}/stream")
+        info = resource.contents[0]
+        assert isinstance(info, TextResourceContents) and '"inline": false' in info.text
+
+        local = audio_factory("mp3")
+        assert_error(
+            await c.call_tool("process_audio_complete", {"source": {"type": "file", "path": str(local)}}),
+            "INVALID_ARGUMENT",
+            "stdio",
+        )
+        assert_error(
+            await c.call_tool("delete_audio", {"audioId": "00000000-0000-4000-8000-000000000000"}),
+            "NOT_FOUND",
+        )
+        health = assert_ok(await c.call_tool("health_check", {}))
+        assert health["transport"] == "http" and health["status"] == "ok"
+
+    values = [v for v, _ in progress]
+    assert values == sorted(set(values)) and values[-1] == 100.0
+    assert any(m.startswith("fetching") for _, m in progress)
+    assert [m for _, m in progress if not m.startswith("fetching")] == [
+        "reading tags",
+        "storing",
+        "cataloguing",
+        "done",
+    ]
+
+    # The stream URL the tool returned is served by the same app (path part; the host is public).
+    async with httpx.AsyncClient() as raw:
+        audio = await raw.get(f"{open_server}/audio/{track_id}/stream", headers={"Range": "bytes=0-3"})
+    assert audio.status_code == 206 and audio.content == data[:4]
+
+
+async def test_public_host_is_accepted_and_foreign_hosts_are_not(open_server: str) -> None:
+    async with httpx.AsyncClient() as raw:
+        ours = await raw.post(f"{open_server}/mcp", json=INIT, headers={**MCP_HEADERS, "Host": PUBLIC_HOST})
+        foreign = await raw.post(
+            f"{open_server}/mcp", json=INIT, headers={**MCP_HEADERS, "Host": "evil.example"}
+        )
+        bad_origin = await raw.post(
+            f"{open_server}/mcp", json=INIT, headers={**MCP_HEADERS, "Origin": "https://evil.example"}
+        )
+        good_origin = await raw.post(
+            f"{open_server}/mcp", json=INIT, headers={**MCP_HEADERS, "Origin": f"https://{PUBLIC_HOST}"}
+        )
+    assert ours.status_code == 200
+    assert foreign.status_code == 421
+    assert bad_origin.status_code == 403
+    assert good_origin.status_code == 200
+
+
+async def test_locked_server_requires_the_bearer_token(locked_server: str) -> None:
+    async with httpx.AsyncClient() as raw:
+        missing = await raw.post(f"{locked_server}/mcp", json=INIT, headers=MCP_HEADERS)
+        wrong = await raw.post(
+            f"{locked_server}/mcp", json=INIT, headers={**MCP_HEADERS, "Authorization": "Bearer nope"}
+        )
+        public = await raw.get(f"{locked_server}/health/live")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert missing.json()["error"]["code"] == "UNAUTHORIZED"
+    assert wrong.status_code == 401
+    assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
+    assert public.status_code == 200  # public routes stay public
+
+    async with Client(with_token(f"{locked_server}/mcp", TOKEN)) as c:
+        assert [t.name for t in (await c.list_tools()).tools] == TOOL_ORDER
+        assert assert_ok(await c.call_tool("health_check", {}))["status"] == "ok"
+        assert_error(await c.call_tool("get_audio_metadata", {"audioId": "nope"}), "INVALID_ARGUMENT")
+
+
+async def test_official_client_without_token_is_refused(locked_server: str) -> None:
+    """The SDK surfaces the 401 as an error; the session never starts (no tool list leaks)."""
+    listed: list[str] = []
+    with pytest.raises(BaseExceptionGroup) as caught:
+        async with Client(f"{locked_server}/mcp") as c:
+            listed = [t.name for t in (await c.list_tools()).tools]
+    assert caught.group_contains(MCPError, match="error response")
+    assert listed == []
