@@ -128,3 +128,14 @@ async def test_server_identifies_itself_from_settings(tmp_path: Path) -> None:
 def test_transport_defaults_to_settings(tmp_path: Path, transport: str) -> None:
     server = create_mcp_server(make_settings(tmp_path, server_transport=transport), _no_library)
     assert server.deps.transport == transport
+
+
+async def test_server_without_a_library_opens_and_closes_its_own(tmp_path: Path) -> None:
+    """The stdio case: the server's lifespan opens the library from settings and closes it on exit."""
+    server = create_mcp_server(make_settings(tmp_path / "data"), transport="stdio")
+    async with Client(server) as c:
+        health = (await c.call_tool("health_check", {})).structured_content
+        assert server.deps._library is not None
+    assert health is not None and health["status"] == "ok"
+    assert server.deps._library is None  # closed when the last client left
+    assert (tmp_path / "data" / "loist.db").is_file()

@@ -25,6 +25,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -191,12 +192,29 @@ def index_tokens(text: str | None) -> list[str]:
     return main + extra
 
 
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
+
+
+@lru_cache(maxsize=65536)
+def _value_text(value: str) -> str:
+    """The tokens of one tag value as text. Cached: artists, albums and genres repeat a lot."""
+    if value.isascii():
+        # Fast path (most tags): ASCII needs no decomposition, and lower() is its casefold.
+        main: list[str] = []
+        extra: list[str] = []
+        for word in value.lower().split():
+            parts = _ASCII_WORD.findall(word)
+            main.extend(_cut(part) for part in parts)
+            if len(parts) > 1:
+                extra.append(_cut("".join(parts)))
+        return " ".join(main + extra)
+    return " ".join(index_tokens(value))
+
+
 def index_text(*values: str | None) -> str:
     """The ``search_*`` column value for one or more tag values (space-separated tokens)."""
-    tokens: list[str] = []
-    for value in values:
-        tokens.extend(index_tokens(value))
-    return " ".join(tokens)
+    texts = [_value_text(value) for value in values if value]
+    return " ".join(text for text in texts if text)
 
 
 def search_columns(tags: Mapping[str, Any] | Any) -> dict[str, str]:

@@ -99,7 +99,7 @@ def resource_links(track: Track) -> list[ResourceLink]:
     return out
 
 
-def register_tools(server: MCPServer, deps: Deps) -> None:  # noqa: C901 - one closure per tool, by design
+def register_tools(server: MCPServer, deps: Deps) -> None:
     settings = deps.settings
 
     @server.tool(
