@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.pg",  # a throwaway PostgreSQL database per test session
     "tests.support.gcs",  # gcp-storage-emulator, in-process
     "tests.support.httpserver",  # loopback HTTP server for downloads
+    "tests.support.localstack",  # scripts/local-stack as a subprocess (e2e)
 ]

@@ -188,7 +188,13 @@ def start_throwaway_cluster(stack: Stack) -> None:
     if os.geteuid() == 0:
         import pwd
 
-        pw = pwd.getpwnam("postgres")
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            raise StackError(
+                "running as root without a postgres user: initdb refuses root; "
+                "pass --pg-server or --database-url"
+            ) from None
         os.chown(stack.workdir, pw.pw_uid, pw.pw_gid)
         os.chown(socket_dir, pw.pw_uid, pw.pw_gid)
         log.touch()

@@ -13,11 +13,16 @@ library can be seeded twice). Fast: plain ``random.Random`` choices, no I/O.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from loist.model import ArtworkInfo, AudioInfo, Source, Tags, Track, TrackStatus
 
@@ -98,6 +103,19 @@ SUFFIXES = [
 ]
 ARTISTS_PER_GENRE = 400
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _construct(cls: type[M], /, **values: Any) -> M:
+    """``cls.model_construct(**values)`` for values that are complete and valid, without its per-field
+    bookkeeping (a third of the generator's time). Every field must be given."""
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
 
 def _title(rng: random.Random) -> str:
     roll = rng.random()
@@ -166,7 +184,10 @@ def generate_tracks(
     rng = random.Random(seed)  # noqa: S311 - test data, not security
     artists = _artist_pool(rng)
     formats = [entry[:3] for entry in FORMATS]
-    format_weights = [entry[3] for entry in FORMATS]
+    cumulative = list(itertools.accumulate(entry[3] for entry in FORMATS))
+    # Shared by every track (nothing mutates them): a third fewer objects to build.
+    source = Source.model_construct(type="synthetic", location=None, original_filename=None)
+    artwork = ArtworkInfo.model_construct(present=False, width=None, height=None)
     end = now or datetime.now(UTC)
     start = end - added_span
     step = added_span / max(n, 1)
@@ -182,11 +203,12 @@ def generate_tracks(
         if len(artist_albums) < 3 and (not artist_albums or rng.random() < 0.2):
             artist_albums.append(_title(rng))
         album = rng.choice(artist_albums)
-        fmt, codec, mime = rng.choices(formats, weights=format_weights)[0]
+        fmt, codec, mime = formats[bisect.bisect(cumulative, rng.random() * cumulative[-1])]
         lossless = fmt in ("flac", "wav", "aiff")
         created = start + step * index
         year = int(min(2025, max(1950, rng.gauss(1995, 18))))
-        tags = Tags.model_construct(
+        tags = _construct(
+            Tags,
             title=_title(rng),
             artist=artist,
             album=album,
@@ -200,7 +222,8 @@ def generate_tracks(
             isrc=None,
             comment=None,
         )
-        audio = AudioInfo.model_construct(
+        audio = _construct(
+            AudioInfo,
             mime_type=mime,
             format=fmt,
             codec=codec,
@@ -210,18 +233,19 @@ def generate_tracks(
             bitrate_bps=None if lossless else rng.choice((128000, 192000, 256000, 320000)),
             bit_depth=rng.choice((16, 24)) if lossless else None,
         )
-        yield Track.model_construct(
+        yield _construct(
+            Track,
             id=uuid.uuid4(),
             status=TrackStatus.COMPLETED,
             error_code=None,
             error_message=None,
             attempts=1,
-            source=Source.model_construct(type="synthetic", location=None, original_filename=None),
+            source=source,
             sha256=None,
             size_bytes=blob_size,
             audio=audio,
             tags=tags,
-            artwork=ArtworkInfo.model_construct(present=False, width=None, height=None),
+            artwork=artwork,
             blob_key=blob_key,
             thumbnail_key=None,
             created_at=created,

@@ -11,6 +11,8 @@
   :class:`~loist.catalog.Catalog`. SQLite copies a migrated template file into ``tmp_path``;
   PostgreSQL reuses the session database and wipes it, so each test costs milliseconds.
 - ``sqlite_catalog_url(tmp_path)`` / ``make_pg_database()`` helpers for tests that need more.
+
+``LOIST_TEST_PG_SERVER`` overrides the server (default ``postgresql://postgres@127.0.0.1:5432``).
 """
 
 from __future__ import annotations

@@ -88,6 +88,7 @@ VOCAB_TRGM_TABLE = "search_vocab_trgm"
 PG_VECTOR = "search_vector"
 
 _COMPLETED = TrackStatus.COMPLETED.value
+SQLITE_TRIGGERS = ("tracks_search_ai", "tracks_vocab_ai", "tracks_search_ad", "tracks_search_au", f"{VOCAB_TABLE}_ai")
 
 
 def pg_weights_literal() -> str:
@@ -111,15 +112,17 @@ def _sqlite_ddl() -> list[str]:
     )
     watched = ", ".join(["status", *(field.column for field in RANKING.values())])
     return [
-        f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5({cols}, tokenize='ascii', prefix='1 2 3')",
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5({cols}, tokenize='ascii', prefix='2 3')",
         f"CREATE TABLE IF NOT EXISTS {VOCAB_TABLE} (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE)",
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {VOCAB_TRGM_TABLE} USING fts5(term, content='{VOCAB_TABLE}', "
         "content_rowid='id', tokenize='trigram')",
         f"CREATE TRIGGER IF NOT EXISTS {VOCAB_TABLE}_ai AFTER INSERT ON {VOCAB_TABLE} BEGIN "
         f"INSERT INTO {VOCAB_TRGM_TABLE}(rowid, term) VALUES (new.id, new.term); END",
-        f"CREATE TRIGGER IF NOT EXISTS tracks_search_ai AFTER INSERT ON tracks BEGIN "
-        f"INSERT INTO {FTS_TABLE}(rowid, {cols}) SELECT new.rowid, {new_cols} WHERE new.status = '{_COMPLETED}'; "
-        f"{vocab_insert} END",
+        # Insert: two triggers (their relative order does not matter), VALUES rather than SELECT
+        # (measurably faster per row during bulk ingest).
+        f"CREATE TRIGGER IF NOT EXISTS tracks_search_ai AFTER INSERT ON tracks WHEN new.status = '{_COMPLETED}' "
+        f"BEGIN INSERT INTO {FTS_TABLE}(rowid, {cols}) VALUES (new.rowid, {new_cols}); END",
+        f"CREATE TRIGGER IF NOT EXISTS tracks_vocab_ai AFTER INSERT ON tracks BEGIN {vocab_insert} END",
         f"CREATE TRIGGER IF NOT EXISTS tracks_search_ad AFTER DELETE ON tracks BEGIN "
         f"DELETE FROM {FTS_TABLE} WHERE rowid = old.rowid; END",
         f"CREATE TRIGGER IF NOT EXISTS tracks_search_au AFTER UPDATE OF {watched} ON tracks BEGIN "
@@ -187,7 +190,7 @@ def rebuild_search_index(connection: Connection) -> None:
             + "), ' ')) AS t WHERE length(t) >= 3 AND t !~ '[0-9]' ON CONFLICT DO NOTHING"
         )
         return
-    for name in ("tracks_search_ai", "tracks_search_ad", "tracks_search_au", f"{VOCAB_TABLE}_ai"):
+    for name in SQLITE_TRIGGERS:
         connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
     install_search(connection)
     cols = ", ".join(field.column for field in RANKING.values())

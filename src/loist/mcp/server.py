@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceError, UnexpectedResourceError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, InputRequiredResult
@@ -84,10 +84,14 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
             if isinstance(exc.__cause__, LoistError):
                 raise _resource_error(uri, exc.__cause__) from None
             raise
+        except MCPError:
+            raise
+        except Exception as exc:  # a crash on the stream path: generic to the client, traceback logged
+            raise UnexpectedResourceError(f"Error reading resource {uri}") from exc
 
 
 def _resource_error(uri: AnyUrl | str, exc: LoistError) -> MCPError:
-    # NOT_FOUND is "invalid params" for resources (SEP-2164); everything else is a server error.
+    # A missing resource or a bad id is "invalid params" (SEP-2164); anything else is a server error.
     code = INVALID_PARAMS if exc.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_ARGUMENT) else INTERNAL_ERROR
     logger.info("resource %s failed: %s", uri, exc)
     return MCPError(code=code, message=str(exc), data={"uri": str(uri), "error": exc.to_dict()})

@@ -16,6 +16,8 @@ import jinja2
 
 from loist.config import Settings
 from loist.errors import NotFound
+from loist.web.assets import InlineAssets, load_assets
+from loist.web.cache import TTLCache
 
 if TYPE_CHECKING:
     from loist.library import Library
@@ -26,6 +28,8 @@ class WebContext:
     settings: Settings
     templates: jinja2.Environment
     _library: Library | None = None
+    assets: InlineAssets = field(default_factory=load_assets)
+    pages: TTLCache[tuple[str, ...], bytes] = field(default_factory=TTLCache)  # rendered embed/oEmbed bodies
     extra_media_origins: set[str] = field(default_factory=set)  # e.g. the GCS host signed URLs point at
 
     @property

@@ -1,7 +1,8 @@
 """``GET /embed/{id}``: the shareable player page, and the metadata unfurlers read from it.
 
-The page is server-rendered, self-contained (inline CSS/JS with a per-response nonce, inline SVG
-icons; nothing external) and small (< 10 KB). Its ``<head>`` carries oEmbed discovery links and
+The page is server-rendered, self-contained (inline CSS/JS allowed by CSP hashes, inline SVG
+icons; nothing external) and small (< 10 KB). Rendered pages are cached for a few seconds
+(:mod:`loist.web.cache`). Its ``<head>`` carries oEmbed discovery links and
 the Open Graph / Twitter player tags, all built from ``EMBED_BASE_URL`` and pointing at the stable
 ``/audio/{id}/...`` URLs, never at an expiring signed URL. Its ``Content-Security-Policy`` sets
 ``frame-ancestors`` from ``FRAME_ANCESTORS`` so the page can be framed where configured.
@@ -14,17 +15,18 @@ from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from loist.model import Track
 from loist.web.context import WebContext, parse_track_id
-from loist.web.security import embed_csp, new_nonce, origin_of
+from loist.web.security import embed_csp, origin_of
 
 PLAYER_WIDTH = 480  # the iframe size we advertise (oEmbed, twitter:player)
 PLAYER_HEIGHT = 160
 THUMBNAIL_BOX = 600  # ingest fits artwork thumbnails inside 600x600 (a test checks the real JPEG)
 PLACEHOLDER_SIZE = 300  # static/artwork.png
+EMBED_CACHE_CONTROL = "public, max-age=60"  # identical for everyone; edits show within a minute
 
 
 @dataclass(frozen=True)
@@ -108,25 +110,33 @@ async def _note_signed_origin(ctx: WebContext, track: Track) -> None:
         ctx.extra_media_origins.add(origin_of(url))
 
 
-def routes(ctx: WebContext) -> list[Route]:
-    template = ctx.templates.get_template("embed.html")
+def render_page(ctx: WebContext, track: Track) -> bytes:
+    view = track_view(ctx, track)
+    oembed = f"{ctx.base_url}/oembed?url={quote(view.embed_url, safe='')}"
+    html = ctx.templates.get_template("embed.html").render(
+        t=view,
+        css=ctx.assets.player_css,
+        js=ctx.assets.player_js,
+        oembed_json=f"{oembed}&format=json",
+        oembed_xml=f"{oembed}&format=xml",
+        width=PLAYER_WIDTH,
+        height=PLAYER_HEIGHT,
+        site_name=ctx.settings.server_name,
+    )
+    return html.encode("utf-8")
 
+
+def routes(ctx: WebContext) -> list[Route]:
     async def embed(request: Request) -> Response:
-        track = await load_track(ctx, request.path_params["track_id"])
-        await _note_signed_origin(ctx, track)
-        view = track_view(ctx, track)
-        nonce = new_nonce()
-        oembed = f"{ctx.base_url}/oembed?url={quote(view.embed_url, safe='')}"
-        html = template.render(
-            t=view,
-            nonce=nonce,
-            oembed_json=f"{oembed}&format=json",
-            oembed_xml=f"{oembed}&format=xml",
-            width=PLAYER_WIDTH,
-            height=PLAYER_HEIGHT,
-            site_name=ctx.settings.server_name,
-        )
-        headers = {"Content-Security-Policy": embed_csp(ctx, nonce), "Cache-Control": "no-cache"}
-        return HTMLResponse(html, headers=headers)
+        raw_id: str = request.path_params["track_id"]
+        key = ("embed", raw_id)
+        body = ctx.pages.get(key)
+        if body is None:
+            track = await load_track(ctx, raw_id)
+            await _note_signed_origin(ctx, track)
+            body = render_page(ctx, track)
+            ctx.pages.put(key, body)
+        headers = {"Content-Security-Policy": embed_csp(ctx), "Cache-Control": EMBED_CACHE_CONTROL}
+        return Response(body, media_type="text/html; charset=utf-8", headers=headers)
 
     return [Route("/embed/{track_id}", embed, methods=["GET", "HEAD"], name="embed")]

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from loist.errors import ErrorCode, LoistError
 from loist.web.context import WebContext
-from loist.web.security import embed_csp, new_nonce
+from loist.web.security import embed_csp
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,10 @@ def _wants_html(request: Request) -> bool:
 
 
 def _html_error(ctx: WebContext, status: int, title: str, message: str) -> Response:
-    nonce = new_nonce()
     html = ctx.templates.get_template("error.html").render(
-        status=status, title=title, message=message, nonce=nonce
+        status=status, title=title, message=message, css=ctx.assets.error_css
     )
-    headers = {"Content-Security-Policy": embed_csp(ctx, nonce), "Cache-Control": "no-store"}
+    headers = {"Content-Security-Policy": embed_csp(ctx), "Cache-Control": "no-store"}
     return HTMLResponse(html, status_code=status, headers=headers)
 
 

@@ -9,6 +9,7 @@ consumers cache the answer for ``cache_age`` seconds.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
@@ -66,6 +67,38 @@ def _to_xml(data: dict[str, Any]) -> str:
     return f'<?xml version="1.0" encoding="utf-8" standalone="yes"?>\n<oembed>{fields}</oembed>\n'
 
 
+async def render(ctx: WebContext, track_id: str, width: int, height: int, fmt: str) -> bytes:
+    try:
+        track = await load_track(ctx, track_id)
+    except NotFound:
+        raise NotFound("no track at that URL") from None
+    view = track_view(ctx, track)
+    iframe = (
+        f'<iframe src="{html_escape(view.embed_url)}" width="{width}" height="{height}" '
+        f'title="{html_escape(view.title)}" frameborder="0" scrolling="no" loading="lazy" '
+        f'allow="autoplay; encrypted-media" style="border:0;max-width:100%"></iframe>'
+    )
+    data: dict[str, Any] = {
+        "version": "1.0",
+        "type": "rich",
+        "html": iframe,
+        "width": width,
+        "height": height,
+        "title": view.title,
+    }
+    if view.artist:
+        data["author_name"] = view.artist
+    data["provider_name"] = ctx.settings.server_name
+    data["provider_url"] = ctx.base_url + "/"
+    data["cache_age"] = CACHE_AGE_S
+    if view.thumbnail_url:
+        data.update(thumbnail_url=view.thumbnail_url, thumbnail_width=view.image_width,
+                    thumbnail_height=view.image_height)
+    if fmt == "xml":
+        return _to_xml(data).encode("utf-8")
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def routes(ctx: WebContext) -> list[Route]:
     async def oembed(request: Request) -> Response:
         fmt = request.query_params.get("format", "json").lower()
@@ -76,36 +109,13 @@ def routes(ctx: WebContext) -> list[Route]:
             raise InvalidArgument("the url parameter is required")
         track_id = embed_track_id(ctx, url)
         width, height = fit(_dimension(request, "maxwidth"), _dimension(request, "maxheight"))
-        try:
-            track = await load_track(ctx, track_id)
-        except NotFound:
-            raise NotFound("no track at that URL") from None
-        view = track_view(ctx, track)
-        iframe = (
-            f'<iframe src="{html_escape(view.embed_url)}" width="{width}" height="{height}" '
-            f'title="{html_escape(view.title)}" frameborder="0" scrolling="no" loading="lazy" '
-            f'allow="autoplay; encrypted-media" style="border:0;max-width:100%"></iframe>'
-        )
-        data: dict[str, Any] = {
-            "version": "1.0",
-            "type": "rich",
-            "html": iframe,
-            "width": width,
-            "height": height,
-            "title": view.title,
-        }
-        if view.artist:
-            data["author_name"] = view.artist
-        data["provider_name"] = ctx.settings.server_name
-        data["provider_url"] = ctx.base_url + "/"
-        data["cache_age"] = CACHE_AGE_S
-        if view.thumbnail_url:
-            data.update(thumbnail_url=view.thumbnail_url, thumbnail_width=view.image_width,
-                        thumbnail_height=view.image_height)
-        headers = {"Cache-Control": f"public, max-age={CACHE_AGE_S}"}
-        if fmt == "xml":
-            return Response(_to_xml(data), media_type="text/xml; charset=utf-8", headers=headers)
-        return JSONResponse(data, headers=headers)
+        key = ("oembed", fmt, track_id, str(width), str(height))
+        body = ctx.pages.get(key)
+        if body is None:
+            body = await render(ctx, track_id, width, height, fmt)
+            ctx.pages.put(key, body)
+        media_type = "text/xml; charset=utf-8" if fmt == "xml" else "application/json"
+        return Response(body, media_type=media_type, headers={"Cache-Control": f"public, max-age={CACHE_AGE_S}"})
 
     async def provider(request: Request) -> Response:
         base = ctx.base_url

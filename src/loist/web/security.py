@@ -8,7 +8,6 @@ gets ``frame-ancestors 'none'`` and ``X-Frame-Options: DENY`` from :class:`Secur
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -19,25 +18,21 @@ if TYPE_CHECKING:
     from loist.web.context import WebContext
 
 
-def new_nonce() -> str:
-    return secrets.token_urlsafe(18)
-
-
 def origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def embed_csp(ctx: WebContext, nonce: str) -> str:
-    """The embed page's policy: nothing external; scripts and styles only with this nonce."""
+def embed_csp(ctx: WebContext) -> str:
+    """The embed page's policy: nothing external; only our own inline script and styles (by hash)."""
     media = " ".join(["'self'", origin_of(ctx.base_url), *sorted(ctx.extra_media_origins)])
     return "; ".join(
         [
             "default-src 'none'",
             f"media-src {media}",
             f"img-src {media} data:",
-            f"style-src 'nonce-{nonce}'",
-            f"script-src 'nonce-{nonce}'",
+            f"style-src {ctx.assets.style_hashes}",
+            f"script-src {ctx.assets.script_hashes}",
             "base-uri 'none'",
             "form-action 'none'",
             f"frame-ancestors {ctx.settings.frame_ancestors}",

@@ -64,4 +64,7 @@ def _serve_http(settings: Settings, host: str, port: int) -> None:
         lifespan="on",
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a graceful shutdown: that is a clean exit
+        _announce(f"{settings.server_name}: stopped")

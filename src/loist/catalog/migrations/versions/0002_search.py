@@ -28,6 +28,7 @@ from loist.catalog.query import SEARCH_COLUMNS
 from loist.catalog.search import (
     FTS_TABLE,
     PG_VECTOR,
+    SQLITE_TRIGGERS,
     VOCAB_TABLE,
     VOCAB_TRGM_TABLE,
     _pg_vector_expression,
@@ -83,7 +84,7 @@ def downgrade() -> None:
         op.execute(f"DROP INDEX IF EXISTS ix_tracks_{PG_VECTOR}")
         op.execute(f"ALTER TABLE tracks DROP COLUMN IF EXISTS {PG_VECTOR}")
     else:
-        for trigger in ("tracks_search_ai", "tracks_search_ad", "tracks_search_au", f"{VOCAB_TABLE}_ai"):
+        for trigger in SQLITE_TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         for table in (FTS_TABLE, VOCAB_TRGM_TABLE, VOCAB_TABLE):
             op.execute(f"DROP TABLE IF EXISTS {table}")

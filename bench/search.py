@@ -1,0 +1,279 @@
+"""Search latency benchmark (issue #4 item 5).
+
+Seeds a library of N synthetic tracks (``loist.synthetic``) once per engine and size (kept and
+reused: SQLite files under ``--data-dir``, PostgreSQL databases named ``loist_bench_<N>``), then
+times a fixed mix of 200 searches (plain words, prefixes, typos, filters, ranges, sorts, deep pages,
+non-Latin and punctuated names) and prints p50 / p95 / p99 per engine and per kind.
+
+    .venv/bin/python bench/search.py --engine sqlite --engine postgresql --tracks 100000
+    .venv/bin/python bench/search.py --engine postgresql --tracks 1000000
+
+``--transport inprocess`` (default) calls ``Catalog.search`` directly. ``--transport mcp-http`` is
+the hook for timing the same mix through the MCP HTTP endpoint (``search_library``); it needs the
+server, and is wired in :func:`make_runner` once that exists.
+
+Targets on the 2-core machine: p95 <= 10 ms in-process at 100K on both engines, <= 50 ms at 1M on
+PostgreSQL. Results go in docs/benchmarks.md (section "Search").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from loist.catalog import Catalog
+from loist.catalog.migrate import upgrade
+from loist.model import RangeFilter, SearchFilters, SearchRequest, SearchResult
+from loist.synthetic import GENRES, SPECIAL_ARTISTS, WORDS, generate_tracks
+
+PG_SERVER = os.environ.get("LOIST_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
+BATCH = 2000
+SEED = 42
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+# --- the query mix ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str
+    request: SearchRequest
+    pages: int = 1  # > 1: follow the cursor, time only the last page
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    i = rng.randrange(1, len(word) - 1)
+    op = rng.choice(("drop", "swap", "replace"))
+    if op == "drop":
+        return word[:i] + word[i + 1 :]
+    if op == "swap":
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    return word[:i] + rng.choice("aeiourstn") + word[i + 1 :]
+
+
+def query_mix(seed: int = SEED) -> list[Case]:
+    """The fixed 200-search mix (same list every run)."""
+    rng = random.Random(seed)  # noqa: S311
+    long_words = [w for w in WORDS if len(w) >= 6]
+    cases: list[Case] = []
+
+    def add(kind: str, count: int, make: Callable[[], SearchRequest], pages: int = 1) -> None:
+        cases.extend(Case(kind, make(), pages) for _ in range(count))
+
+    add("word", 30, lambda: SearchRequest(query=rng.choice(WORDS) + " "))
+    add("words", 20, lambda: SearchRequest(query=f"{rng.choice(WORDS)} {rng.choice(WORDS)} "))
+    add("prefix", 25, lambda: SearchRequest(query=rng.choice(long_words)[: rng.randint(2, 5)]))
+    add("prefix2", 10, lambda: SearchRequest(query=f"{rng.choice(WORDS)} {rng.choice(long_words)[:3]}"))
+    add("typo", 20, lambda: SearchRequest(query=_typo(rng.choice(long_words), rng) + " "))
+    add("names", 10, lambda: SearchRequest(query=rng.choice(SPECIAL_ARTISTS + ["acdc", "rem", "sigur ros"])))
+    add(
+        "filters",
+        20,
+        lambda: SearchRequest(
+            query=rng.choice(["", rng.choice(WORDS)]),
+            filters=SearchFilters(
+                genre=rng.sample(GENRES, rng.randint(1, 2)),
+                format=rng.sample(["mp3", "flac", "m4a", "ogg"], rng.randint(1, 2)),
+                year=RangeFilter(min=(y := rng.randint(1950, 2015)), max=y + rng.randint(0, 15)),
+            ),
+        ),
+    )
+    add(
+        "ranges",
+        20,
+        lambda: SearchRequest(
+            query=rng.choice(
+                [
+                    f"year:{(y := rng.randint(1950, 2020))}..{y + 9}",
+                    "year:2000..",
+                    "duration:..4:30",
+                    "duration:120..300",
+                    "added:-7d..",
+                    f"{rng.choice(WORDS)} year:{rng.randint(195, 202)}0s",
+                    f"{rng.choice(WORDS)} duration:10:00..",
+                ]
+            )
+        ),
+    )
+    add(
+        "sort",
+        25,
+        lambda: SearchRequest(
+            query=rng.choice(["", rng.choice(WORDS)]),
+            sort=rng.choice(["title", "artist", "album", "year", "duration", "added"]),
+            order=rng.choice(["asc", "desc"]),
+        ),
+    )
+    add(
+        "deep",
+        20,
+        lambda: SearchRequest(
+            query=rng.choice(["", rng.choice(WORDS), "genre:rock"]),
+            sort=rng.choice(["relevance", "title", "added", "year"]),
+            limit=20,
+        ),
+        pages=10,
+    )
+    assert len(cases) == 200, len(cases)
+    return cases
+
+
+# --- seeding ----------------------------------------------------------------------------------
+
+
+def _pg_exists(name: str) -> bool:
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def _pg_create(name: str, drop: bool) -> None:
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        if drop:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+async def library_url(engine: str, tracks: int, data_dir: Path, reseed: bool) -> str:
+    """The URL of a seeded library (seeding it first when missing or ``reseed``)."""
+    if engine == "sqlite":
+        path = data_dir / f"search-{tracks}.db"
+        url = f"sqlite:///{path}"
+        ready = path.exists() and not reseed and (path.with_suffix(".ready")).exists()
+        if not ready:
+            for leftover in path.parent.glob(path.name + "*"):
+                leftover.unlink()
+            path.with_suffix(".ready").unlink(missing_ok=True)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            await seed(url, tracks)
+            path.with_suffix(".ready").touch()
+        return url
+    name = f"loist_bench_{tracks}"
+    url = f"{PG_SERVER}/{name}"
+    if reseed or not _pg_exists(name):
+        _pg_create(name, drop=True)
+        await seed(url, tracks)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+    return url
+
+
+async def seed(url: str, tracks: int) -> None:
+    await upgrade(url)
+    started = time.perf_counter()
+    async with Catalog.from_url(url) as catalog:
+        generator = generate_tracks(tracks, seed=SEED)
+        done = 0
+        while batch := list(itertools.islice(generator, BATCH)):
+            await catalog.add_many(batch)
+            done += len(batch)
+            if done % 100_000 == 0:
+                print(f"  seeded {done:,} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    print(f"seeded {tracks:,} tracks into {url} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+
+# --- running -----------------------------------------------------------------------------------
+
+Runner = Callable[[SearchRequest], Awaitable[SearchResult]]
+
+
+def make_runner(transport: str, catalog: Catalog) -> Runner:
+    """How one search is sent. The MCP-HTTP variant plugs in here once the server exists."""
+    if transport == "inprocess":
+        return catalog.search
+    raise SystemExit(
+        f"--transport {transport}: not wired yet; time `search_library` through the MCP HTTP endpoint "
+        "here (start the app on the seeded library, call the tool with the official MCP client)"
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def time_mix(run: Runner, cases: list[Case]) -> list[tuple[str, float, int]]:
+    timings: list[tuple[str, float, int]] = []
+    for case in cases:
+        request = case.request
+        for _ in range(case.pages - 1):  # walk to the deep page, untimed
+            page = await run(request)
+            if page.next_cursor is None:
+                break
+            request = request.model_copy(update={"cursor": page.next_cursor})
+        started = time.perf_counter()
+        result = await run(request)
+        timings.append((case.kind, (time.perf_counter() - started) * 1000, result.total))
+    return timings
+
+
+async def bench(engine: str, tracks: int, args: argparse.Namespace) -> list[str]:
+    url = await library_url(engine, tracks, args.data_dir, args.reseed)
+    cases = query_mix()
+    async with Catalog.from_url(url) as catalog:
+        await catalog.ensure_schema()
+        run = make_runner(args.transport, catalog)
+        await time_mix(run, cases)  # warm-up: caches, prepared statements, page cache
+        timings: list[float] = []
+        by_kind: dict[str, list[float]] = {}
+        for _ in range(args.rounds):
+            for kind, ms, _total in await time_mix(run, cases):
+                timings.append(ms)
+                by_kind.setdefault(kind, []).append(ms)
+    p = {q: percentile(timings, q) for q in (50, 95, 99)}
+    lines = [
+        f"| {engine} | {tracks:,} | {args.transport} | {p[50]:.1f} | {p[95]:.1f} | {p[99]:.1f} | "
+        f"{max(timings):.1f} |"
+    ]
+    kinds = " · ".join(f"{kind} {percentile(v, 95):.1f}" for kind, v in by_kind.items())
+    lines.append(f"|  | p95 by kind (ms) | {kinds} | | | | |")
+    return lines
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", action="append", choices=["sqlite", "postgresql"])
+    parser.add_argument("--tracks", action="append", type=int)
+    parser.add_argument("--transport", choices=["inprocess", "mcp-http"], default="inprocess")
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes over the 200-search mix")
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/loist-bench"))
+    parser.add_argument("--reseed", action="store_true")
+    args = parser.parse_args()
+    engines = args.engine or ["sqlite", "postgresql"]
+    sizes = args.tracks or [100_000]
+    print(f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
+    print(f"Command: {' '.join(sys.argv)}\n")
+    print("| engine | tracks | transport | p50 ms | p95 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|")
+    for tracks, engine in itertools.product(sizes, engines):
+        for line in await bench(engine, tracks, args):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,139 @@
+"""The whole HTTP server: uvicorn + create_app, the official MCP client over streamable HTTP with and
+without the bearer token, and ``loist serve`` as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import httpx2
+import pytest
+from mcp.client.streamable_http import streamable_http_client
+
+from loist.config import Settings
+from loist.web.app import create_app
+from mcp import Client
+from tests.support.audio import AudioFactory
+from tests.support.liveserver import live_server, wait_until_live
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "e2e-bearer-token-0123456789abcdef0123456789"
+
+
+def _settings(data_dir: Path, base_url: str, **values: object) -> Settings:
+    return Settings(_env_file=None, data_dir=data_dir, embed_base_url=base_url, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="module")
+def seeded_dir(tmp_path_factory: pytest.TempPathFactory, audio_factory: AudioFactory) -> tuple[Path, str]:
+    """A data dir (SQLite + blobs) holding one track; returns (dir, track id)."""
+    from loist.library import Library
+
+    data_dir = tmp_path_factory.mktemp("e2e-http")
+
+    async def seed() -> str:
+        lib = await Library.open(_settings(data_dir, "http://127.0.0.1"))
+        try:
+            track = await lib.ingest_file(audio_factory("mp3", tags={"title": "Live", "artist": "E2E"}))
+            return str(track.id)
+        finally:
+            await lib.close()
+
+    return data_dir, asyncio.run(seed())
+
+
+@pytest.fixture(scope="module")
+def authed_server(seeded_dir: tuple[Path, str]) -> Iterator[str]:
+    data_dir, _ = seeded_dir
+    with live_server(lambda base: create_app(_settings(data_dir, base, auth_enabled=True, bearer_token=TOKEN))) as url:
+        yield url
+
+
+def _client(url: str, token: str | None, seen: list[int] | None = None) -> Client:
+    """The official client over streamable HTTP; ``seen`` collects every HTTP status it got."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def record(response: httpx2.Response) -> None:
+        if seen is not None:
+            seen.append(response.status_code)
+
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0), event_hooks={"response": [record]})
+    return Client(streamable_http_client(f"{url}/mcp", http_client=http))
+
+
+async def test_mcp_client_with_token(authed_server: str, seeded_dir: tuple[Path, str]) -> None:
+    _, track_id = seeded_dir
+    async with _client(authed_server, TOKEN) as client:
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"process_audio_complete", "get_audio_metadata", "get_embed_url", "health_check"} <= tools
+        result = await client.call_tool("get_embed_url", {"audioId": track_id})
+        assert not result.is_error
+    embed_url = f"{authed_server}/embed/{track_id}"
+    assert embed_url in str(result.structured_content)
+    async with httpx.AsyncClient() as http:
+        page = await http.get(embed_url)  # the URL the tool handed out works, without a token
+    assert page.status_code == 200 and "og:audio" in page.text
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token"])
+async def test_mcp_client_without_valid_token_is_refused(authed_server: str, token: str | None) -> None:
+    seen: list[int] = []
+    with pytest.raises(Exception):  # noqa: B017 - the SDK wraps the HTTP failure in its own error types
+        async with _client(authed_server, token, seen) as client:
+            await client.list_tools()
+    assert seen and set(seen) == {401}  # refused at the door, before any MCP handling
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{authed_server}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                            headers={"Authorization": f"Bearer {token}"} if token else {})
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith('Bearer realm="loist"')
+
+
+async def test_public_routes_need_no_token(authed_server: str, seeded_dir: tuple[Path, str]) -> None:
+    _, track_id = seeded_dir
+    async with httpx.AsyncClient(base_url=authed_server) as http:
+        for path in (f"/embed/{track_id}", f"/audio/{track_id}/stream", "/health/ready", "/.well-known/oembed.json"):
+            assert (await http.get(path)).status_code == 200, path
+        ranged = await http.get(f"/audio/{track_id}/stream", headers={"Range": "bytes=0-3"})
+        assert ranged.status_code == 206 and len(ranged.content) == 4
+
+
+def test_loist_serve_process(seeded_dir: tuple[Path, str], tmp_path: Path) -> None:
+    """``python -m loist serve`` runs the app under uvicorn, announces where, and stops cleanly."""
+    import socket
+
+    data_dir, track_id = seeded_dir
+    with socket.socket() as s:  # a free port for the child (released just before it binds)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOIST_", "DATABASE_", "DB_", "GCS_", "STORAGE_"))}
+    env.update(LOIST_DATA_DIR=str(data_dir), EMBED_BASE_URL=f"http://127.0.0.1:{port}", LOG_LEVEL="INFO")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loist", "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_live(base, is_alive=lambda: proc.poll() is None)
+        with httpx.Client(base_url=base) as http:
+            assert http.get("/health/ready").json()["status"] == "ok"
+            assert http.get(f"/embed/{track_id}").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Application shutdown complete" in err  # graceful: the lifespan closed the library
+    assert re.search(rf"listening on http://127\.0\.0\.1:{port}", err)
+    assert f"http://127.0.0.1:{port}/mcp" in err

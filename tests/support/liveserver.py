@@ -1,0 +1,57 @@
+"""A real uvicorn server on a loopback port, in a thread, for whole-process HTTP tests.
+
+``live_server(make_app)`` binds 127.0.0.1:0 first, so the app can be built knowing its own base
+URL (``make_app(base_url)``; e.g. for ``EMBED_BASE_URL``), serves it with uvicorn (lifespan on)
+and yields the base URL once ``/health/live`` answers. Readiness is a bounded poll, not a sleep.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+from starlette.types import ASGIApp
+
+READY_TIMEOUT_S = 20.0
+
+
+def wait_until_live(base_url: str, *, is_alive: Callable[[], bool] = lambda: True,
+                    timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Poll ``/health/live`` until it answers 200; fail if the server dies or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if not is_alive():
+                raise RuntimeError(f"server at {base_url} exited before it was ready")
+            try:
+                if client.get(f"{base_url}/health/live").status_code == 200:
+                    return
+            except httpx.TransportError as exc:
+                last = exc
+            time.sleep(0.02)  # poll interval of a bounded loop, not a wait for a guess
+    raise TimeoutError(f"server at {base_url} not live after {timeout_s}s: {last!r}")
+
+
+@contextmanager
+def live_server(make_app: Callable[[str], ASGIApp]) -> Iterator[str]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = uvicorn.Config(make_app(base_url), lifespan="on", log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="uvicorn")
+    thread.start()
+    try:
+        wait_until_live(base_url, is_alive=thread.is_alive)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
