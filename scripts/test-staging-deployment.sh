@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Run the deployment check (`loist smoke`) against staging.
 #
-#   scripts/test-staging-deployment.sh [URL] [--audio-url URL] [--json]
+#   scripts/test-staging-deployment.sh [URL] [--audio-url URL] [--json] [--env staging|production]
 #
 # URL: the argument, else $STAGING_URL, else the Cloud Run service's URL
 #   (gcloud run services describe loist-staging).
+#   With --env production: loist-production and production's secrets (what that pipeline needs).
 # Token: $SMOKE_BEARER_TOKEN if set, else Secret Manager mcp-bearer-token-staging. It is handed to
 #   `loist smoke` through the environment, never on a command line, and never printed.
 # Audio: --audio-url / $SMOKE_AUDIO_URL, else (for a non-loopback URL) a WAV made here, uploaded to
@@ -15,10 +16,9 @@
 # Exit code: loist smoke's (0 only when every check passed). Names: deploy/infra/loist_infra/envspec.py.
 set -euo pipefail
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 env_name="staging"
-service="loist-${env_name}"
 region="${LOIST_REGION:-us-central1}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 loist="${LOIST_BIN:-}"
@@ -34,12 +34,19 @@ while (($#)); do
     --audio-url) audio_url="${2:?--audio-url needs a URL}"; shift ;;
     --audio-url=*) audio_url="${1#--audio-url=}" ;;
     --json) extra+=(--json) ;;
+    --env) env_name="${2:?--env needs staging or production}"; shift ;;
     -h | --help) usage; exit 0 ;;
     -*) echo "test-staging-deployment: unknown option: $1" >&2; usage >&2; exit 2 ;;
     *) url="$1" ;;
   esac
   shift
 done
+
+case "$env_name" in
+  staging | production) ;;
+  *) echo "test-staging-deployment: --env must be staging or production, got $env_name" >&2; exit 2 ;;
+esac
+service="loist-${env_name}"
 
 project_args=()
 if [[ -n "${LOIST_PROJECT:-}" ]]; then project_args=(--project "$LOIST_PROJECT"); fi

@@ -135,7 +135,13 @@ def ingest(
             progress = None
             task_id = None
             if show_bar:
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
 
                 progress = Progress(
                     TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(),

@@ -35,10 +35,10 @@ from pydantic import ValidationError
 from loist.catalog import Catalog
 from loist.config import Settings
 from loist.errors import InvalidArgument, LoistError, NotFound
-from loist.ingest.analyze import Analysis, analyze
+from loist.ingest.analyze import Analysis, analyze, analyze_batch
 from loist.ingest.fetch import download
 from loist.ingest.netguard import AddressPolicy
-from loist.ingest.sources import classify, looks_like_audio, walk_folder
+from loist.ingest.sources import classify, walk_folder
 from loist.model import (
     TAG_FIELDS,
     SearchRequest,
@@ -59,6 +59,7 @@ Progress = Callable[[str, int | None, int | None], Awaitable[None] | None]
 
 # Bulk ingest writes rows in batches of this many; analysis runs in a process pool meanwhile.
 BULK_BATCH = 256
+ANALYSE_CHUNK = 32
 SYNTHETIC_BLOB_KEY = "audio/synthetic/silence.wav"
 MAX_TAG_TEXT = 2000
 MAX_GENRES = 32
@@ -252,19 +253,19 @@ class Library:
             updated_at=now,
         )
 
-    def _put_blobs(self, analysis: Analysis, path: Path) -> tuple[str, str | None, list[str]]:
+    def _put_blobs(self, analysis: Analysis, path: Path, *, durable: bool = True) -> tuple[str, str | None, list[str]]:
         """Store audio (and thumbnail); return their keys and the keys this call newly created."""
         key = audio_key(analysis.sha256, analysis.extension)
         created: list[str] = []
         if not self.store.exists(key):
-            self.store.put_file(key, path, analysis.audio.mime_type)
+            self.store.put_file(key, path, analysis.audio.mime_type, durable=durable)
             created.append(key)
         thumb: str | None = None
         if analysis.thumbnail:
             thumb = thumbnail_key(analysis.sha256)
             try:
                 if not self.store.exists(thumb):
-                    self.store.put_bytes(thumb, analysis.thumbnail, "image/jpeg")
+                    self.store.put_bytes(thumb, analysis.thumbnail, "image/jpeg", durable=durable)
                     created.append(thumb)
             except LoistError:
                 self._delete_keys(created)
@@ -360,6 +361,8 @@ class Library:
             import multiprocessing
 
             ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+            if os.name == "posix":
+                ctx.set_forkserver_preload(["loist.ingest.analyze"])
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         return self._pool
 
@@ -368,49 +371,44 @@ class Library:
     ) -> AsyncIterator[IngestOutcome]:
         """Analyse in a process pool, store blobs in a thread, catalogue in batches.
 
-        A file met while walking a folder that does not look like audio is skipped (a cover.jpg is
-        not a failure); a file the caller named is always analysed and fails if it is not audio.
+        Files go to the pool in chunks of ``ANALYSE_CHUNK`` (one round trip per chunk, not per
+        file), at most ``2 x workers`` chunks in flight. A file met while walking a folder that does
+        not look like audio is skipped (a cover.jpg is not a failure); a file the caller named is
+        always analysed and fails if it is not audio.
         """
         if not files:
             return
         loop = asyncio.get_running_loop()
-        pool = self._executor(workers) if len(files) > 8 and workers > 1 else None
-        window = asyncio.Semaphore(BULK_BATCH * 2)
+        pool = self._executor(workers) if len(files) > ANALYSE_CHUNK and workers > 1 else None
+        in_flight = asyncio.Semaphore(max(2, 2 * workers))
+        chunks = [files[i : i + ANALYSE_CHUNK] for i in range(0, len(files), ANALYSE_CHUNK)]
 
-        async def analyse(raw: str, path: Path, named: bool) -> tuple[str, Path, Analysis | None, LoistError | None, bool]:
-            async with window:
-                try:
-                    if not path.is_file():
-                        raise NotFound(f"no such file: {raw}")
-                    if not named and not await asyncio.to_thread(looks_like_audio, path):
-                        return raw, path, None, None, True
-                    if pool is not None:
-                        result = await loop.run_in_executor(pool, _analyze_job, str(path))
-                    else:
-                        result = await asyncio.to_thread(_analyze_job, str(path))
-                    if isinstance(result, LoistError):
-                        raise result
-                    return raw, path, result, None, False
-                except LoistError as exc:
-                    return raw, path, None, exc, False
+        async def analyse(chunk: list[tuple[str, Path, bool]]) -> list[tuple[str, Path, Analysis | LoistError | None]]:
+            job = [(str(path), named) for _, path, named in chunk]
+            async with in_flight:
+                if pool is not None:
+                    results = await loop.run_in_executor(pool, analyze_batch, job)
+                else:
+                    results = await asyncio.to_thread(analyze_batch, job)
+            return [(raw, path, result) for (raw, path, _), result in zip(chunk, results, strict=True)]
 
-        pending = [asyncio.create_task(analyse(raw, path, named)) for raw, path, named in files]
+        pending = [asyncio.create_task(analyse(chunk)) for chunk in chunks]
         batch: list[tuple[str, Path, Analysis]] = []
         try:
             for fut in asyncio.as_completed(pending):
-                raw, path, analysis, error, skipped = await fut
-                if skipped:
-                    yield IngestOutcome(raw, skipped=True)
-                elif error is not None:
-                    await self._record_failure(Source(type="file", location=str(path), original_filename=path.name), error)
-                    yield IngestOutcome(raw, error=error)
-                else:
-                    assert analysis is not None
-                    batch.append((raw, path, analysis))
-                    if len(batch) >= BULK_BATCH:
-                        for outcome in await self._catalog_batch(batch):
-                            yield outcome
-                        batch = []
+                for raw, path, result in await fut:
+                    if result is None:
+                        yield IngestOutcome(raw, skipped=True)
+                    elif isinstance(result, LoistError):
+                        source = Source(type="file", location=str(path), original_filename=path.name)
+                        await self._record_failure(source, result)
+                        yield IngestOutcome(raw, error=result)
+                    else:
+                        batch.append((raw, path, result))
+                if len(batch) >= BULK_BATCH:
+                    for outcome in await self._catalog_batch(batch):
+                        yield outcome
+                    batch = []
             if batch:
                 for outcome in await self._catalog_batch(batch):
                     yield outcome
@@ -421,26 +419,29 @@ class Library:
     async def _catalog_batch(self, batch: list[tuple[str, Path, Analysis]]) -> list[IngestOutcome]:
         outcomes: list[IngestOutcome] = []
         new: list[tuple[str, Path, Track, list[str]]] = []
-        seen: dict[str, int] = {}
 
         def store_all() -> None:
             for raw, path, analysis in batch:
                 source = Source(type="file", location=str(path), original_filename=path.name)
                 try:
-                    key, thumb, created = self._put_blobs(analysis, path)
+                    key, thumb, created = self._put_blobs(analysis, path, durable=False)
                 except LoistError as exc:
                     outcomes.append(IngestOutcome(raw, error=exc))
                     continue
-                seen.setdefault(analysis.sha256, len(new))
                 new.append((raw, path, self._new_track(analysis, source, key, thumb), created))
+            self.store.sync()  # one flush for the batch, before any row references its blobs
 
-        await asyncio.to_thread(store_all)
+        try:
+            await asyncio.to_thread(store_all)
+        except LoistError as exc:  # the flush failed: no row may point at these blobs
+            await asyncio.to_thread(self._delete_keys, [k for *_, keys in new for k in keys])
+            return outcomes + [IngestOutcome(raw, error=exc) for raw, *_ in new]
         try:
             results = await self.catalog.add_many([t for _, _, t, _ in new])
         except LoistError as exc:
             await asyncio.to_thread(self._delete_keys, [k for *_, keys in new for k in keys])
             return outcomes + [IngestOutcome(raw, error=exc) for raw, *_ in new]
-        for (raw, path, _track, _keys), (track, created) in zip(new, results, strict=True):
+        for (raw, _path, _track, _keys), (track, created) in zip(new, results, strict=True):
             outcomes.append(IngestOutcome(raw, track=track, created=created))
         locations = [str(path) for _, path, _, _ in new]
         await self.catalog.clear_failures_many(locations)
@@ -563,14 +564,6 @@ class Library:
         if chunk:
             added += sum(created for _, created in await self.catalog.add_many(chunk))
         return added
-
-
-def _analyze_job(path: str) -> Analysis | LoistError:
-    """Process-pool entry: errors are returned, not raised, so they cross the boundary intact."""
-    try:
-        return analyze(Path(path), original_filename=Path(path).name)
-    except LoistError as exc:
-        return exc
 
 
 def _check_tag_limits(tags: Tags) -> None:

@@ -44,7 +44,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-READY_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
 DEFAULT_BUCKET = "loist-local"
 

@@ -294,9 +294,8 @@ class Smoke:
 
     async def _with_mcp(self) -> None:
         import httpx2
-        from mcp.client.streamable_http import streamable_http_client
-
         from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
 
         headers = self._auth()
         timeout = httpx2.Timeout(self.timeout_s, read=INGEST_TIMEOUT_S)

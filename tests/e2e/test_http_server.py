@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import httpx2
 import pytest
+from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from loist.config import Settings
 from loist.web.app import create_app
-from mcp import Client
 from tests.support.audio import AudioFactory
 from tests.support.liveserver import live_server, wait_until_live
 

@@ -41,10 +41,13 @@ else:
 
 
 def count_tracks(stack: RunningStack, cwd: Path) -> int:
-    done = subprocess.run([sys.executable, "-m", "loist", "list", "--json", "--limit", "1000"],
-                          env=stack.command_env(), capture_output=True, text=True, timeout=60, cwd=cwd)
-    assert done.returncode == 0, done.stderr
-    return len(json.loads(done.stdout)["items"])
+    """Rows in the stack's catalog, read straight from PostgreSQL (no subprocess)."""
+    import psycopg
+
+    with psycopg.connect(stack.info["database_url"], connect_timeout=10) as conn:
+        row = conn.execute("SELECT count(*) FROM tracks WHERE status = 'COMPLETED'").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def refresh(stack: RunningStack, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -109,19 +112,30 @@ def fake_gcloud(tmp_path: Path) -> tuple[Path, Path]:
     return bin_dir, tmp_path / "gcloud.log"
 
 
-def test_staging_wrapper_finds_url_and_token_with_gcloud(local_stack: RunningStack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("env_name", ["staging", "production"])
+def test_staging_wrapper_finds_url_and_token_with_gcloud(local_stack: RunningStack, tmp_path: Path, env_name: str) -> None:
     bin_dir, log = fake_gcloud(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("SMOKE_BEARER_TOKEN", "SMOKE_AUDIO_URL", "STAGING_URL")}
     env |= {"PATH": f"{bin_dir}:{env['PATH']}", "FAKE_GCLOUD_LOG": str(log), "LOIST_PROJECT": "loist-test",
             "FAKE_SERVICE_URL": local_stack.base_url, "FAKE_SECRET": local_stack.token}
-    done = subprocess.run([str(WRAPPER), "--json"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    args = [] if env_name == "staging" else ["--env", "production"]
+    done = subprocess.run([str(WRAPPER), "--json", *args], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["ok"] is True
     calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert calls[0][:4] == ["run", "services", "describe", "loist-staging"]
+    assert calls[0][:4] == ["run", "services", "describe", f"loist-{env_name}"]
     assert "--project" in calls[0] and "loist-test" in calls[0]
-    assert calls[1][:3] == ["secrets", "versions", "access"] and "--secret=mcp-bearer-token-staging" in calls[1]
+    assert calls[1][:3] == ["secrets", "versions", "access"] and f"--secret=mcp-bearer-token-{env_name}" in calls[1]
     assert local_stack.token not in done.stdout + done.stderr
+
+
+def test_staging_wrapper_help_and_bad_env(tmp_path: Path) -> None:
+    helped = subprocess.run([str(WRAPPER), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert helped.returncode == 0 and "--audio-url" in helped.stdout and "set -euo" not in helped.stdout
+    bad = subprocess.run([str(WRAPPER), "--env", "prod", "http://127.0.0.1:1"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2 and "staging or production" in bad.stderr
 
 
 def test_staging_wrapper_fails_when_the_check_fails(local_stack: RunningStack, tmp_path: Path) -> None:
@@ -161,6 +175,14 @@ def test_scripts_are_strict_and_pass_shellcheck(script: str) -> None:
 
 
 def _help(*command: str) -> str:
+    if command[0] == "loist":  # in-process: the typer app's own --help
+        from typer.testing import CliRunner
+
+        from loist.cli import app
+
+        result = CliRunner().invoke(app, [*command[1:], "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        return result.output
     done = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
@@ -174,10 +196,10 @@ def test_staging_doc_names_real_commands_options_and_gcloud_lines() -> None:
 
     doc = (ROOT / "docs" / "staging.md").read_text()
     commands = {
-        "loist smoke": [sys.executable, "-m", "loist", "smoke"],
-        "loist seed": [sys.executable, "-m", "loist", "seed"],
-        "loist export": [sys.executable, "-m", "loist", "export"],
-        "loist import": [sys.executable, "-m", "loist", "import"],
+        "loist smoke": ["loist", "smoke"],
+        "loist seed": ["loist", "seed"],
+        "loist export": ["loist", "export"],
+        "loist import": ["loist", "import"],
         "scripts/local-stack": [str(ROOT / "scripts" / "local-stack")],
         "scripts/refresh-staging": [str(ROOT / "scripts" / "refresh-staging")],
         "scripts/test-staging-deployment.sh": [str(ROOT / "scripts" / "test-staging-deployment.sh")],

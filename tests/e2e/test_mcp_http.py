@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
@@ -25,7 +26,6 @@ from mcp_types import TextResourceContents
 
 from loist.config import Settings
 from loist.web.app import create_app
-from mcp import Client
 from tests.mcp.conftest import make_settings
 from tests.mcp.test_catalogue import TOOL_ORDER
 from tests.mcp.test_tools import assert_error, assert_ok

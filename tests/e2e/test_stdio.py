@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp_types import TextResourceContents
 
-from mcp import Client
 from tests.mcp.test_catalogue import TOOL_ORDER
 from tests.mcp.test_tools import assert_error, assert_ok
 from tests.support.audio import AudioFactory

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 from jsonschema import Draft202012Validator
+from mcp import Client
 from mcp_types import Tool
 
 from loist.mcp.server import create_mcp_server
-from mcp import Client
 from tests.mcp.conftest import make_settings
 
 if TYPE_CHECKING:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mcp import Client
+
 from loist.errors import ErrorCode
 from loist.mcp.server import create_mcp_server
-from mcp import Client
 from tests.mcp.conftest import make_settings
 from tests.mcp.test_catalogue import _no_library
 

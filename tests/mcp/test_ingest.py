@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp import Client
 
 from loist.config import Settings
 from loist.library import Library
 from loist.mcp.server import LoistMCPServer, create_mcp_server
-from mcp import Client
 from tests.mcp.conftest import BASE_URL, make_settings
 from tests.mcp.test_tools import assert_error, assert_ok
 from tests.support.audio import AudioFactory

@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, BlobResourceContents, TextResourceContents
 from PIL import Image
@@ -15,7 +16,6 @@ from loist.library import Library
 from loist.mcp.resources import INLINE_LIMIT_BYTES
 from loist.mcp.server import LoistMCPServer
 from loist.model import Track
-from mcp import Client
 from tests.mcp.conftest import BASE_URL
 from tests.support.audio import AudioFactory
 

@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 import pytest
+from mcp import Client
 from mcp_types import TextResourceContents
 
 from loist.mcp.deps import search_uri
 from loist.mcp.server import LoistMCPServer
 from loist.model import Track
-from mcp import Client
 from tests.mcp.test_tools import assert_error, assert_ok
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from mcp import Client
 from mcp_types import CallToolResult
 
 from loist.library import Library
 from loist.mcp.server import LoistMCPServer
 from loist.model import Track
-from mcp import Client
 from tests.mcp.conftest import BASE_URL
 from tests.support.audio import AudioFactory
 

@@ -202,3 +202,14 @@ def test_signed_url_is_none_or_an_http_url(blob_store: BlobStore) -> None:
 
 def test_ping(blob_store: BlobStore) -> None:
     blob_store.ping()  # must not raise for a usable store
+
+
+def test_deferred_durability_then_sync(blob_store: BlobStore, tmp_path: Path) -> None:
+    src = tmp_path / "deferred.bin"
+    src.write_bytes(b"abc" * 1000)
+    blob_store.put_file("audio/dd/deferred.mp3", src, "audio/mpeg", durable=False)
+    blob_store.put_bytes("thumbnails/dd/deferred.jpg", b"jpeg", "image/jpeg", durable=False)
+    blob_store.sync()
+    assert b"".join(blob_store.iter_range("audio/dd/deferred.mp3")) == src.read_bytes()
+    assert blob_store.stat("audio/dd/deferred.mp3").content_type == "audio/mpeg"
+    assert blob_store.stat("thumbnails/dd/deferred.jpg").size == 4

@@ -145,3 +145,26 @@ def test_open_blob_store_reports_an_unusable_folder(tmp_path: Path) -> None:
 
 def test_signed_url_is_none(tmp_path: Path) -> None:
     assert LocalBlobStore(tmp_path).signed_url(KEY, 60) is None
+
+
+def test_deferred_writes_skip_fsync_until_one_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loist.storage import local
+
+    calls: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(local.os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(local, "_syncfs", lambda folder: calls.append(f"syncfs:{folder}"))
+    store = LocalBlobStore(tmp_path / "blobs")
+    for i in range(5):
+        store.put_bytes(f"audio/aa/{i}.mp3", b"x" * 100, "audio/mpeg", durable=False)
+    assert calls == []
+    store.sync()
+    assert calls == [f"syncfs:{tmp_path / 'blobs'}"]
+    store.put_bytes("audio/aa/durable.mp3", b"y", "audio/mpeg")
+    assert calls.count("fsync") >= 2  # blob and its content-type sidecar
+
+
+def test_syncfs_really_runs(tmp_path: Path) -> None:
+    from loist.storage.local import _syncfs
+
+    _syncfs(tmp_path)  # raises OSError on failure

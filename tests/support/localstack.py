@@ -24,11 +24,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.support.pg import PG_SERVER
+from tests.support.pg import PG_SERVER, _unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "local-stack"
-START_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 60.0
 
 
@@ -116,6 +116,10 @@ def database_exists(name: str) -> bool:
 
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    try:  # like the pg fixtures: skipped without a server locally, a failure in CI
+        psycopg.connect(f"{PG_SERVER}/postgres", connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        _unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     tmp = tmp_path_factory.mktemp("local-stack")
     with start_stack(tmp, "--pg-server", PG_SERVER) as stack:
         yield stack

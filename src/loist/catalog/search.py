@@ -376,29 +376,43 @@ class _Builder:
 
     def conditions(self) -> list[sa.ColumnElement[bool]]:
         parsed, filters = self.parsed, self.filters
-        out: list[sa.ColumnElement[bool]] = [tracks.c.status == _COMPLETED]
+        # SQLite: "+status" keeps the planner off ix_tracks_status, useless for COMPLETED (nearly every
+        # row) and in the way of the sort indexes (a 100K-row sort instead of an index scan).
+        status: sa.ColumnElement[bool] = (
+            sa.literal_column("+tracks.status", type_=sa.Text()) == sa.literal_column(f"'{_COMPLETED}'")
+            if self.dialect == "sqlite"
+            else tracks.c.status == _COMPLETED
+        )
+        out: list[sa.ColumnElement[bool]] = [status]
         for term in parsed.positive:
             post = self._post_filter(term)
             if post is not None:
                 out.append(post)
         for term in parsed.negative:
             out.append(sa.not_(self.term_condition(term)))
-        for low, high, column in (
-            (parsed.year.min if parsed.year else None, parsed.year.max if parsed.year else None, tracks.c.year),
-            (filters.year.min if filters.year else None, filters.year.max if filters.year else None, tracks.c.year),
+        # Ranges compare coalesce(column, 0), the expression the sort indexes are built on, so a
+        # range is an index range scan; the lower bound is always > 0, which keeps unknowns out.
+        year_key = sa.func.coalesce(tracks.c.year, sa.literal_column("0"))
+        duration_key = sa.func.coalesce(tracks.c.duration_s, sa.literal_column("0"))
+        for low, high, column, floor in (
+            (parsed.year.min if parsed.year else None, parsed.year.max if parsed.year else None, year_key, 1),
+            (filters.year.min if filters.year else None, filters.year.max if filters.year else None, year_key, 1),
             (
                 parsed.duration.min if parsed.duration else None,
                 parsed.duration.max if parsed.duration else None,
-                tracks.c.duration_s,
+                duration_key,
+                1e-9,
             ),
             (
                 filters.duration.min if filters.duration else None,
                 filters.duration.max if filters.duration else None,
-                tracks.c.duration_s,
+                duration_key,
+                1e-9,
             ),
         ):
-            if low is not None:
-                out.append(column >= low)
+            if low is None and high is None:
+                continue
+            out.append(column >= max(low if low is not None else floor, floor))
             if high is not None:
                 out.append(column <= high)
         if parsed.added is not None:
@@ -416,23 +430,27 @@ class _Builder:
             out.append(sa.or_(tracks.c.format.is_(None), fmt.not_in(sorted(set(parsed.excluded_formats)))))
         genres = sorted({normalize_genre(value) for value in filters.genre if normalize_genre(value)})
         if genres:
+            # IN (not EXISTS): the planner can start from the genre index instead of scanning tracks.
             out.append(
-                sa.exists()
-                .where(track_genres.c.track_id == tracks.c.id, track_genres.c.genre_norm.in_(genres))
+                tracks.c.id.in_(
+                    sa.select(track_genres.c.track_id).where(track_genres.c.genre_norm.in_(genres))
+                )
             )
         return out
 
-    def source(self) -> tuple[sa.FromClause, sa.ColumnElement[Any] | None, list[sa.ColumnElement[bool]]]:
-        """FROM clause, score expression (None without text) and the text-match conditions."""
+    def match(self) -> _Match | None:
+        """How the positive terms are matched and scored; None when the query has no text."""
         positive = self.parsed.positive
         if not positive:
-            return tracks, None, []
+            return None
         if self.dialect == "postgresql":
             tsq = self._tsquery(" & ".join(self._ts_term(term) for term in positive))
             score = sa.func.ts_rank(
                 sa.literal_column(f"'{pg_weights_literal()}'::float4[]"), self._vector(), tsq, type_=sa.Float()
             )
-            return tracks, score, [self._vector().op("@@")(tsq)]
+            condition = self._vector().op("@@")(tsq)
+            return _Match(source=tracks, score=score, rid=tracks.c.id, condition=condition, fts_count=None)
+        expression = " AND ".join(self._fts5_term(term) for term in positive)
         name = self._name()
         weights = ", ".join(f"{field.weight:g}" for field in RANKING.values())
         match = (
@@ -440,16 +458,42 @@ class _Builder:
                 f"SELECT rowid AS rid, bm25({FTS_TABLE}, {weights}) AS rank FROM {FTS_TABLE} "
                 f"WHERE {FTS_TABLE} MATCH :{name}"
             )
-            .bindparams(sa.bindparam(name, " AND ".join(self._fts5_term(term) for term in positive)))
+            .bindparams(sa.bindparam(name, expression))
             .columns(rid=sa.Integer(), rank=sa.Float())
             .subquery("m")
         )
-        joined = tracks.join(match, self._rowid() == match.c.rid)
-        return joined, -match.c.rank, []
+        count_name = self._name()
+        ids = sa.text(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{count_name}").bindparams(
+            sa.bindparam(count_name, expression)
+        )
+        fts_count = sa.text(f"SELECT count(*) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{count_name}").bindparams(
+            sa.bindparam(count_name, expression)
+        )
+        # "+m.rid": the unary plus keeps SQLite from using the join as an FTS rowid lookup, which
+        # would run the full-text query once per row of ``tracks`` (seconds instead of milliseconds).
+        joined = match.join(tracks, self._rowid() == sa.literal_column("+m.rid", type_=sa.Integer()))
+        return _Match(
+            source=joined,
+            score=-match.c.rank,
+            rid=match.c.rid,
+            condition=self._rowid().in_(ids),
+            fts_count=fts_count,
+            fts_only=match,
+        )
+
+
+@dataclass
+class _Match:
+    source: sa.FromClause  # FROM for the page query (the text matches joined to tracks)
+    score: sa.ColumnElement[Any]
+    rid: sa.ColumnElement[Any]  # unique per match: the relevance tie-break and the join key
+    condition: sa.ColumnElement[bool]  # "this tracks row matches" (counts, facets)
+    fts_count: sa.TextClause | None  # SQLite: count straight from the FTS index
+    fts_only: sa.FromClause | None = None  # SQLite: the FTS matches alone (no tracks columns needed)
 
 
 def _sort_keys(
-    dialect: str, sort: str, score: sa.ColumnElement[Any] | None
+    dialect: str, sort: str, match: _Match | None
 ) -> list[tuple[sa.ColumnElement[Any], str]]:
     """The ORDER BY columns (all in one direction, the last one unique) and how to encode them."""
 
@@ -457,13 +501,13 @@ def _sort_keys(
         expression = _col(column)
         return expression.collate("C") if dialect == "postgresql" else expression
 
-    if sort == "relevance" and score is None:
+    if sort == "relevance" and match is None:
         sort = "added"
-    keys: list[tuple[sa.ColumnElement[Any], str]]
     if sort == "relevance":
-        assert score is not None
-        keys = [(score, "float")]
-    elif sort == "added":
+        assert match is not None
+        return [(match.score, "float"), (match.rid, "int" if dialect == "sqlite" else "uuid")]
+    keys: list[tuple[sa.ColumnElement[Any], str]]
+    if sort == "added":
         keys = [(tracks.c.created_at, "datetime")]
     elif sort in ("title", "artist", "album"):
         keys = [(text(f"search_{sort}"), "str")]
@@ -489,7 +533,7 @@ def _key_value(kind: str, value: Any) -> Any:
     return value or ""
 
 
-def _bind_key(kind: str, value: Any, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+def _bind_key(kind: str, value: Any) -> sa.ColumnElement[Any]:
     try:
         if kind == "datetime":
             return sa.literal(datetime.fromisoformat(value), tracks.c.created_at.type)
@@ -534,31 +578,55 @@ async def _search(conn: AsyncConnection, dialect: str, request: SearchRequest, p
 
 
 async def _run(conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery) -> SearchResult:
+    """One pass: the page (keyset, two phases), the total and the facets."""
+    from loist.catalog.store import row_to_track  # the one row -> Track conversion
+
     builder = _Builder(dialect, parsed, request.filters)
-    source, score, match_conditions = builder.source()
-    where = [*match_conditions, *builder.conditions()]
+    match = builder.match()
+    conditions = builder.conditions()
     sort = request.sort
     order = request.order or ("desc" if sort in ("relevance", "added") else "asc")
-    keys = _sort_keys(dialect, sort, score)
+    keys = _sort_keys(dialect, sort, match)
     fingerprint = _request_fingerprint(request, order)
+    direction = sa.desc if order == "desc" else sa.asc
 
-    score_column = (score if score is not None else sa.literal_column("0.0", type_=sa.Float())).label("score")
-    page = sa.select(*tracks.c, score_column).select_from(source).where(*where)
+    # Phase 1: the page's keys only (narrow rows sort fast). The FTS5 index holds only COMPLETED
+    # tracks, so on SQLite a relevance page with no other condition never touches ``tracks``.
+    if match is None:
+        source: sa.FromClause = tracks
+        rid: sa.ColumnElement[Any] = builder._rowid() if dialect == "sqlite" else tracks.c.id
+        where = conditions
+        score: sa.ColumnElement[Any] = sa.literal_column("0.0", type_=sa.Float())
+    else:
+        source, rid, score = match.source, match.rid, match.score
+        where = [] if dialect == "sqlite" else [match.condition]
+        where += conditions[1:] if dialect == "sqlite" else conditions  # [0] is the status check
+        if dialect == "sqlite" and not where and sort == "relevance" and match.fts_only is not None:
+            source = match.fts_only
+    inner = sa.select(rid.label("rid"), score.label("score"), *(e.label(f"_k{i}") for i, (e, _) in enumerate(keys)))
+    inner = inner.select_from(source).where(*where)
     if request.cursor:
         raw = _decode_cursor(request.cursor, fingerprint, len(keys))
         left = sa.tuple_(*(expression for expression, _ in keys))
-        right = sa.tuple_(*(_bind_key(kind, value, expression) for (expression, kind), value in zip(keys, raw, strict=True)))
-        page = page.where(left < right if order == "desc" else left > right)
-    direction = sa.desc if order == "desc" else sa.asc
-    page = page.order_by(*(direction(expression) for expression, _ in keys)).limit(request.limit + 1)
-    key_labels = [expression.label(f"_k{index}") for index, (expression, _) in enumerate(keys)]
-    page = page.add_columns(*key_labels)
-
-    from loist.catalog.store import row_to_track  # the one row -> Track conversion
-
+        right = sa.tuple_(*(_bind_key(kind, value) for (_, kind), value in zip(keys, raw, strict=True)))
+        inner = inner.where(left < right if order == "desc" else left > right)
+    inner_sub = (
+        inner.order_by(*(direction(expression) for expression, _ in keys)).limit(request.limit + 1).subquery("p")
+    )
+    # Phase 2: the full rows of that page.
+    join_key = builder._rowid() if dialect == "sqlite" else tracks.c.id
+    page = (
+        sa.select(*tracks.c, inner_sub.c.score, *(inner_sub.c[f"_k{i}"] for i in range(len(keys))))
+        .select_from(inner_sub.join(tracks, join_key == inner_sub.c.rid))
+        .order_by(*(direction(inner_sub.c[f"_k{i}"]) for i in range(len(keys))))
+    )
     rows = (await conn.execute(page)).mappings().all()
-    count_query = sa.select(sa.func.count()).select_from(source).where(*where)
-    total = int((await conn.execute(count_query)).scalar_one())
+
+    matched = ([] if match is None else [match.condition]) + conditions
+    if match is not None and match.fts_count is not None and len(conditions) == 1:
+        total = int((await conn.execute(match.fts_count)).scalar_one())
+    else:
+        total = int((await conn.execute(sa.select(sa.func.count()).select_from(tracks).where(*matched))).scalar_one())
     items = [SearchHit(track=row_to_track(row), score=float(row["score"] or 0.0)) for row in rows[: request.limit]]
     next_cursor = None
     if len(rows) > request.limit:
@@ -566,14 +634,12 @@ async def _run(conn: AsyncConnection, dialect: str, request: SearchRequest, pars
         next_cursor = _encode_cursor(
             fingerprint, [_key_value(kind, last[f"_k{index}"]) for index, (_, kind) in enumerate(keys)]
         )
-    facets = await _facets(conn, source, where) if request.facets else None
+    facets = await _facets(conn, matched) if request.facets else None
     return SearchResult(items=items, total=total, next_cursor=next_cursor, facets=facets)
 
 
-async def _facets(
-    conn: AsyncConnection, source: sa.FromClause, where: Sequence[sa.ColumnElement[bool]]
-) -> dict[str, dict[str, int]]:
-    matched = sa.select(tracks.c.id).select_from(source).where(*where)
+async def _facets(conn: AsyncConnection, where: Sequence[sa.ColumnElement[bool]]) -> dict[str, dict[str, int]]:
+    matched = sa.select(tracks.c.id).where(*where)
     count = sa.func.count().label("n")
 
     async def grouped(key: sa.ColumnElement[Any], query: sa.Select[Any]) -> dict[str, int]:
@@ -585,13 +651,9 @@ async def _facets(
         genre_key, sa.select(genre_key, count).where(track_genres.c.track_id.in_(matched.scalar_subquery()))
     )
     fmt_key = sa.func.lower(tracks.c.format)
-    fmt = await grouped(
-        fmt_key, sa.select(fmt_key, count).select_from(source).where(*where, tracks.c.format.is_not(None))
-    )
+    fmt = await grouped(fmt_key, sa.select(fmt_key, count).where(*where, tracks.c.format.is_not(None)))
     decade_key = tracks.c.year - tracks.c.year % sa.literal_column("10")
-    decade_raw = await grouped(
-        decade_key, sa.select(decade_key, count).select_from(source).where(*where, tracks.c.year.is_not(None))
-    )
+    decade_raw = await grouped(decade_key, sa.select(decade_key, count).where(*where, tracks.c.year.is_not(None)))
     decade = {f"{int(float(key))}s": value for key, value in decade_raw.items()}
     return {"genre": genre, "format": fmt, "decade": decade}
 

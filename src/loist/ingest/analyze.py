@@ -23,7 +23,7 @@ from mutagen.mp4 import MP4, MP4Tags
 from mutagen.wave import WAVE
 from PIL import Image
 
-from loist.errors import InvalidArgument, InvalidFormat
+from loist.errors import InvalidArgument, InvalidFormat, LoistError, NotFound
 from loist.ingest import tags as tagread
 from loist.ingest.sniff import Sniffed, sniff_file
 from loist.model import ArtworkInfo, AudioInfo, Tags
@@ -261,3 +261,28 @@ def make_thumbnail(data: bytes) -> tuple[ArtworkInfo, bytes | None, str | None]:
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken images
         return ArtworkInfo(), None, f"embedded artwork ignored: the image cannot be read ({exc.__class__.__name__})"
     return ArtworkInfo(present=True, width=width, height=height), out.getvalue(), None
+
+
+def analyze_batch(items: list[tuple[str, bool]]) -> list[Analysis | LoistError | None]:
+    """Analyse several files in one call: the unit of work of the bulk-ingest process pool.
+
+    ``items`` are ``(path, named)``; a file that was not named by the caller (met while walking a
+    folder) and does not look like audio gives ``None`` (skipped). Errors are returned, not raised,
+    so one bad file does not lose the batch and each crosses the process boundary with its code.
+    Lives in the engine, not the service, so a worker process imports only what analysis needs.
+    """
+    from loist.ingest.sources import looks_like_audio
+
+    results: list[Analysis | LoistError | None] = []
+    for raw, named in items:
+        path = Path(raw)
+        try:
+            if not path.is_file():
+                raise NotFound(f"no such file: {raw}")
+            if not named and not looks_like_audio(path):
+                results.append(None)
+                continue
+            results.append(analyze(path, original_filename=path.name))
+        except LoistError as exc:
+            results.append(exc)
+    return results

@@ -43,12 +43,20 @@ class BlobStore(Protocol):
 
     name: str  # "local" or "gcs"
 
-    def put_file(self, key: str, path: Path, content_type: str | None) -> BlobInfo:
-        """Upload a file, streamed. Atomic: readers never see a partial blob."""
+    def put_file(self, key: str, path: Path, content_type: str | None, *, durable: bool = True) -> BlobInfo:
+        """Upload a file, streamed. Atomic: readers never see a partial blob.
+
+        ``durable=False`` lets a bulk writer defer the flush to one :meth:`sync` per batch; the
+        blob must not be referenced by a row before that ``sync`` returns.
+        """
         ...
 
-    def put_bytes(self, key: str, data: bytes, content_type: str | None) -> BlobInfo:
+    def put_bytes(self, key: str, data: bytes, content_type: str | None, *, durable: bool = True) -> BlobInfo:
         """Upload a small blob (thumbnails)."""
+        ...
+
+    def sync(self) -> None:
+        """Make every earlier ``durable=False`` write durable (a no-op where uploads are durable)."""
         ...
 
     def stat(self, key: str) -> BlobInfo:

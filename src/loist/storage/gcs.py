@@ -151,7 +151,7 @@ class GcsBlobStore:
         )
 
     # --- writes ----------------------------------------------------------------------------------
-    def put_file(self, key: str, path: Path, content_type: str | None) -> BlobInfo:
+    def put_file(self, key: str, path: Path, content_type: str | None, *, durable: bool = True) -> BlobInfo:
         validate_key(key)
         source = Path(path)
         if not source.is_file():
@@ -163,7 +163,7 @@ class GcsBlobStore:
             )
         return _info(key, blob)
 
-    def put_bytes(self, key: str, data: bytes, content_type: str | None) -> BlobInfo:
+    def put_bytes(self, key: str, data: bytes, content_type: str | None, *, durable: bool = True) -> BlobInfo:
         validate_key(key)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidArgument("put_bytes needs bytes")
@@ -273,6 +273,9 @@ class GcsBlobStore:
                 service_account_email=credentials.service_account_email,
                 access_token=credentials.token,
             )
+
+    def sync(self) -> None:
+        """Nothing to do: a finished GCS upload is already durable (``durable`` is accepted and ignored)."""
 
     def ping(self) -> None:
         """Cheapest check that proves access: list one object (needs storage.objects.list only).
