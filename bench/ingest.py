@@ -18,8 +18,6 @@ import asyncio
 import functools
 import http.server
 import json
-import os
-import platform
 import shutil
 import struct
 import subprocess
@@ -32,18 +30,8 @@ from pathlib import Path
 import mutagen
 from mutagen.id3 import ID3, TALB, TCON, TIT2, TPE1, TRCK, TYER
 
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GiB RAM, Python {platform.python_version()}"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
 
 
 def make_mp3s(folder: Path, n: int) -> list[Path]:

@@ -32,10 +32,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from loist.bulk import Stored, analyse_and_store, bulk_worker, put_blobs
 from loist.catalog import Catalog
 from loist.config import Settings
 from loist.errors import InvalidArgument, LoistError, NotFound
-from loist.ingest.analyze import Analysis, analyze, analyze_batch
+from loist.ingest.analyze import Analysis, analyze
 from loist.ingest.fetch import download
 from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
@@ -51,7 +52,7 @@ from loist.model import (
     new_track_id,
 )
 from loist.storage import open_blob_store
-from loist.storage.base import BlobInfo, BlobStore, audio_key, thumbnail_key
+from loist.storage.base import BlobInfo, BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -253,25 +254,6 @@ class Library:
             updated_at=now,
         )
 
-    def _put_blobs(self, analysis: Analysis, path: Path, *, durable: bool = True) -> tuple[str, str | None, list[str]]:
-        """Store audio (and thumbnail); return their keys and the keys this call newly created."""
-        key = audio_key(analysis.sha256, analysis.extension)
-        created: list[str] = []
-        if not self.store.exists(key):
-            self.store.put_file(key, path, analysis.audio.mime_type, durable=durable)
-            created.append(key)
-        thumb: str | None = None
-        if analysis.thumbnail:
-            thumb = thumbnail_key(analysis.sha256)
-            try:
-                if not self.store.exists(thumb):
-                    self.store.put_bytes(thumb, analysis.thumbnail, "image/jpeg", durable=durable)
-                    created.append(thumb)
-            except LoistError:
-                self._delete_keys(created)
-                raise
-        return key, thumb, created
-
     def _delete_keys(self, keys: Iterable[str]) -> None:
         for key in keys:
             try:
@@ -287,7 +269,7 @@ class Library:
             await self._clear_failures(source)
             return existing, False
         await _emit(progress, "storing")
-        key, thumb, created_keys = await asyncio.to_thread(self._put_blobs, analysis, path)
+        key, thumb, created_keys = await asyncio.to_thread(put_blobs, self.store, analysis, path)
         await _emit(progress, "cataloguing")
         try:
             track, created = await self.catalog.add(self._new_track(analysis, source, key, thumb))
@@ -362,17 +344,18 @@ class Library:
 
             ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
             if os.name == "posix":
-                ctx.set_forkserver_preload(["loist.ingest.analyze"])
+                ctx.set_forkserver_preload(["loist.bulk"])
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         return self._pool
 
     async def _ingest_files_bulk(
         self, files: list[tuple[str, Path, bool]], workers: int
     ) -> AsyncIterator[IngestOutcome]:
-        """Analyse in a process pool, store blobs in a thread, catalogue in batches.
+        """Analyse and store blobs in a process pool; catalogue in batches from here.
 
         Files go to the pool in chunks of ``ANALYSE_CHUNK`` (one round trip per chunk, not per
-        file), at most ``2 x workers`` chunks in flight. A file met while walking a folder that does
+        file), at most ``2 x workers`` chunks in flight. Workers write blobs without flushing; one
+        ``store.sync()`` per catalogue batch makes them durable before any row points at them. A file met while walking a folder that does
         not look like audio is skipped (a cover.jpg is not a failure); a file the caller named is
         always analysed and fails if it is not audio.
         """
@@ -383,17 +366,17 @@ class Library:
         in_flight = asyncio.Semaphore(max(2, 2 * workers))
         chunks = [files[i : i + ANALYSE_CHUNK] for i in range(0, len(files), ANALYSE_CHUNK)]
 
-        async def analyse(chunk: list[tuple[str, Path, bool]]) -> list[tuple[str, Path, Analysis | LoistError | None]]:
+        async def analyse(chunk: list[tuple[str, Path, bool]]) -> list[tuple[str, Path, Stored | LoistError | None]]:
             job = [(str(path), named) for _, path, named in chunk]
             async with in_flight:
                 if pool is not None:
-                    results = await loop.run_in_executor(pool, analyze_batch, job)
+                    results = await loop.run_in_executor(pool, bulk_worker, self.settings, job)
                 else:
-                    results = await asyncio.to_thread(analyze_batch, job)
+                    results = await asyncio.to_thread(analyse_and_store, self.store, job)
             return [(raw, path, result) for (raw, path, _), result in zip(chunk, results, strict=True)]
 
         pending = [asyncio.create_task(analyse(chunk)) for chunk in chunks]
-        batch: list[tuple[str, Path, Analysis]] = []
+        batch: list[tuple[str, Path, Stored]] = []
         try:
             for fut in asyncio.as_completed(pending):
                 for raw, path, result in await fut:
@@ -416,36 +399,29 @@ class Library:
             for task in pending:
                 task.cancel()
 
-    async def _catalog_batch(self, batch: list[tuple[str, Path, Analysis]]) -> list[IngestOutcome]:
-        outcomes: list[IngestOutcome] = []
-        new: list[tuple[str, Path, Track, list[str]]] = []
-
-        def store_all() -> None:
-            for raw, path, analysis in batch:
-                source = Source(type="file", location=str(path), original_filename=path.name)
-                try:
-                    key, thumb, created = self._put_blobs(analysis, path, durable=False)
-                except LoistError as exc:
-                    outcomes.append(IngestOutcome(raw, error=exc))
-                    continue
-                new.append((raw, path, self._new_track(analysis, source, key, thumb), created))
-            self.store.sync()  # one flush for the batch, before any row references its blobs
-
+    async def _catalog_batch(self, batch: list[tuple[str, Path, Stored]]) -> list[IngestOutcome]:
+        """Flush the batch's blobs once, then write its rows in one transaction."""
+        created_keys = [k for _, _, stored in batch for k in stored.created]
+        tracks = [
+            self._new_track(
+                stored.analysis,
+                Source(type="file", location=str(path), original_filename=path.name),
+                stored.blob_key,
+                stored.thumbnail_key,
+            )
+            for _, path, stored in batch
+        ]
         try:
-            await asyncio.to_thread(store_all)
-        except LoistError as exc:  # the flush failed: no row may point at these blobs
-            await asyncio.to_thread(self._delete_keys, [k for *_, keys in new for k in keys])
-            return outcomes + [IngestOutcome(raw, error=exc) for raw, *_ in new]
-        try:
-            results = await self.catalog.add_many([t for _, _, t, _ in new])
+            await asyncio.to_thread(self.store.sync)  # before any row references these blobs
+            results = await self.catalog.add_many(tracks)
         except LoistError as exc:
-            await asyncio.to_thread(self._delete_keys, [k for *_, keys in new for k in keys])
-            return outcomes + [IngestOutcome(raw, error=exc) for raw, *_ in new]
-        for (raw, _path, _track, _keys), (track, created) in zip(new, results, strict=True):
-            outcomes.append(IngestOutcome(raw, track=track, created=created))
-        locations = [str(path) for _, path, _, _ in new]
-        await self.catalog.clear_failures_many(locations)
-        return outcomes
+            await asyncio.to_thread(self._delete_keys, created_keys)
+            return [IngestOutcome(raw, error=exc) for raw, _, _ in batch]
+        await self.catalog.clear_failures_many([str(path) for _, path, _ in batch])
+        return [
+            IngestOutcome(raw, track=track, created=created)
+            for (raw, _, _), (track, created) in zip(batch, results, strict=True)
+        ]
 
     # --- read ------------------------------------------------------------------------------------
     async def get(self, track_id: uuid.UUID | str) -> Track:

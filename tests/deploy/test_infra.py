@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from loist_infra.envspec import (
+    EnvSpec,
     ENVIRONMENTS,
     LIVE_PATH,
     MIGRATE_COMMAND,
@@ -224,6 +225,55 @@ def test_runtime_account_has_least_privilege(stack: Stack) -> None:
     assert self_grant["role"] == "roles/iam.serviceAccountTokenCreator"
     assert self_grant["serviceAccountId"] == account["id"]
     assert by_type == {}, "no other grant for the runtime account"
+
+
+def test_deployer_has_least_privilege_and_can_sign_the_check_audio(stack: Stack) -> None:
+    """The pipeline's ``smoke-audio`` step uploads and signs as the runtime account: the deployer
+    gets token creator on that one account (and on nothing else), and no role on the bucket."""
+    env = _env(stack)
+    spec = EnvSpec(environment=env, project=stack.config["gcp:project"], region=stack.config["gcp:region"])  # type: ignore[arg-type]
+    (deployer,) = [
+        a for a in stack.of_type("serviceaccount/account:Account") if a["inputs"]["accountId"] == spec.deployer_account_id
+    ]
+    runtime = _runtime(stack)
+    assert runtime["inputs"]["accountId"] == spec.runtime_account_id
+    member = f"serviceAccount:{spec.deployer_account_email}"
+    grants = [g for g in stack.resources if g["inputs"].get("member") == member]
+    got = sorted((g["type"].split(":")[-1], g["inputs"]["role"]) for g in grants)
+    assert got == sorted(
+        [
+            ("RepositoryIamMember", "roles/artifactregistry.writer"),
+            ("IAMMember", "roles/run.developer"),
+            ("IAMMember", "roles/logging.logWriter"),
+            ("IAMMember", "roles/iam.serviceAccountUser"),
+            ("IAMMember", "roles/iam.serviceAccountTokenCreator"),
+            ("SecretIamMember", "roles/secretmanager.secretAccessor"),
+        ]
+    )
+    on_accounts = {
+        g["inputs"]["role"]: g["inputs"]["serviceAccountId"]
+        for g in grants
+        if g["type"] == "gcp:serviceaccount/iAMMember:IAMMember"
+    }
+    assert on_accounts == {
+        "roles/iam.serviceAccountUser": runtime["id"],
+        "roles/iam.serviceAccountTokenCreator": runtime["id"],
+    }
+    assert runtime["id"] == f"projects/{spec.project}/serviceAccounts/{spec.runtime_account_email}"
+    assert not [g for g in grants if "bucket" in g["inputs"]], "the deployer needs no bucket role"
+    (secret_grant,) = [g for g in grants if g["type"].endswith("SecretIamMember")]
+    (token_secret,) = [
+        s for s in stack.of_type("/secret:Secret") if s["inputs"]["secretId"] == spec.secret("mcp-bearer-token")
+    ]
+    assert secret_grant["inputs"]["secretId"] == token_secret["id"]
+    # The account the runtime grants give objectAdmin on the bucket is the one the step signs as.
+    (bucket_grant,) = [
+        g
+        for g in stack.of_type("storage/bucketIAMMember:BucketIAMMember")
+        if g["inputs"]["member"] == f"serviceAccount:{spec.runtime_account_email}"
+    ]
+    assert bucket_grant["inputs"]["bucket"] == spec.bucket_name
+    assert bucket_grant["inputs"]["role"] == "roles/storage.objectAdmin"
 
 
 def test_no_broad_roles_anywhere(stack: Stack) -> None:

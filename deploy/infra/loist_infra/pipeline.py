@@ -3,6 +3,15 @@
 The deployer may push to its own repository, run its own job, deploy its own service, act as its
 own runtime account, and read its own bearer token (for the deployment check). Nothing in the
 other environment.
+
+The deployment check (``smoke-audio`` step) needs audio the candidate can download: the deployer
+uploads a WAV to the bucket's ``tmp/`` and signs a 15-minute URL *as the runtime account*, which
+already has objectAdmin on that bucket. So the deployer gets one more grant, token creator on that
+one runtime account, and no bucket role at all. Why not objectCreator on ``tmp/`` for the deployer
+itself: ``gcloud storage cp`` also reads and lists the destination (objects.get / objects.list,
+which a ``tmp/`` IAM condition cannot scope), and a URL signed by the deployer would need it to
+read objects too. Token creator widens nothing real: actAs plus run.developer already let the
+deployer run any code as the runtime account.
 """
 
 from __future__ import annotations
@@ -49,6 +58,14 @@ def build_deployer(
         f"{spec.deployer_account_id}-act-as-runtime",
         service_account_id=runtime_account.name,
         role="roles/iam.serviceAccountUser",
+        member=member,
+        opts=opts,
+    )
+    # Upload and sign the deployment check's audio as the runtime account (see the module doc).
+    gcp.serviceaccount.IAMMember(
+        f"{spec.deployer_account_id}-sign-as-runtime",
+        service_account_id=runtime_account.name,
+        role="roles/iam.serviceAccountTokenCreator",
         member=member,
         opts=opts,
     )

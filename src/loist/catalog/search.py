@@ -24,10 +24,12 @@ quoted), hence the file-wide S608 exemption.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -390,29 +392,30 @@ class _Builder:
                 out.append(post)
         for term in parsed.negative:
             out.append(sa.not_(self.term_condition(term)))
-        # Ranges compare coalesce(column, 0), the expression the sort indexes are built on, so a
-        # range is an index range scan; the lower bound is always > 0, which keeps unknowns out.
-        year_key = sa.func.coalesce(tracks.c.year, sa.literal_column("0"))
-        duration_key = sa.func.coalesce(tracks.c.duration_s, sa.literal_column("0"))
-        for low, high, column, floor in (
-            (parsed.year.min if parsed.year else None, parsed.year.max if parsed.year else None, year_key, 1),
-            (filters.year.min if filters.year else None, filters.year.max if filters.year else None, year_key, 1),
+        # Plain comparisons (NULL never matches a range). Deliberately not on an indexed expression:
+        # SQLite would then range-scan tens of thousands of rows and sort them, instead of walking
+        # the sort index and stopping after one page.
+        year_ranges = [(parsed.year.min, parsed.year.max)] if parsed.year else []
+        year_ranges += [(filters.year.min, filters.year.max)] if filters.year else []
+        for low, high in year_ranges:  # whole years: an integer comparison can use the statistics
+            if low is not None:
+                out.append(tracks.c.year >= math.ceil(low))
+            if high is not None:
+                out.append(tracks.c.year <= math.floor(high))
+        for low, high, column in (
             (
                 parsed.duration.min if parsed.duration else None,
                 parsed.duration.max if parsed.duration else None,
-                duration_key,
-                1e-9,
+                tracks.c.duration_s,
             ),
             (
                 filters.duration.min if filters.duration else None,
                 filters.duration.max if filters.duration else None,
-                duration_key,
-                1e-9,
+                tracks.c.duration_s,
             ),
         ):
-            if low is None and high is None:
-                continue
-            out.append(column >= max(low if low is not None else floor, floor))
+            if low is not None:
+                out.append(column >= low)
             if high is not None:
                 out.append(column <= high)
         if parsed.added is not None:
@@ -421,7 +424,7 @@ class _Builder:
                 out.append(tracks.c.created_at >= low_at)
             if high_at is not None:
                 out.append(tracks.c.created_at <= high_at)
-        fmt = sa.func.lower(tracks.c.format)
+        fmt = tracks.c.format  # stored canonical and lower-case by ingest
         for formats in (parsed.formats, [fold(value).strip().lstrip(".") for value in filters.format]):
             wanted = sorted({value for value in formats if value})
             if wanted:
@@ -430,12 +433,13 @@ class _Builder:
             out.append(sa.or_(tracks.c.format.is_(None), fmt.not_in(sorted(set(parsed.excluded_formats)))))
         genres = sorted({normalize_genre(value) for value in filters.genre if normalize_genre(value)})
         if genres:
-            # IN (not EXISTS): the planner can start from the genre index instead of scanning tracks.
-            out.append(
-                tracks.c.id.in_(
-                    sa.select(track_genres.c.track_id).where(track_genres.c.genre_norm.in_(genres))
-                )
-            )
+            # Start from the genre index, never from a scan of tracks: IN on SQLite, and on PostgreSQL
+            # "= ANY(ARRAY(...))", an init plan run once whose ids then drive primary-key lookups.
+            ids = sa.select(track_genres.c.track_id).where(track_genres.c.genre_norm.in_(genres))
+            if self.dialect == "postgresql":
+                out.append(tracks.c.id == sa.func.any(sa.func.array(ids.scalar_subquery())))
+            else:
+                out.append(tracks.c.id.in_(ids))
         return out
 
     def match(self) -> _Match | None:
@@ -558,7 +562,7 @@ async def run_search(engine: AsyncEngine, dialect: str, request: SearchRequest) 
     parsed = parse_query(request.query)
     try:
         async with engine.connect() as conn:
-            result = await _search(conn, dialect, request, parsed)
+            result = await _search(engine, conn, dialect, request, parsed)
             await conn.rollback()
             return result
     except LoistError:
@@ -567,17 +571,21 @@ async def run_search(engine: AsyncEngine, dialect: str, request: SearchRequest) 
         raise database_failed(exc, engine.url, action="search") from None
 
 
-async def _search(conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery) -> SearchResult:
-    result = await _run(conn, dialect, request, parsed)
+async def _search(
+    engine: AsyncEngine, conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery
+) -> SearchResult:
+    result = await _run(engine, conn, dialect, request, parsed)
     if result.total >= FUZZY_BELOW or not parsed.has_text:
         return result
     fuzzy = await _fuzzy_rewrite(conn, dialect, parsed)
     if fuzzy is None:
         return result
-    return await _run(conn, dialect, request, fuzzy)
+    return await _run(engine, conn, dialect, request, fuzzy)
 
 
-async def _run(conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery) -> SearchResult:
+async def _run(
+    engine: AsyncEngine, conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery
+) -> SearchResult:
     """One pass: the page (keyset, two phases), the total and the facets."""
     from loist.catalog.store import row_to_track  # the one row -> Track conversion
 
@@ -620,13 +628,24 @@ async def _run(conn: AsyncConnection, dialect: str, request: SearchRequest, pars
         .select_from(inner_sub.join(tracks, join_key == inner_sub.c.rid))
         .order_by(*(direction(inner_sub.c[f"_k{i}"]) for i in range(len(keys))))
     )
-    rows = (await conn.execute(page)).mappings().all()
-
     matched = ([] if match is None else [match.condition]) + conditions
+    count: sa.Executable
     if match is not None and match.fts_count is not None and len(conditions) == 1:
-        total = int((await conn.execute(match.fts_count)).scalar_one())
+        count = match.fts_count
     else:
-        total = int((await conn.execute(sa.select(sa.func.count()).select_from(tracks).where(*matched))).scalar_one())
+        count = sa.select(sa.func.count()).select_from(tracks).where(*matched)
+    if dialect == "postgresql":
+        # The page and the total are independent: on PostgreSQL they run at once, on two
+        # connections (the server has more than one core; latency is the slower of the two).
+        async def total_on_own_connection() -> int:
+            async with engine.connect() as other:
+                return int((await other.execute(count)).scalar_one())
+
+        rows_result, total = await asyncio.gather(conn.execute(page), total_on_own_connection())
+        rows = rows_result.mappings().all()
+    else:
+        rows = (await conn.execute(page)).mappings().all()
+        total = int((await conn.execute(count)).scalar_one())
     items = [SearchHit(track=row_to_track(row), score=float(row["score"] or 0.0)) for row in rows[: request.limit]]
     next_cursor = None
     if len(rows) > request.limit:
@@ -650,7 +669,7 @@ async def _facets(conn: AsyncConnection, where: Sequence[sa.ColumnElement[bool]]
     genre = await grouped(
         genre_key, sa.select(genre_key, count).where(track_genres.c.track_id.in_(matched.scalar_subquery()))
     )
-    fmt_key = sa.func.lower(tracks.c.format)
+    fmt_key = tracks.c.format
     fmt = await grouped(fmt_key, sa.select(fmt_key, count).where(*where, tracks.c.format.is_not(None)))
     decade_key = tracks.c.year - tracks.c.year % sa.literal_column("10")
     decade_raw = await grouped(decade_key, sa.select(decade_key, count).where(*where, tracks.c.year.is_not(None)))

@@ -79,7 +79,9 @@ class LocalBlobStore:
         except OSError as exc:
             raise StorageFailed(f"cannot flush blobs under {self.root}: {exc.strerror or exc}") from exc
 
-    def _write_atomic(self, key: str, target: Path, src: BinaryIO, content_type: str | None, durable: bool) -> None:
+    def _write_atomic(
+        self, key: str, target: Path, src: BinaryIO, content_type: str | None, durable: bool = True
+    ) -> None:
         """Temp file -> fsync -> content-type sidecar -> rename. Any failure leaves no new file behind.
 
         With ``durable=False`` the fsyncs are left to one later :meth:`sync` (bulk ingest: one

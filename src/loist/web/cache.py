@@ -18,6 +18,7 @@ V = TypeVar("V")
 
 PAGE_CACHE_TTL_S = 10.0
 PAGE_CACHE_ENTRIES = 2048
+BLOB_CACHE_TTL_S = 5.0
 
 
 class TTLCache(Generic[K, V]):

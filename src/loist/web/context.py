@@ -16,8 +16,9 @@ import jinja2
 
 from loist.config import Settings
 from loist.errors import NotFound
+from loist.storage.base import BlobInfo
 from loist.web.assets import InlineAssets, load_assets
-from loist.web.cache import TTLCache
+from loist.web.cache import BLOB_CACHE_TTL_S, TTLCache
 
 if TYPE_CHECKING:
     from loist.library import Library
@@ -30,6 +31,9 @@ class WebContext:
     _library: Library | None = None
     assets: InlineAssets = field(default_factory=load_assets)
     pages: TTLCache[tuple[str, ...], bytes] = field(default_factory=TTLCache)  # rendered embed/oEmbed bodies
+    blobs: TTLCache[tuple[str, str], BlobInfo] = field(
+        default_factory=lambda: TTLCache(ttl_s=BLOB_CACHE_TTL_S)
+    )  # track -> stat of its audio/thumbnail blob
     extra_media_origins: set[str] = field(default_factory=set)  # e.g. the GCS host signed URLs point at
 
     @property

@@ -14,12 +14,12 @@ its ``Range`` straight to the store.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -29,6 +29,7 @@ from loist.web.context import WebContext, parse_track_id
 from loist.web.errors import error_body
 
 CACHE_CONTROL = "public, max-age=300"
+BATCH_BYTES = 1024 * 1024  # bytes pulled from the store per worker-thread hop
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +124,56 @@ def _range_applies(request: Request, info: BlobInfo) -> bool:
     return since is not None and since == info.updated.replace(microsecond=0)
 
 
-async def _chunks(ctx: WebContext, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-    async for chunk in iterate_in_threadpool(ctx.library.iter_blob(key, start, end)):
-        yield chunk
+def _pull(iterator: Iterator[bytes]) -> list[bytes]:
+    """Up to BATCH_BYTES of chunks from a blocking iterator (runs in a worker thread)."""
+    batch: list[bytes] = []
+    total = 0
+    for chunk in iterator:
+        batch.append(chunk)
+        total += len(chunk)
+        if total >= BATCH_BYTES:
+            break
+    return batch
 
 
-def blob_response(request: Request, ctx: WebContext, info: BlobInfo, content_type: str | None) -> Response:
+async def open_body(ctx: WebContext, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+    """Open the blob and read its first batch *before* answering, then relay the rest.
+
+    Opening first makes a blob that vanished a clean 404 instead of a broken 200. Each worker-thread
+    hop moves up to BATCH_BYTES (a hop per 256 KiB chunk costs more than the copy on small machines);
+    memory stays bounded at one batch per stream. A range of up to 1 MiB costs a single hop.
+    """
+    length = end - start + 1
+
+    def open_and_pull() -> tuple[Iterator[bytes], list[bytes]]:
+        iterator = ctx.library.iter_blob(key, start, end)
+        return iterator, _pull(iterator)
+
+    iterator, first = await run_in_threadpool(open_and_pull)
+
+    async def relay() -> AsyncIterator[bytes]:
+        sent = 0
+        try:
+            batch = first
+            while batch:
+                for chunk in batch:
+                    yield chunk
+                    sent += len(chunk)
+                if sent >= length:
+                    break
+                batch = await run_in_threadpool(_pull, iterator)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                if sent >= length:
+                    close()  # exhausted: closing is a no-op, no thread hop needed
+                else:
+                    await run_in_threadpool(close)  # client left early: release the file/connection
+
+    return relay()
+
+
+async def blob_response(request: Request, ctx: WebContext, info: BlobInfo, content_type: str | None) -> Response:
     """Serve a blob's bytes honouring Range, validators, conditional requests and HEAD."""
     headers = {
         "Accept-Ranges": "bytes",
@@ -158,33 +203,47 @@ def blob_response(request: Request, ctx: WebContext, info: BlobInfo, content_typ
 
     if request.method == "HEAD" or info.size == 0:
         return Response(status_code=status, headers=headers, media_type=media_type)
-    return StreamingResponse(_chunks(ctx, info.key, start, end), status_code=status, headers=headers,
-                             media_type=media_type)
+    body = await open_body(ctx, info.key, start, end)
+    return StreamingResponse(body, status_code=status, headers=headers, media_type=media_type)
 
 
 async def _redirect_if_signed(ctx: WebContext, info: BlobInfo) -> Response | None:
+    if ctx.settings.storage_backend == "local":
+        return None  # local blobs are always served here (no thread hop needed to learn that)
     url = await run_in_threadpool(ctx.library.signed_url, info.key)
     if url is None:
         return None
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
+async def _blob_info(ctx: WebContext, kind: str, raw_id: str) -> BlobInfo:
+    """Stat of the track's audio or thumbnail blob, cached briefly (see loist.web.cache)."""
+    key = (kind, raw_id)
+    info = ctx.blobs.get(key)
+    if info is None:
+        track_id = parse_track_id(raw_id)
+        if kind == "stream":
+            info = await ctx.library.stream(track_id)
+        else:
+            info = await ctx.library.thumbnail(track_id)
+        ctx.blobs.put(key, info)
+    return info
+
+
 def routes(ctx: WebContext) -> list[Route]:
     async def stream(request: Request) -> Response:
-        track_id = parse_track_id(request.path_params["track_id"])
-        info = await ctx.library.stream(track_id)
+        info = await _blob_info(ctx, "stream", request.path_params["track_id"])
         redirect = await _redirect_if_signed(ctx, info)
         if redirect is not None:
             return redirect
-        return blob_response(request, ctx, info, None)
+        return await blob_response(request, ctx, info, None)
 
     async def thumbnail(request: Request) -> Response:
-        track_id = parse_track_id(request.path_params["track_id"])
-        info = await ctx.library.thumbnail(track_id)
+        info = await _blob_info(ctx, "thumbnail", request.path_params["track_id"])
         redirect = await _redirect_if_signed(ctx, info)
         if redirect is not None:
             return redirect
-        return blob_response(request, ctx, info, "image/jpeg")
+        return await blob_response(request, ctx, info, "image/jpeg")
 
     return [
         Route("/audio/{track_id}/stream", stream, methods=["GET", "HEAD"], name="stream"),
