@@ -86,7 +86,7 @@ if [[ -z "$audio_url" ]] && ! is_loopback "$url"; then
   object="gs://${bucket}/tmp/$(basename "$wav")"
   gcloud storage cp "$wav" "$object" "${project_args[@]}" --quiet
   rm -rf "$scratch"
-  audio_url="$(gcloud storage sign-url "$object" --duration=15m \
+  audio_url="$(gcloud storage sign-url "$object" --duration=15m --region="$region" \
     --impersonate-service-account="loist-run-${env_name}@${project}.iam.gserviceaccount.com" \
     "${project_args[@]}" --format='value(signed_url)')"
 fi

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from loist_infra.envspec import CANDIDATE_TAG_PREFIX, ENVIRONMENTS, SECRET_ENV, EnvSpec
+from loist_infra.storage import TEMP_PREFIX
 
 from tests.deploy.conftest import ROOT, Stack, gcloud_problems, settings_env_names
 
@@ -27,6 +28,7 @@ ORDER = [
     "push",
     "migrate",
     "deploy",
+    "smoke-audio",
     "smoke",
     "promote",
 ]
@@ -84,7 +86,7 @@ def test_steps_in_order_and_gated(env: str) -> None:
         assert "-" not in all_steps[step_id]["waitFor"]
     # Nothing is built before every gate passed; each later stage waits for the one before.
     assert GATES <= ancestors(all_steps, "build")
-    chain = ["build", "push", "migrate", "deploy", "smoke", "promote"]
+    chain = ["build", "push", "migrate", "deploy", "smoke-audio", "smoke", "promote"]
     for earlier, later in zip(chain, chain[1:], strict=False):
         assert earlier in ancestors(all_steps, later), f"{later} must wait for {earlier}"
     assert set(ORDER[:-1]) <= ancestors(all_steps, "promote")
@@ -176,16 +178,87 @@ def test_deploy_without_traffic_check_tagged_url_then_promote(env: str) -> None:
     assert "--no-traffic" in deploy and '--tag "${tag}"' in deploy
     assert f'tag="{CANDIDATE_TAG_PREFIX}${{SHORT_SHA}}"' in deploy
     assert "/workspace/candidate_url" in deploy
-    smoke = all_steps["smoke"]["script"]
+    smoke = " ".join(all_steps["smoke"]["script"].replace("\\\n", " ").split())
     assert re.search(
-        r'loist smoke --base-url "\$\(cat /workspace/candidate_url\)" --token "\$\{BEARER_TOKEN\}"', smoke
-    )
+        r'loist smoke --base-url "\$\(cat /workspace/candidate_url\)" '
+        r'--audio-url "\$\(cat /workspace/smoke_audio_url\)"',
+        smoke,
+    ), "a cloud deployment cannot fetch audio from the build machine: loist smoke needs --audio-url"
     promote = all_steps["promote"]["script"]
     assert f'--to-tags "{CANDIDATE_TAG_PREFIX}${{SHORT_SHA}}=100"' in promote
     build = all_steps["build"]["script"]
     assert "--cache-from" in build
     test = all_steps["test"]["script"]
     assert re.search(r"^\s*/workspace/\.venv/bin/pytest\b", test, re.M)
+
+
+def _smoke_cli_envvars() -> dict[str, str]:
+    """``--token``/``--audio-url`` of ``loist smoke`` -> the environment variable each also reads."""
+    import typer.main
+
+    from loist.cli import app
+
+    command = typer.main.get_command(app).commands["smoke"]  # type: ignore[attr-defined]
+    return {opt: param.envvar for param in command.params for opt in param.opts if param.envvar}
+
+
+def test_the_token_is_never_on_a_command_line(env: str) -> None:
+    """The process list shows every argument; the token reaches ``loist smoke`` via its env var."""
+    token_env = _smoke_cli_envvars()["--token"]
+    for step_id, step in steps(env).items():
+        script = step["script"]
+        assert "--token" not in script, f"{step_id} passes the token as an argument"
+        for line in script.splitlines():
+            if re.search(r"\$\{?BEARER_TOKEN\b", line) and not line.lstrip().startswith("#"):
+                assert re.fullmatch(rf'\s*export {token_env}="\$\{{BEARER_TOKEN\}}"', line), (
+                    f"{step_id}: the secret may only be handed to {token_env}: {line.strip()}"
+                )
+    smoke = steps(env)["smoke"]["script"]
+    assert smoke.index(f"export {token_env}=") < smoke.index("loist smoke")
+
+
+def test_smoke_audio_is_a_fresh_wav_in_tmp_signed_as_the_runtime_account(env: str) -> None:
+    """The check's audio: made in the step, uploaded to the environment's bucket under tmp/ (the
+    lifecycle rule deletes it), signed for 15 minutes by the account that can read the bucket."""
+    config = load(env)
+    step = steps(env)["smoke-audio"]
+    assert step["name"].startswith("gcr.io/google.com/cloudsdktool/cloud-sdk")
+    assert not step.get("secretEnv")
+    # Expand the names as Cloud Build would, and compare them with envspec's.
+    values = {**config["substitutions"], "PROJECT_ID": spec(env).project, "SHORT_SHA": "abc1234", "BUILD_ID": "b-1"}
+    script = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), step["script"])
+    script = " ".join(script.replace("\\\n", " ").split())
+    expected = spec(env)
+    assert f'bucket="{expected.bucket_name}"' in script
+    assert f'signer="{expected.runtime_account_email}"' in script
+    assert f'object="gs://${{bucket}}/{TEMP_PREFIX}' in script
+    assert "import os, sys, wave" in script and "ffmpeg" not in script
+    upload = re.search(r'gcloud storage cp "\$\{wav\}" "\$\{object\}" (.*?)--quiet', script)
+    assert upload and '--impersonate-service-account="${signer}"' in upload.group(1)
+    sign = re.search(r'gcloud storage sign-url "\$\{object\}" (.*?) > /workspace/smoke_audio_url', script)
+    assert sign, "the signed URL is written to /workspace/smoke_audio_url"
+    flags = sign.group(1)
+    assert "--duration=15m" in flags
+    assert '--impersonate-service-account="${signer}"' in flags
+    assert f'--region="{expected.region}"' in flags, "no region: sign-url reads bucket metadata it may not"
+
+
+def test_smoke_audio_makes_a_valid_wav(env: str, tmp_path: Path) -> None:
+    """Run the step's embedded Python (the part that needs no cloud) and read its output back."""
+    import wave
+
+    script = steps(env)["smoke-audio"]["script"]
+    match = re.search(r"<<'PY'\n(.*?)\nPY\n", script, re.S)
+    assert match
+    out = tmp_path / "check.wav"
+    done = subprocess.run(["python3", "-", str(out)], input=match.group(1), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with wave.open(str(out)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 8000)
+        assert wav.getnframes() == 8000
+    second = tmp_path / "again.wav"
+    subprocess.run(["python3", "-", str(second)], input=match.group(1), text=True, check=True)
+    assert out.read_bytes() != second.read_bytes(), "each build's audio is new (a new track to delete)"
 
 
 def test_gcloud_command_lines_exist(env: str, gcloud_tree: dict[str, Any]) -> None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 from loist_infra.envspec import (
-    EnvSpec,
     ENVIRONMENTS,
     LIVE_PATH,
     MIGRATE_COMMAND,
     READY_PATH,
     SIZING,
+    EnvSpec,
     origin_of,
     secret_name,
 )

@@ -50,6 +50,8 @@ class WebWorld:
     plain: Track  # ogg, no artwork
     with_art_path: Path
     plain_path: Path
+    big: Track  # a WAV larger than one streaming batch (exercises the streamed path)
+    big_path: Path
 
 
 @asynccontextmanager
@@ -61,9 +63,11 @@ async def open_world(settings: Settings, audio: AudioFactory) -> AsyncIterator[W
         art_path = audio("mp3", tags={"title": TRICKY_TITLE, "artist": TRICKY_ARTIST, "album": "Album"},
                          artwork=True, duration=3.0)
         plain_path = audio("ogg", tags={"title": "Plain", "artist": "Nobody"}, duration=1.0)
+        big_path = audio("wav", tags={"title": "Big"}, duration=14.0)  # ~2.5 MB
         with_art = await lib.ingest_file(art_path)
         plain = await lib.ingest_file(plain_path)
-        yield WebWorld(settings, lib, with_art, plain, art_path, plain_path)
+        big = await lib.ingest_file(big_path)
+        yield WebWorld(settings, lib, with_art, plain, art_path, plain_path, big, big_path)
     finally:
         await lib.close()
 

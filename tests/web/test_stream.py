@@ -144,3 +144,25 @@ async def test_media_responses_deny_framing(client: httpx.AsyncClient, world: We
     r = await client.get(f"/audio/{world.plain.id}/stream", headers={"Range": "bytes=0-0"})
     assert r.headers["content-security-policy"] == "frame-ancestors 'none'"
     assert r.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize(
+    "range_header",
+    [None, "bytes=0-", "bytes=100-", "bytes=-1500000", "bytes=1048000-2200000", "bytes=1048576-1048576"],
+)
+async def test_bodies_larger_than_one_batch(backend: tuple[WebWorld, httpx.AsyncClient],
+                                            range_header: str | None) -> None:
+    """Bodies over 1 MiB are streamed batch by batch; every byte still matches the file."""
+    from loist.web.stream import BATCH_BYTES, parse_range
+
+    world, client = backend
+    data = Path(world.big_path).read_bytes()
+    assert len(data) > 2 * BATCH_BYTES
+    headers = {"Range": range_header} if range_header else {}
+    r = await client.get(f"/audio/{world.big.id}/stream", headers=headers)
+    wanted = parse_range(range_header, len(data))
+    expected = data if wanted is None else data[wanted.start:wanted.end + 1]
+    assert r.status_code == (200 if wanted is None else 206)
+    assert r.headers["content-length"] == str(len(expected))
+    assert r.content == expected
+    assert r.headers["content-type"] in ("audio/wav", "audio/x-wav", "audio/wave")

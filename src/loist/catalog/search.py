@@ -79,8 +79,8 @@ RANKING: dict[str, FieldWeight] = {
 }
 
 FUZZY_BELOW = 3  # run the fuzzy pass when the exact pass finds fewer tracks than this
-FUZZY_MIN_SIMILARITY = 0.3  # pg_trgm's default threshold
-FUZZY_EXPANSIONS = 5  # nearest vocabulary words tried per misspelt word
+FUZZY_MIN_SIMILARITY = 0.4  # pg_trgm says 0.3; 0.4 keeps "foret" -> forest without forty other words
+FUZZY_EXPANSIONS = 3  # nearest vocabulary words tried per misspelt word
 FUZZY_CANDIDATES = 64
 FACET_LIMIT = 50
 
@@ -392,32 +392,31 @@ class _Builder:
                 out.append(post)
         for term in parsed.negative:
             out.append(sa.not_(self.term_condition(term)))
-        # Plain comparisons (NULL never matches a range). Deliberately not on an indexed expression:
-        # SQLite would then range-scan tens of thousands of rows and sort them, instead of walking
-        # the sort index and stopping after one page.
+        # SQLite: plain comparisons (NULL never matches a range), deliberately not on an indexed
+        # expression: without statistics SQLite would range-scan tens of thousands of rows and sort
+        # them instead of walking the sort index and stopping after one page. PostgreSQL has the
+        # statistics to choose, so there ranges compare coalesce(column, 0), the expression the sort
+        # indexes are built on (counts become index-only scans), with a lower bound > 0 that keeps
+        # unknown values out exactly as NULL does.
+        pg = self.dialect == "postgresql"
+        year: sa.ColumnElement[Any] = sa.func.coalesce(tracks.c.year, sa.literal_column("0")) if pg else tracks.c.year
+        duration: sa.ColumnElement[Any] = (
+            sa.func.coalesce(tracks.c.duration_s, sa.literal_column("0")) if pg else tracks.c.duration_s
+        )
         year_ranges = [(parsed.year.min, parsed.year.max)] if parsed.year else []
         year_ranges += [(filters.year.min, filters.year.max)] if filters.year else []
-        for low, high in year_ranges:  # whole years: an integer comparison can use the statistics
-            if low is not None:
-                out.append(tracks.c.year >= math.ceil(low))
+        for low, high in year_ranges:  # whole years: an integer comparison uses the statistics
+            if low is not None or pg:
+                out.append(year >= max(math.ceil(low) if low is not None else 1, 1))
             if high is not None:
-                out.append(tracks.c.year <= math.floor(high))
-        for low, high, column in (
-            (
-                parsed.duration.min if parsed.duration else None,
-                parsed.duration.max if parsed.duration else None,
-                tracks.c.duration_s,
-            ),
-            (
-                filters.duration.min if filters.duration else None,
-                filters.duration.max if filters.duration else None,
-                tracks.c.duration_s,
-            ),
-        ):
-            if low is not None:
-                out.append(column >= low)
+                out.append(year <= math.floor(high))
+        duration_ranges = [(parsed.duration.min, parsed.duration.max)] if parsed.duration else []
+        duration_ranges += [(filters.duration.min, filters.duration.max)] if filters.duration else []
+        for low, high in duration_ranges:
+            if low is not None or pg:
+                out.append(duration >= (low if low is not None and low > 0 else 1e-9))
             if high is not None:
-                out.append(column <= high)
+                out.append(duration <= high)
         if parsed.added is not None:
             low_at, high_at = parsed.added
             if low_at is not None:

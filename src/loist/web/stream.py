@@ -136,6 +136,17 @@ def _pull(iterator: Iterator[bytes]) -> list[bytes]:
     return batch
 
 
+def _read_small(ctx: WebContext, key: str, start: int, end: int) -> bytes:
+    """Read a range of at most BATCH_BYTES whole (runs in a worker thread)."""
+    iterator = ctx.library.iter_blob(key, start, end)
+    try:
+        return b"".join(iterator)
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
 async def open_body(ctx: WebContext, key: str, start: int, end: int) -> AsyncIterator[bytes]:
     """Open the blob and read its first batch *before* answering, then relay the rest.
 
@@ -156,9 +167,11 @@ async def open_body(ctx: WebContext, key: str, start: int, end: int) -> AsyncIte
         try:
             batch = first
             while batch:
-                for chunk in batch:
-                    yield chunk
-                    sent += len(chunk)
+                # One body message per batch: per-message overhead (middleware, transport) is paid
+                # once per MiB instead of once per store chunk; the join is a bounded copy.
+                data = batch[0] if len(batch) == 1 else b"".join(batch)
+                yield data
+                sent += len(data)
                 if sent >= length:
                     break
                 batch = await run_in_threadpool(_pull, iterator)
@@ -203,6 +216,10 @@ async def blob_response(request: Request, ctx: WebContext, info: BlobInfo, conte
 
     if request.method == "HEAD" or info.size == 0:
         return Response(status_code=status, headers=headers, media_type=media_type)
+    if end - start + 1 <= BATCH_BYTES:
+        # Small bodies (thumbnails, the ranges players ask for while seeking): one hop, one message.
+        data = await run_in_threadpool(_read_small, ctx, info.key, start, end)
+        return Response(data, status_code=status, headers=headers, media_type=media_type)
     body = await open_body(ctx, info.key, start, end)
     return StreamingResponse(body, status_code=status, headers=headers, media_type=media_type)
 

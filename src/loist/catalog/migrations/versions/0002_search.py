@@ -67,8 +67,12 @@ def upgrade() -> None:
             )
         op.execute(f"CREATE INDEX IF NOT EXISTS ix_tracks_{PG_VECTOR} ON tracks USING gin ({PG_VECTOR})")
     for name, (sqlite_columns, pg_columns) in SORT_INDEXES.items():
-        columns = pg_columns if dialect == "postgresql" else sqlite_columns
-        op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON tracks ({columns})")
+        if dialect == "postgresql":
+            # Partial: every search has "status = 'COMPLETED'", and then a count over a range is an
+            # index-only scan. (SQLite's planner could not use a partial index there, see search.py.)
+            op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON tracks ({pg_columns}) WHERE status = 'COMPLETED'")
+        else:
+            op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON tracks ({sqlite_columns})")
     rebuild_search_index(bind)
 
 
