@@ -7,6 +7,7 @@ the google-cloud-storage client against gcp-storage-emulator).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -268,3 +269,55 @@ async def test_concurrent_ingest_of_the_same_file_makes_one_row(library: Library
     assert len({t.id for t in tracks}) == 1
     assert await library.catalog.count() == 1
     assert library.store.exists(tracks[0].blob_key)
+
+
+# --- URL ingest through the service (loopback server; ALLOW_PRIVATE_URLS for the test only) ---
+
+
+async def test_ingest_url_records_source_and_filename(library: Library, audio_factory: AudioFactory, http_server) -> None:
+    data = audio_factory("flac", tags={"title": "From the web"}).read_bytes()
+    url = http_server.file("/music/song.flac", data, content_type="audio/flac") + "?token=abc"
+    stages: list[str] = []
+    track = await library.ingest_url(url, progress=lambda stage, done, total: stages.append(stage))
+    assert track.source.type == "http_url"
+    assert track.source.location == url
+    assert track.source.original_filename == "song.flac"
+    assert track.tags.title == "From the web"
+    assert library.store.exists(track.blob_key)
+    assert stages[0] == "fetching" and stages[-3:] == ["reading_tags", "storing", "cataloguing"]
+
+
+async def test_ingest_url_failure_leaves_no_blob_and_a_failed_record(library: Library, http_server) -> None:
+    url = http_server.file("/not-audio.mp3", b"<html>login page</html>" * 50, content_type="audio/mpeg")
+    with pytest.raises(InvalidFormat):
+        await library.ingest_url(url)
+    page = await library.list(status=None)
+    assert [(t.status, t.error_code, t.source.location) for t in page.items] == [(TrackStatus.FAILED, "INVALID_FORMAT", url)]
+    assert page.items[0].blob_key is None
+    assert not library.store.exists(audio_key(hashlib.sha256(b"<html>login page</html>" * 50).hexdigest(), "mp3"))
+
+
+async def test_ingest_url_size_limit_from_caller_can_only_lower(library: Library, audio_factory: AudioFactory, http_server) -> None:
+    from loist.errors import SizeExceeded
+
+    data = audio_factory("wav", duration=2.0).read_bytes()  # ~350 KB
+    url = http_server.file("/big.wav", data, content_type="audio/wav")
+    with pytest.raises(SizeExceeded):
+        await library.ingest_url(url, max_size_mb=0.1)
+    with pytest.raises(InvalidArgument):
+        await library.ingest_url(url, max_size_mb=0)
+    track = await library.ingest_url(url, max_size_mb=10_000)  # above the server's limit: the server's wins
+    assert track.size_bytes == len(data)
+
+
+async def test_private_urls_are_refused_by_default(tmp_path: Path, http_server) -> None:
+    from loist.errors import UrlNotAllowed
+
+    lib = await Library.open(Settings(data_dir=tmp_path, _env_file=None))
+    try:
+        with pytest.raises(UrlNotAllowed):
+            await lib.ingest_url(http_server.file("/x.mp3", b"x"))
+        failed = (await lib.list(status=None)).items
+        assert [t.error_code for t in failed] == ["URL_NOT_ALLOWED"]
+    finally:
+        await lib.close()

@@ -1,0 +1,192 @@
+"""The ``loist`` command line: in-process (Typer's runner) for behaviour, one real subprocess for
+the console script. Each test gets its own embedded library through LOIST_DATA_DIR."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from loist.cli import app
+from loist.errors import EXIT_CODE, ErrorCode
+from tests.support.audio import AudioFactory
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in list(os.environ):
+        if name.startswith(("DB_", "GCS_", "DATABASE_", "STORAGE_", "AUTH_", "BEARER_", "ENVIRONMENT")):
+            monkeypatch.delenv(name, raising=False)
+    data = tmp_path / "data"
+    monkeypatch.setenv("LOIST_DATA_DIR", str(data))
+    monkeypatch.chdir(tmp_path)
+    return data
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_every_command_has_help_and_a_json_mode() -> None:
+    code, out, _ = run("--help")
+    assert code == 0
+    commands = ["serve", "ingest", "show", "list", "search", "delete", "seed", "smoke", "export", "import"]
+    for name in commands:
+        assert name in out
+        code, help_text, _ = run(name, "--help")
+        assert code == 0, name
+        if name != "serve":
+            assert "--json" in help_text, f"{name} has no --json"
+    for group, sub in (("db", "upgrade"), ("db", "current"), ("db", "downgrade"), ("config", "check")):
+        code, help_text, _ = run(group, sub, "--help")
+        assert code == 0 and "--json" in help_text
+
+
+def test_ingest_mixed_inputs_json_lines_and_exit_code(audio_factory: AudioFactory, tmp_path: Path) -> None:
+    folder = tmp_path / "music"
+    folder.mkdir()
+    audio_factory.copy("mp3", folder / "a.mp3", tags={"title": "Alpha", "artist": "Band"})
+    audio_factory.copy("flac", folder / "b.flac", tags={"title": "Beta"})
+    (folder / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0 not audio")
+    single = audio_factory("ogg", tags={"title": "Gamma"})
+    bad = audio_factory.bad("random")
+    code, out, _ = run("ingest", "--json", str(folder), str(single), str(bad))
+    rows = json_lines(out)
+    assert code == 1  # one input failed
+    by_input = {r["input"]: r for r in rows}
+    assert by_input[str(bad)]["status"] == "FAILED"
+    assert by_input[str(bad)]["error"]["code"] == "INVALID_FORMAT"
+    assert by_input[str(folder / "cover.jpg")]["status"] == "SKIPPED"
+    ok = [r for r in rows if r.get("status") == "COMPLETED"]
+    assert sorted(r["track"]["tags"]["title"] for r in ok) == ["Alpha", "Beta", "Gamma"]
+    assert all(r["created"] for r in ok)
+
+    code, out, _ = run("ingest", "--json", str(folder))
+    assert code == 0
+    assert not any(r.get("created") for r in json_lines(out))
+
+
+def test_ingest_text_mode_prints_a_summary(audio_factory: AudioFactory) -> None:
+    code, out, err = run("ingest", str(audio_factory("mp3", tags={"title": "Solo", "artist": "Me"})))
+    assert code == 0
+    assert "Me - Solo" in out
+    assert "1 processed: 1 added" in err
+
+
+def test_show_list_search_delete_round_trip(audio_factory: AudioFactory) -> None:
+    code, out, _ = run("ingest", "--json", str(audio_factory("m4a", tags={"title": "Round Trip", "artist": "CLI"})))
+    track_id = json_lines(out)[0]["id"]
+
+    code, out, _ = run("show", track_id, "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["tags"]["title"] == "Round Trip"
+    assert shown["embed_url"].endswith(f"/embed/{track_id}")
+    code, out, _ = run("show", track_id)
+    assert "tags.title" in out and "Round Trip" in out
+
+    code, out, _ = run("list", "--json")
+    assert [t["id"] for t in json.loads(out)["items"]] == [track_id]
+
+    code, out, _ = run("search", "round", "--json")
+    assert code == 0
+    assert [h["track"]["id"] for h in json.loads(out)["items"]] == [track_id]
+
+    code, out, _ = run("delete", track_id, "--json")
+    assert code == 0 and json.loads(out) == {"deleted": track_id}
+    code, out, _ = run("show", track_id, "--json")
+    assert code == EXIT_CODE[ErrorCode.NOT_FOUND]
+    assert json.loads(out)["error"]["code"] == "NOT_FOUND"
+
+
+def test_list_pages_with_a_cursor_and_filters_failures(audio_factory: AudioFactory, tmp_path: Path) -> None:
+    for i in range(3):
+        audio_factory.copy("wav", tmp_path / f"w{i}.wav", tags={"title": f"W{i}"}, duration=1.0 + i / 10)
+    run("ingest", str(tmp_path / "w0.wav"), str(tmp_path / "w1.wav"), str(tmp_path / "w2.wav"))
+    run("ingest", str(audio_factory.bad("empty")))
+    code, out, _ = run("list", "--json", "--limit", "2")
+    page = json.loads(out)
+    assert len(page["items"]) == 2 and page["next_cursor"]
+    code, out, _ = run("list", "--json", "--limit", "2", "--cursor", page["next_cursor"])
+    rest = json.loads(out)
+    assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+    code, out, _ = run("list", "--json", "--status", "FAILED")
+    assert [t["error_code"] for t in json.loads(out)["items"]] == ["INVALID_FORMAT"]
+    code, out, _ = run("list", "--json", "--cursor", "garbage!")
+    assert code == EXIT_CODE[ErrorCode.INVALID_ARGUMENT]
+    code, _, _ = run("list", "--status", "sideways")
+    assert code == EXIT_CODE[ErrorCode.INVALID_ARGUMENT]
+
+
+def test_search_accepts_any_string() -> None:
+    run("seed", "--synthetic", "50")
+    for query in ["rock'n'roll", "(", '"', "&|!", "x" * 10_000, "🎵", ""]:
+        code, out, _ = run("search", query, "--json")
+        assert code == 0, query
+        assert "total" in json.loads(out)
+
+
+def test_seed_synthetic_is_counted() -> None:
+    code, out, _ = run("seed", "--synthetic", "120", "--json")
+    assert code == 0
+    assert json.loads(out)["added"] == 120
+    code, out, _ = run("list", "--json", "--limit", "1000")
+    assert len(json.loads(out)["items"]) == 120
+
+
+def test_db_commands(embedded: Path) -> None:
+    code, out, _ = run("db", "upgrade", "--json")
+    assert code == 0
+    head = json.loads(out)["current"]
+    code, out, _ = run("db", "current", "--json")
+    assert json.loads(out) == {"current": head, "head": head, "up_to_date": True}
+    code, out, _ = run("db", "downgrade", "base", "--json")
+    assert code == 0 and json.loads(out)["current"] is None
+    code, out, _ = run("db", "current", "--json")
+    assert json.loads(out)["up_to_date"] is False
+
+
+def test_config_check_ok_and_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = run("config", "check", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True and report["problems"] == []
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("BEARER_TOKEN", "super-secret-token-value")
+    code, out, _ = run("config", "check", "--json")
+    report = json.loads(out)
+    assert code == EXIT_CODE[ErrorCode.CONFIG_INVALID]
+    assert report["ok"] is False and any("AUTH_ENABLED" in p for p in report["problems"])
+    assert "super-secret-token-value" not in out
+    code, _, err = run("config", "check")
+    assert code == 4 and "problem" in err
+
+
+def test_invalid_configuration_stops_every_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_ENABLED", "true")
+    code, out, _ = run("list", "--json")
+    assert code == EXIT_CODE[ErrorCode.CONFIG_INVALID]
+    assert json.loads(out)["error"]["code"] == "CONFIG_INVALID"
+
+
+def test_console_script_and_python_dash_m(embedded: Path, audio_factory: AudioFactory) -> None:
+    env = {**os.environ, "LOIST_DATA_DIR": str(embedded)}
+    loist = Path(sys.executable).with_name("loist")
+    out = subprocess.run([str(loist), "ingest", "--json", str(audio_factory("mp3"))], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    track_id = json.loads(out.stdout.splitlines()[0])["id"]
+    out = subprocess.run([sys.executable, "-m", "loist", "show", track_id, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and json.loads(out.stdout)["id"] == track_id
