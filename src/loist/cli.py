@@ -152,7 +152,11 @@ def ingest(
                 task_id = progress.add_task("ingest", total=None, rate=0.0, failed=0)
             try:
                 done = 0
-                async for outcome in lib.ingest_many(sources, concurrency=concurrency):
+                def planned(total: int) -> None:
+                    if progress is not None and task_id is not None:
+                        progress.update(task_id, total=total)
+
+                async for outcome in lib.ingest_many(sources, concurrency=concurrency, on_planned=planned):
                     done += 1
                     if outcome.skipped:
                         counts["skipped"] += 1

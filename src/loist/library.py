@@ -284,12 +284,17 @@ class Library:
             await self.catalog.clear_failures(source.location)
 
     async def ingest_many(
-        self, inputs: Iterable[str], *, concurrency: int | None = None
+        self,
+        inputs: Iterable[str],
+        *,
+        concurrency: int | None = None,
+        on_planned: Callable[[int], None] | None = None,
     ) -> AsyncIterator[IngestOutcome]:
         """Ingest URLs, files and folders (recursively), yielding one outcome per item as it finishes.
 
         Local files are analysed in a process pool (both cores work) and catalogued in batches;
-        URLs are downloaded concurrently, at most ``concurrency`` at a time.
+        URLs are downloaded concurrently, at most ``concurrency`` at a time. ``on_planned`` is told
+        how many outcomes to expect once folders are walked (a progress bar's total).
         """
         workers = concurrency or self.settings.effective_ingest_concurrency
         queue: asyncio.Queue[IngestOutcome | None] = asyncio.Queue(maxsize=4 * BULK_BATCH)
@@ -303,6 +308,8 @@ class Library:
                 files.extend((str(found), found, False) for found in walk_folder(Path(raw)))
             else:
                 files.append((raw, Path(raw), True))
+        if on_planned is not None:
+            on_planned(len(urls) + len(files))
 
         async def run_urls() -> None:
             sem = asyncio.Semaphore(max(1, workers * 2))

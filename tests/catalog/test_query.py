@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -139,3 +140,16 @@ def test_similarity_is_pg_trgm_similarity() -> None:
     assert similarity("beyonse", "beyonce") == pytest.approx(0.4545, abs=1e-3)
     assert similarity("word", "word") == 1.0
     assert similarity("abc", "xyz") == 0.0
+
+
+def test_every_documented_example_parses_to_something() -> None:
+    """docs/search.md's query table cannot drift into syntax the parser ignores."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "search.md").read_text()
+    table = doc.split("| You type | It finds |", 1)[1].split("\n\n", 1)[0]
+    examples = [example for line in table.splitlines()[2:] for example in re.findall(r"`([^`]+)`", line.split("|")[1])]
+    assert len(examples) > 30
+    for example in examples:
+        parsed = parse_query(example, now=NOW)
+        assert parsed.terms or parsed.formats or parsed.excluded_formats or parsed.year or parsed.duration or parsed.added, example
