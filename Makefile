@@ -21,4 +21,4 @@ bench-search:
 	.venv/bin/python bench/search.py
 
 bench-http:
-	.venv/bin/python bench/http.py
+	.venv/bin/python bench/http_load.py

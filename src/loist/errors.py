@@ -25,6 +25,8 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "UNAUTHORIZED"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     CONFIG_INVALID = "CONFIG_INVALID"
+    NOT_READY = "NOT_READY"
+    INTERNAL = "INTERNAL"
 
 
 # The one table that maps a code to each edge: HTTP status and CLI exit code.
@@ -41,6 +43,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.INVALID_ARGUMENT: 400,
     ErrorCode.CONFIG_INVALID: 500,
+    ErrorCode.NOT_READY: 503,
+    ErrorCode.INTERNAL: 500,
 }
 
 EXIT_CODE: dict[ErrorCode, int] = {
@@ -56,6 +60,8 @@ EXIT_CODE: dict[ErrorCode, int] = {
     ErrorCode.DATABASE_FAILED: 21,
     ErrorCode.RATE_LIMITED: 30,
     ErrorCode.UNAUTHORIZED: 31,
+    ErrorCode.NOT_READY: 32,
+    ErrorCode.INTERNAL: 70,
 }
 
 
@@ -138,12 +144,25 @@ class ConfigInvalid(LoistError):
     code = ErrorCode.CONFIG_INVALID
 
 
+class NotReady(LoistError):
+    """The server is starting or stopping."""
+
+    code = ErrorCode.NOT_READY
+    retryable = True
+
+
+class Internal(LoistError):
+    """An unexpected failure: the edge reports this code and logs the traceback server-side."""
+
+    code = ErrorCode.INTERNAL
+
+
 def error_for_code(code: str | ErrorCode, message: str) -> LoistError:
     """Rebuild an error from its stable code (e.g. one recorded on a FAILED track or sent by a worker)."""
     code = ErrorCode(code)
     for cls in (
         FetchFailed, SizeExceeded, InvalidFormat, Timeout, UrlNotAllowed, NotFound, StorageFailed,
-        DatabaseFailed, RateLimited, Unauthorized, InvalidArgument, ConfigInvalid,
+        DatabaseFailed, RateLimited, Unauthorized, InvalidArgument, ConfigInvalid, NotReady, Internal,
     ):
         if cls.code == code:
             return cls(message)

@@ -24,7 +24,7 @@ from loist.model import TAG_FIELDS
 
 logger = logging.getLogger("loist.mcp")
 
-INTERNAL = "INTERNAL"
+INTERNAL = str(ErrorCode.INTERNAL)
 
 
 def ok(model: BaseModel, links: Sequence[ResourceLink] = ()) -> CallToolResult:

@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from loist.config import Settings
+from loist.errors import ErrorCode
 from loist.mcp.server import create_mcp_server, mcp_http_app
 from loist.web import embed, health, oembed, stream
 from loist.web.auth import BearerAuth
@@ -50,7 +51,7 @@ class McpEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.manager is None:
-            response = error_json(503, "NOT_READY", "the MCP endpoint is not running yet (server starting or stopping)")
+            response = error_json(503, str(ErrorCode.NOT_READY), "the MCP endpoint is not running yet (server starting or stopping)")
             await response(scope, receive, send)
             return
         await self.manager.handle_request(scope, receive, send)

@@ -70,6 +70,6 @@ def exception_handlers(ctx: WebContext) -> dict[Any, Any]:
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_json(500, "INTERNAL", "internal server error")
+        return error_json(500, str(ErrorCode.INTERNAL), "internal server error")
 
     return {LoistError: loist_error, HTTPException: http_error, Exception: unexpected}

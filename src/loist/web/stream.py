@@ -4,8 +4,8 @@ Both routes end in :func:`blob_response`, which holds all of the HTTP byte-servi
 ``Range`` requests (206 + ``Content-Range``), unsatisfiable ranges (416 + ``Content-Range: bytes
 */size``), validators (``ETag``, ``Last-Modified``), conditional requests (``If-None-Match``,
 ``If-Modified-Since`` -> 304; ``If-Range``) and ``HEAD``. Multi-range requests are answered with
-the whole body (200), which RFC 9110 allows. Bytes are streamed chunk by chunk from the blob store
-in a worker thread; a file is never held in memory.
+the whole body (200), which RFC 9110 allows. Bytes are read from the blob store in a worker
+thread, at most 1 MiB at a time (:data:`BATCH_BYTES`): a file is never held in memory.
 
 When the store can mint signed URLs (GCS), the route answers ``302`` to a fresh one instead, with
 ``Cache-Control: no-store`` on the redirect so nobody caches an expiring URL; the browser then sends

@@ -11,38 +11,31 @@ Load comes from ``wrk`` (``apt-get install wrk``) in its own process, with a Lua
 reports p50/p95/p99 and randomises ranges identically for both servers. nginx runs non-daemon with
 a temporary config, one worker (like the one uvicorn process). Everything binds to 127.0.0.1.
 
-    .venv/bin/python bench/http.py [--duration 10] [--connections 50] [--threads 1] [--json out.json]
+    .venv/bin/python bench/http_load.py [--duration 10] [--connections 50] [--threads 1] [--json out.json]
 
 Prints a Markdown table for docs/benchmarks.md. Targets: embed and oEmbed p95 under 20 ms at 50
 concurrent clients; streaming at least half of nginx's throughput.
 """
 
-# ruff: noqa: E402 - the path fix below must run before any import that pulls in the stdlib `http`
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file is named http.py (the issue names it so); run as a script, its folder would shadow
-# the standard library's `http` package. Drop the folder from the import path first.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
 
 import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+from common import machine
 
 RANGE_CHUNK = 1024 * 1024
 
@@ -110,19 +103,6 @@ class Result:
     p95_ms: float
     p99_ms: float
     errors: int
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def free_port() -> int:
@@ -267,7 +247,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\nMachine: {machine()}")
-    print(f"Command: .venv/bin/python bench/http.py --duration {args.duration} --connections {args.connections} "
+    print(f"Command: .venv/bin/python bench/http_load.py --duration {args.duration} --connections {args.connections} "
           f"--threads {args.threads}  (wrk, keep-alive, {args.connections} connections; WAV {size / 1e6:.1f} MB)\n")
     print("| server | route | req/s | MB/s | p50 ms | p95 ms | p99 ms | errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
