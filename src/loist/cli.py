@@ -366,9 +366,8 @@ def seed(
 
 
 # --- db ----------------------------------------------------------------------------------------
-@db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head", as_json: JsonOpt = False) -> None:
-    """Migrate the database up to REVISION (default: head). Safe to run from several instances."""
+def _migrate(as_json: bool, action: Callable[[Any, str], Awaitable[None]] | None) -> tuple[str | None, list[str]]:
+    """Run one migration action (or none) and return (current revision, head revisions)."""
     from loist.catalog import migrate
 
     settings = _settings(as_json)
@@ -377,48 +376,38 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head", as_json: Jso
         settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     async def go() -> str | None:
-        await migrate.upgrade(url, revision)
+        if action is not None:
+            await action(migrate, url)
         return await migrate.current(url)
 
-    now = _run(go, as_json)
+    return _run(go, as_json), migrate.heads()
+
+
+def _print_revision(now: str | None, as_json: bool) -> None:
     if as_json:
         _print_json({"current": now})
     else:
-        out.print(f"database at revision {now}", highlight=False)
+        out.print(f"database at revision {now or 'base (empty)'}", highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head", as_json: JsonOpt = False) -> None:
+    """Migrate the database up to REVISION (default: head). Safe to run from several instances."""
+    now, _ = _migrate(as_json, lambda migrate, url: migrate.upgrade(url, revision))
+    _print_revision(now, as_json)
 
 
 @db_app.command("downgrade")
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")], as_json: JsonOpt = False) -> None:
     """Migrate the database down to REVISION."""
-    from loist.catalog import migrate
-
-    settings = _settings(as_json)
-    url = settings.sqlalchemy_url()
-
-    async def go() -> str | None:
-        await migrate.downgrade(url, revision)
-        return await migrate.current(url)
-
-    now = _run(go, as_json)
-    if as_json:
-        _print_json({"current": now})
-    else:
-        out.print(f"database at revision {now or 'base'}", highlight=False)
+    now, _ = _migrate(as_json, lambda migrate, url: migrate.downgrade(url, revision))
+    _print_revision(now, as_json)
 
 
 @db_app.command("current")
 def db_current(as_json: JsonOpt = False) -> None:
     """Print the database's current revision and the code's head revision."""
-    from loist.catalog import migrate
-
-    settings = _settings(as_json)
-    url = settings.sqlalchemy_url()
-
-    async def go() -> str | None:
-        return await migrate.current(url)
-
-    now = _run(go, as_json)
-    head = migrate.heads()
+    now, head = _migrate(as_json, None)
     if as_json:
         _print_json({"current": now, "head": head[0] if head else None, "up_to_date": bool(head) and now == head[0]})
     else:

@@ -20,6 +20,9 @@ from loist.errors import ConfigInvalid
 Environment = Literal["local", "staging", "production"]
 
 MIN_PRODUCTION_TOKEN_LENGTH = 32
+# Bind addresses meaning "every interface": not a host name a client can use in a URL (compared
+# against, never bound).
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104  # nosec B104
 
 
 def _split_csv(value: Any) -> Any:
@@ -104,11 +107,15 @@ class Settings(BaseSettings):
         if self.embed_base_url:
             return self.embed_base_url
         host = self.server_host
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - only used to build a URL
+        if self.binds_all_interfaces:
             host = "localhost"
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def binds_all_interfaces(self) -> bool:
+        return self.server_host in WILDCARD_HOSTS
 
     @property
     def blob_dir(self) -> Path:

@@ -162,7 +162,7 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     base = urlsplit(settings.public_base_url)
     add_host(base.netloc)
     origins.append(f"{base.scheme}://{base.netloc}".lower())
-    if settings.server_host not in ("0.0.0.0", "::", ""):  # noqa: S104 - a comparison, not a bind
+    if not settings.binds_all_interfaces:
         add_host(settings.server_host if ":" not in settings.server_host else f"[{settings.server_host}]")
     for entry in settings.allowed_hosts:
         add_host(urlsplit(entry).netloc if "://" in entry else entry)
