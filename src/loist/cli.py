@@ -366,21 +366,12 @@ def seed(
 
 
 # --- db ----------------------------------------------------------------------------------------
-def _migrate(as_json: bool, action: Callable[[Any, str], Awaitable[None]] | None) -> tuple[str | None, list[str]]:
-    """Run one migration action (or none) and return (current revision, head revisions)."""
-    from loist.catalog import migrate
+def _migrate(as_json: bool, action: str, revision: str = "head") -> tuple[str | None, list[str]]:
+    """Run one ``loist db`` action and return (current revision, head revisions)."""
+    from loist.library import migrate_database
 
     settings = _settings(as_json)
-    url = settings.sqlalchemy_url()
-    if settings.database_dialect == "sqlite":
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-
-    async def go() -> str | None:
-        if action is not None:
-            await action(migrate, url)
-        return await migrate.current(url)
-
-    return _run(go, as_json), migrate.heads()
+    return _run(lambda: migrate_database(settings, action, revision), as_json)  # type: ignore[arg-type]
 
 
 def _print_revision(now: str | None, as_json: bool) -> None:
@@ -393,21 +384,21 @@ def _print_revision(now: str | None, as_json: bool) -> None:
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head", as_json: JsonOpt = False) -> None:
     """Migrate the database up to REVISION (default: head). Safe to run from several instances."""
-    now, _ = _migrate(as_json, lambda migrate, url: migrate.upgrade(url, revision))
+    now, _ = _migrate(as_json, "upgrade", revision)
     _print_revision(now, as_json)
 
 
 @db_app.command("downgrade")
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")], as_json: JsonOpt = False) -> None:
     """Migrate the database down to REVISION."""
-    now, _ = _migrate(as_json, lambda migrate, url: migrate.downgrade(url, revision))
+    now, _ = _migrate(as_json, "downgrade", revision)
     _print_revision(now, as_json)
 
 
 @db_app.command("current")
 def db_current(as_json: JsonOpt = False) -> None:
     """Print the database's current revision and the code's head revision."""
-    now, head = _migrate(as_json, None)
+    now, head = _migrate(as_json, "current")
     if as_json:
         _print_json({"current": now, "head": head[0] if head else None, "up_to_date": bool(head) and now == head[0]})
     else:

@@ -28,7 +28,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -564,6 +564,22 @@ def _check_tag_limits(tags: Tags) -> None:
         value = getattr(tags, name)
         if value is not None and not 0 <= value < 100000:
             raise InvalidArgument(f"{name} must be between 0 and 99999")
+
+
+async def migrate_database(
+    settings: Settings, action: Literal["upgrade", "downgrade", "current"], revision: str = "head"
+) -> tuple[str | None, list[str]]:
+    """Run ``loist db`` actions; return the database's revision afterwards and the code's heads."""
+    from loist.catalog import migrate
+
+    url = settings.sqlalchemy_url()
+    if settings.database_dialect == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if action == "upgrade":
+        await migrate.upgrade(url, revision)
+    elif action == "downgrade":
+        await migrate.downgrade(url, revision)
+    return await migrate.current(url), migrate.heads()
 
 
 def parse_track_id(value: uuid.UUID | str) -> uuid.UUID:

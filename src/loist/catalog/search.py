@@ -257,17 +257,19 @@ def _request_fingerprint(request: SearchRequest, order: str) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
-def _encode_cursor(fingerprint: str, key: list[Any]) -> str:
-    payload = json.dumps({"f": fingerprint, "k": key}, separators=(",", ":"), ensure_ascii=False)
+def _encode_cursor(fingerprint: str, key: list[Any], total: int) -> str:
+    """The cursor: the last row's sort key, the search's fingerprint and the total of page one."""
+    payload = json.dumps({"f": fingerprint, "k": key, "t": total}, separators=(",", ":"), ensure_ascii=False)
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, fingerprint: str, size: int) -> list[Any]:
+def _decode_cursor(cursor: str, fingerprint: str, size: int) -> tuple[list[Any], int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        key = data["k"]
+        key, total = data["k"], data["t"]
         ok = isinstance(key, list) and len(key) == size and data["f"] == fingerprint
+        ok = ok and isinstance(total, int) and total >= 0
     except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError):
         ok = False
     if not ok:
@@ -275,7 +277,7 @@ def _decode_cursor(cursor: str, fingerprint: str, size: int) -> list[Any]:
             "invalid cursor: pass back the next_cursor of a previous page of the same search "
             "(same query, filters and sort)"
         )
-    return key
+    return key, total
 
 
 # --- the query builder -------------------------------------------------------------------------
@@ -612,8 +614,15 @@ async def _run(
             source = match.fts_only
     inner = sa.select(rid.label("rid"), score.label("score"), *(e.label(f"_k{i}") for i, (e, _) in enumerate(keys)))
     inner = inner.select_from(source).where(*where)
+    # The total is counted on the first page and carried by the cursor: deep pages cost one query.
+    total: int | None = None
+    # SQLite, when the page must visit every match anyway (text, or a genre filter driving the
+    # plan): count them in the same pass with a window, instead of a second query.
+    window = dialect == "sqlite" and not request.cursor and (match is not None or bool(request.filters.genre))
+    if window:
+        inner = inner.add_columns(sa.func.count().over().label("_total"))
     if request.cursor:
-        raw = _decode_cursor(request.cursor, fingerprint, len(keys))
+        raw, total = _decode_cursor(request.cursor, fingerprint, len(keys))
         left = sa.tuple_(*(expression for expression, _ in keys))
         right = sa.tuple_(*(_bind_key(kind, value) for (_, kind), value in zip(keys, raw, strict=True)))
         inner = inner.where(left < right if order == "desc" else left > right)
@@ -622,8 +631,9 @@ async def _run(
     )
     # Phase 2: the full rows of that page.
     join_key = builder._rowid() if dialect == "sqlite" else tracks.c.id
+    extra = [inner_sub.c._total] if window else []
     page = (
-        sa.select(*tracks.c, inner_sub.c.score, *(inner_sub.c[f"_k{i}"] for i in range(len(keys))))
+        sa.select(*tracks.c, inner_sub.c.score, *(inner_sub.c[f"_k{i}"] for i in range(len(keys))), *extra)
         .select_from(inner_sub.join(tracks, join_key == inner_sub.c.rid))
         .order_by(*(direction(inner_sub.c[f"_k{i}"]) for i in range(len(keys))))
     )
@@ -633,7 +643,9 @@ async def _run(
         count = match.fts_count
     else:
         count = sa.select(sa.func.count()).select_from(tracks).where(*matched)
-    if dialect == "postgresql":
+    if total is not None:
+        rows = (await conn.execute(page)).mappings().all()
+    elif dialect == "postgresql":
         # The page and the total are independent: on PostgreSQL they run at once, on two
         # connections (the server has more than one core; latency is the slower of the two).
         async def total_on_own_connection() -> int:
@@ -644,13 +656,16 @@ async def _run(
         rows = rows_result.mappings().all()
     else:
         rows = (await conn.execute(page)).mappings().all()
-        total = int((await conn.execute(count)).scalar_one())
+        if window:
+            total = int(rows[0]["_total"]) if rows else 0
+        else:
+            total = int((await conn.execute(count)).scalar_one())
     items = [SearchHit(track=row_to_track(row), score=float(row["score"] or 0.0)) for row in rows[: request.limit]]
     next_cursor = None
     if len(rows) > request.limit:
         last = rows[request.limit - 1]
         next_cursor = _encode_cursor(
-            fingerprint, [_key_value(kind, last[f"_k{index}"]) for index, (_, kind) in enumerate(keys)]
+            fingerprint, [_key_value(kind, last[f"_k{index}"]) for index, (_, kind) in enumerate(keys)], total
         )
     facets = await _facets(conn, matched) if request.facets else None
     return SearchResult(items=items, total=total, next_cursor=next_cursor, facets=facets)
