@@ -2,7 +2,7 @@
 
 entry points (cli, mcp/, web/, smoke, localstack) -> services (library, bulk, transfer, seeding,
 synthetic) -> engines (ingest/, catalog/, storage/; none imports another) -> foundation (config,
-errors, model). Entry points may use the blob store's plain types (``loist.storage.base``) but never
+errors, model, logs). Entry points may use the blob store's plain types (``loist.storage.base``) but never
 an engine's behaviour: no SQL, no blob I/O.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "loist"
 
-FOUNDATION = {"config", "errors", "model", "__init__", "__version__"}
+FOUNDATION = {"config", "errors", "model", "logs", "__init__", "__version__"}
 ENGINES = {"ingest", "catalog", "storage"}
 SERVICES = {"library", "bulk", "transfer", "seeding", "synthetic"}
 ENTRY = {"cli", "mcp", "web", "smoke", "localstack", "__main__"}

@@ -57,11 +57,16 @@ def _fail(exc: LoistError, as_json: bool) -> typer.Exit:
     return typer.Exit(exc.exit_code)
 
 
-def _settings(as_json: bool = False) -> Settings:
+def _settings(as_json: bool = False, **overrides: Any) -> Settings:
+    """Load and validate the settings, and configure logging from them (LOG_LEVEL, LOG_FORMAT)."""
+    from loist.logs import configure_logging
+
     try:
-        return load_settings()
+        settings = load_settings(**overrides)
     except LoistError as exc:
         raise _fail(exc, as_json) from None
+    configure_logging(settings)
+    return settings
 
 
 def _run(fn: Callable[[], Awaitable[T]], as_json: bool) -> T:
@@ -105,10 +110,7 @@ def serve(
         overrides["server_host"] = host
     if port is not None:
         overrides["port"] = port
-    try:
-        settings = load_settings(**overrides)
-    except LoistError as exc:
-        raise _fail(exc, False) from None
+    settings = _settings(False, **overrides)
     from loist.web.serve import serve as run_server
 
     try:

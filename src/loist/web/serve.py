@@ -61,6 +61,7 @@ def _serve_http(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers propagate to the root handler of loist.logs (LOG_FORMAT)
         lifespan="on",
         server_header=False,
     )
