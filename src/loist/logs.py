@@ -74,3 +74,5 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if h.get_name() != "loist"] + [handler]
     root.setLevel(settings.log_level)
+    # Alembic narrates every start-up at INFO (plugins, dialect); `loist db` reports what it did itself.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING)

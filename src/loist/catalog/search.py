@@ -257,16 +257,32 @@ def _request_fingerprint(request: SearchRequest, order: str) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
-def _encode_cursor(fingerprint: str, key: list[Any], total: int) -> str:
-    """The cursor: the last row's sort key, the search's fingerprint and the total of page one."""
-    payload = json.dumps({"f": fingerprint, "k": key, "t": total}, separators=(",", ":"), ensure_ascii=False)
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+def _encode_cursor(fingerprint: str, key: list[Any], total: int, fuzzy: bool) -> str:
+    """The cursor: the last row's sort key, the search's fingerprint, the total of page one, and
+    whether page one came from the fuzzy pass (later pages must come from the same pass)."""
+    payload = {"f": fingerprint, "k": key, "t": total, "z": int(fuzzy)}
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _cursor_data(cursor: str) -> Any:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+
+
+def _cursor_is_fuzzy(cursor: str | None) -> bool:
+    """Peek at the pass flag; a bad cursor says no here and is rejected by :func:`_decode_cursor`."""
+    if not cursor:
+        return False
+    try:
+        return _cursor_data(cursor).get("z") == 1
+    except (ValueError, TypeError, AttributeError, binascii.Error, UnicodeError):
+        return False
 
 
 def _decode_cursor(cursor: str, fingerprint: str, size: int) -> tuple[list[Any], int]:
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        data = _cursor_data(cursor)
         key, total = data["k"], data["t"]
         ok = isinstance(key, list) and len(key) == size and data["f"] == fingerprint
         ok = ok and isinstance(total, int) and total >= 0
@@ -575,17 +591,27 @@ async def run_search(engine: AsyncEngine, dialect: str, request: SearchRequest) 
 async def _search(
     engine: AsyncEngine, conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery
 ) -> SearchResult:
+    if _cursor_is_fuzzy(request.cursor) and parsed.has_text:
+        fuzzy = await _fuzzy_rewrite(conn, dialect, parsed)
+        if fuzzy is not None:
+            return await _run(engine, conn, dialect, request, fuzzy, fuzzy_pass=True)
     result = await _run(engine, conn, dialect, request, parsed)
-    if result.total >= FUZZY_BELOW or not parsed.has_text:
+    if request.cursor or result.total >= FUZZY_BELOW or not parsed.has_text:
         return result
     fuzzy = await _fuzzy_rewrite(conn, dialect, parsed)
     if fuzzy is None:
         return result
-    return await _run(engine, conn, dialect, request, fuzzy)
+    return await _run(engine, conn, dialect, request, fuzzy, fuzzy_pass=True)
 
 
 async def _run(
-    engine: AsyncEngine, conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery
+    engine: AsyncEngine,
+    conn: AsyncConnection,
+    dialect: str,
+    request: SearchRequest,
+    parsed: ParsedQuery,
+    *,
+    fuzzy_pass: bool = False,
 ) -> SearchResult:
     """One pass: the page (keyset, two phases), the total and the facets."""
     from loist.catalog.store import row_to_track  # the one row -> Track conversion
@@ -665,7 +691,10 @@ async def _run(
     if len(rows) > request.limit:
         last = rows[request.limit - 1]
         next_cursor = _encode_cursor(
-            fingerprint, [_key_value(kind, last[f"_k{index}"]) for index, (_, kind) in enumerate(keys)], total
+            fingerprint,
+            [_key_value(kind, last[f"_k{index}"]) for index, (_, kind) in enumerate(keys)],
+            total,
+            fuzzy_pass,
         )
     facets = await _facets(conn, matched) if request.facets else None
     return SearchResult(items=items, total=total, next_cursor=next_cursor, facets=facets)

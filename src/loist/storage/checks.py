@@ -63,3 +63,14 @@ def check_range(size: int, start: int, end: int | None) -> tuple[int, int]:
         raise InvalidArgument(f"range start {start} is beyond the blob's last byte (size {size})")
     last = size - 1 if end is None else min(end, size - 1)
     return start, last
+
+
+def check_read_range(size: int, start: int, end: int, limit: int) -> tuple[int, int]:
+    """:func:`check_range` for ``read_range``: ``end`` is required and the range is at most ``limit`` bytes."""
+    if end is None or isinstance(end, bool) or not isinstance(end, int):
+        raise InvalidArgument(f"read_range needs an integer end, got {end!r}")
+    if isinstance(start, int) and not isinstance(start, bool) and end - start + 1 > limit:
+        raise InvalidArgument(
+            f"read_range reads at most {limit} bytes, asked for {end - start + 1}: stream larger ranges"
+        )
+    return check_range(size, start, end)

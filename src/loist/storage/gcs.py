@@ -38,8 +38,8 @@ from google.cloud.storage import exceptions as media_exc
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from loist.errors import InvalidArgument, LoistError, NotFound, StorageFailed
-from loist.storage.base import CHUNK_SIZE, BlobInfo
-from loist.storage.checks import DEFAULT_CONTENT_TYPE, check_range, validate_key
+from loist.storage.base import CHUNK_SIZE, MAX_READ_RANGE, BlobInfo
+from loist.storage.checks import DEFAULT_CONTENT_TYPE, check_range, check_read_range, validate_key
 
 UPLOAD_CHUNK_SIZE = 32 * CHUNK_SIZE  # 8 MiB: GCS's recommended minimum; must be a multiple of 256 KiB
 RANGE_WINDOW = 4 * CHUNK_SIZE  # 1 MiB per ranged GET while streaming
@@ -219,6 +219,19 @@ class GcsBlobStore:
             for offset in range(0, len(data), CHUNK_SIZE):
                 yield bytes(view[offset : offset + CHUNK_SIZE])
             position = window_end + 1
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """One ranged GET (after the stat that pins the generation and validates the range)."""
+        blob = self._get(key)
+        first, last = check_read_range(blob.size or 0, start, end, MAX_READ_RANGE)
+        with self._guard("read", key, missing=self._missing(key)):
+            data = blob.download_as_bytes(start=first, end=last, checksum=None, retry=self._retry)
+        if len(data) != last - first + 1:
+            raise StorageFailed(
+                f"GCS read of {key!r} returned {len(data)} bytes for a {last - first + 1}-byte range",
+                details=self._details(key),
+            )
+        return data
 
     def download_to(self, key: str, path: Path) -> None:
         validate_key(key)
