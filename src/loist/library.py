@@ -504,9 +504,9 @@ class Library:
     def iter_blob(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         return self.store.iter_range(key, start, end)
 
-    def read_blob(self, key: str, start: int, end: int) -> bytes:
-        """A small bounded range in one piece (see :meth:`BlobStore.read_range`); blocking."""
-        return self.store.read_range(key, start, end)
+    def read_blob(self, key: str, start: int, end: int, *, nowait: bool = False) -> bytes | bytearray | None:
+        """A small bounded range in one piece; ``nowait``: None unless cached (see ``BlobStore.read_range``)."""
+        return self.store.read_range(key, start, end, nowait=nowait)
 
     def signed_url(self, key: str) -> str | None:
         return self.store.signed_url(key, self.settings.signed_url_ttl_s)

@@ -10,6 +10,7 @@ import pytest
 
 from loist.errors import InvalidArgument, NotFound
 from loist.storage import CHUNK_SIZE, BlobStore, audio_key, thumbnail_key
+from loist.storage.base import MAX_READ_RANGE
 
 SHA = "ab" + "0" * 62
 KEY = audio_key(SHA, "mp3")
@@ -111,12 +112,67 @@ def test_iter_range_rejects_bad_ranges(blob_store: BlobStore, start: int, end: i
         blob_store.iter_range(KEY, start, end)
 
 
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (0, 0, SMALL[:1]),
+        (300, 599, SMALL[300:600]),
+        (len(SMALL) - 1, len(SMALL) - 1, SMALL[-1:]),
+        (0, len(SMALL) - 1, SMALL),
+        (1000, 10**6, SMALL[1000:]),  # end past the last byte is clamped, as in iter_range
+    ],
+)
+def test_read_range_small(blob_store: BlobStore, start: int, end: int, expected: bytes) -> None:
+    blob_store.put_bytes(KEY, SMALL, "audio/mpeg")
+    assert bytes(blob_store.read_range(KEY, start, end) or b"-") == expected
+
+
+def test_read_range_matches_iter_range_on_a_large_blob(
+    blob_store: BlobStore, three_mb_file: tuple[Path, bytes]
+) -> None:
+    path, data = three_mb_file
+    blob_store.put_file(KEY, path, None)
+    rng = random.Random(11)
+    spans = [(0, MAX_READ_RANGE - 1), (len(data) - 5, len(data) + 100), (CHUNK_SIZE - 1, 5 * CHUNK_SIZE)]
+    spans += [(s, s + rng.randrange(1, 2 * CHUNK_SIZE)) for s in rng.sample(range(len(data)), 5)]
+    for start, end in spans:
+        got = blob_store.read_range(KEY, start, end)
+        assert got is not None and bytes(got) == data[start : end + 1] == read(blob_store, KEY, start, end)
+
+
+def test_read_range_nowait_is_the_bytes_or_none(blob_store: BlobStore) -> None:
+    """``nowait`` never waits: either the exact bytes (page-cache hit) or None (the caller reads again)."""
+    blob_store.put_bytes(KEY, SMALL, None)
+    got = blob_store.read_range(KEY, 10, 19, nowait=True)
+    assert got is None or bytes(got) == SMALL[10:20]
+    with pytest.raises(InvalidArgument):  # the key is still checked
+        blob_store.read_range("../x", 0, 0, nowait=True)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), [(-1, 3), (5, 4), (1024, 1024), (2048, 4096), (0, None), (0, MAX_READ_RANGE)]
+)
+def test_read_range_rejects_bad_or_unbounded_ranges(blob_store: BlobStore, start: int, end: int | None) -> None:
+    blob_store.put_bytes(KEY, SMALL, None)
+    with pytest.raises(InvalidArgument):
+        blob_store.read_range(KEY, start, end)  # type: ignore[arg-type]
+
+
+def test_read_range_missing_key_or_folder_is_not_found(blob_store: BlobStore) -> None:
+    blob_store.put_bytes("audio/ab/one.mp3", b"1", None)
+    for key in ("audio/zz/missing.mp3", "audio/ab"):
+        with pytest.raises(NotFound):
+            blob_store.read_range(key, 0, 0)
+
+
 def test_empty_blob(blob_store: BlobStore) -> None:
     info = blob_store.put_bytes("misc/empty.bin", b"", None)
     assert info.size == 0 == blob_store.stat("misc/empty.bin").size
     assert read(blob_store, "misc/empty.bin") == b""
     with pytest.raises(InvalidArgument):
         blob_store.iter_range("misc/empty.bin", 0, 0)
+    with pytest.raises(InvalidArgument):
+        blob_store.read_range("misc/empty.bin", 0, 0)
 
 
 def test_download_to(blob_store: BlobStore, three_mb_file: tuple[Path, bytes], tmp_path: Path) -> None:
@@ -184,6 +240,7 @@ def test_bad_keys_are_rejected_everywhere(blob_store: BlobStore, key: str, tmp_p
         lambda: blob_store.stat(key),
         lambda: blob_store.exists(key),
         lambda: blob_store.iter_range(key),
+        lambda: blob_store.read_range(key, 0, 0),
         lambda: blob_store.download_to(key, tmp_path / "out"),
         lambda: blob_store.delete(key),
         lambda: blob_store.signed_url(key, 60),

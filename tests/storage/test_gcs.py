@@ -169,6 +169,17 @@ def test_read_path_memory_is_bounded(store: GcsBlobStore, tmp_path: Path) -> Non
     assert peak_copy < limit, peak_copy
 
 
+def test_read_range_is_one_ranged_get_and_nowait_asks_nothing(store: GcsBlobStore) -> None:
+    data = os.urandom(3 * CHUNK_SIZE)
+    store.put_bytes(KEY, data, None)
+    seen = record_requests(store)
+    assert store.read_range(KEY, 5, 2 * CHUNK_SIZE, nowait=True) is None  # network I/O always waits
+    assert seen == []
+    assert store.read_range(KEY, 5, 2 * CHUNK_SIZE) == data[5 : 2 * CHUNK_SIZE + 1]
+    assert [r.request.method for r in seen] == ["GET", "GET"]  # the stat, then one ranged read
+    assert seen[1].request.headers.get("range") == f"bytes=5-{2 * CHUNK_SIZE}"
+
+
 def test_reads_are_pinned_to_one_generation(store: GcsBlobStore) -> None:
     """Every window of a stream asks for the generation that was stat-ed, so an object replaced
     mid-stream is never spliced from two versions (real GCS answers 404 for a replaced generation).

@@ -168,3 +168,20 @@ def test_syncfs_really_runs(tmp_path: Path) -> None:
     from loist.storage.local import _syncfs
 
     _syncfs(tmp_path)  # raises OSError on failure
+
+
+def test_read_range_nowait_serves_page_cache_hits(tmp_path: Path) -> None:
+    """A blob just written is in the page cache: ``nowait`` reads it (the web layer's inline path)."""
+    store = LocalBlobStore(tmp_path)
+    data = os.urandom(3 * CHUNK_SIZE)
+    store.put_bytes(KEY, data, None)
+    got = store.read_range(KEY, CHUNK_SIZE, 3 * CHUNK_SIZE - 1, nowait=True)
+    assert got is not None and bytes(got) == data[CHUNK_SIZE:]
+
+
+def test_read_range_nowait_without_kernel_support_defers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = LocalBlobStore(tmp_path)
+    store.put_bytes(KEY, b"abcdef", None)
+    monkeypatch.delattr(os, "RWF_NOWAIT", raising=False)
+    assert store.read_range(KEY, 0, 2, nowait=True) is None
+    assert store.read_range(KEY, 0, 2) == b"abc"  # the blocking read still works

@@ -166,3 +166,38 @@ async def test_bodies_larger_than_one_batch(backend: tuple[WebWorld, httpx.Async
     assert r.headers["content-length"] == str(len(expected))
     assert r.content == expected
     assert r.headers["content-type"] in ("audio/wav", "audio/x-wav", "audio/wave")
+
+
+async def test_page_cache_miss_is_read_in_a_worker_thread(client: httpx.AsyncClient, world: WebWorld,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small ranges are read inline only when cached (``nowait``); a miss is read again off the loop."""
+    import threading
+
+    store = world.library.store
+    real = store.read_range
+    calls: list[tuple[bool, bool]] = []
+
+    def read_range(key: str, start: int, end: int, *, nowait: bool = False) -> bytes | bytearray | None:
+        calls.append((nowait, threading.current_thread() is threading.main_thread()))
+        return None if nowait else real(key, start, end)
+
+    monkeypatch.setattr(store, "read_range", read_range)
+    r = await client.get(f"/audio/{world.plain.id}/stream", headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == Path(world.plain_path).read_bytes()[100:200]
+    assert calls == [(True, True), (False, False)]  # inline attempt on the loop, then a worker thread
+
+
+async def test_blob_deleted_behind_the_cache_is_404(world: WebWorld, client: httpx.AsyncClient,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stat is cached for a few seconds, but every small range still opens the blob: gone is 404."""
+    from loist.errors import NotFound
+
+    path = f"/audio/{world.plain.id}/stream"
+    assert (await client.get(path, headers={"Range": "bytes=0-9"})).status_code == 206  # stat now cached
+
+    def gone(key: str, start: int, end: int, *, nowait: bool = False) -> bytes:
+        raise NotFound(f"blob {key!r} not found")
+
+    monkeypatch.setattr(world.library.store, "read_range", gone)
+    r = await client.get(path, headers={"Range": "bytes=0-9"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND"

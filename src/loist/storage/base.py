@@ -70,12 +70,16 @@ class BlobStore(Protocol):
         """Stream bytes ``start..end`` inclusive (``end=None``: to the end) in chunks."""
         ...
 
-    def read_range(self, key: str, start: int, end: int) -> bytes:
+    def read_range(self, key: str, start: int, end: int, *, nowait: bool = False) -> bytes | bytearray | None:
         """Bytes ``start..end`` inclusive in one piece, for small bounded ranges (thumbnails, the
         ranges a player asks for while seeking). ``end`` past the last byte is clamped, like
         :meth:`iter_range`; a range longer than :data:`MAX_READ_RANGE` is InvalidArgument (stream
-        those with :meth:`iter_range`). Exists because one read is several times cheaper than
-        pulling and joining chunks, which is what bounds how many ranges per second a server serves.
+        those with :meth:`iter_range`). One read is several times cheaper than pulling and joining
+        chunks, and that per-request cost bounds how many ranges per second a server can serve.
+
+        ``nowait=True``: return None instead of waiting for a device or the network (bytes not in
+        the page cache, a remote backend), so an event loop can serve page-cache hits inline and
+        send only misses to a worker thread. Without ``nowait`` the result is never None.
         """
         ...
 

@@ -220,8 +220,11 @@ class GcsBlobStore:
                 yield bytes(view[offset : offset + CHUNK_SIZE])
             position = window_end + 1
 
-    def read_range(self, key: str, start: int, end: int) -> bytes:
-        """One ranged GET (after the stat that pins the generation and validates the range)."""
+    def read_range(self, key: str, start: int, end: int, *, nowait: bool = False) -> bytes | bytearray | None:
+        """One ranged GET after the stat that pins the generation; ``nowait``: None (it is network I/O)."""
+        if nowait:
+            validate_key(key)
+            return None
         blob = self._get(key)
         first, last = check_read_range(blob.size or 0, start, end, MAX_READ_RANGE)
         with self._guard("read", key, missing=self._missing(key)):

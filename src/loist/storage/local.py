@@ -186,9 +186,11 @@ class LocalBlobStore:
     def read_range(self, key: str, start: int, end: int, *, nowait: bool = False) -> bytes | bytearray | None:
         """One ``pread`` into one buffer: no file object, no chunk list, no join.
 
-        Pulling 256 KiB chunks and joining them costs ~25x more system time per MiB than this (each
-        fresh multi-MiB allocation is page-faulted and zeroed by the kernel), and that was most of
-        the cost of a 1 MiB HTTP range.
+        Pulling 256 KiB chunks and joining them cost ~25x more system time per MiB than this (each
+        fresh multi-MiB allocation is page-faulted and zeroed by the kernel): that was most of the
+        cost of a 1 MiB HTTP range. ``nowait`` uses ``preadv2(RWF_NOWAIT)``, which reads only what
+        is in the page cache; anything short of the whole range (or a kernel or file system without
+        it) is None. Opening the file still happens inline; its directory entry is normally cached.
         """
         path = self._path(key)
         try:
@@ -202,29 +204,9 @@ class LocalBlobStore:
             if not stat.S_ISREG(st.st_mode):
                 raise NotFound(f"blob {key!r} not found")
             first, last = check_read_range(st.st_size, start, end, MAX_READ_RANGE)
-            wanted = last - first + 1
             if nowait:
-                buf = bytearray(wanted)
-                try:
-                    n = os.preadv(fd, [buf], first, os.RWF_NOWAIT)
-                except BlockingIOError:
-                    return None
-                return buf if n == wanted else None
-            try:
-                data = os.pread(fd, wanted, first)
-                if len(data) < wanted:  # short reads are legal; rare on local files
-                    parts = [data]
-                    got = len(data)
-                    while got < wanted:
-                        more = os.pread(fd, wanted - got, first + got)
-                        if not more:
-                            raise StorageFailed(f"blob {key!r} ended early ({wanted - got} bytes short)")
-                        parts.append(more)
-                        got += len(more)
-                    data = b"".join(parts)
-            except OSError as exc:
-                raise StorageFailed(f"cannot read blob {key!r}: {exc.strerror or exc}") from exc
-            return data
+                return _pread_cached(fd, first, last - first + 1)
+            return _pread(fd, key, first, last - first + 1)
         finally:
             os.close(fd)
 
@@ -273,6 +255,36 @@ def _stream(handle: BinaryIO, key: str, remaining: int) -> Iterator[bytes]:
                 raise StorageFailed(f"blob {key!r} ended early ({remaining} bytes short)")
             remaining -= len(chunk)
             yield chunk
+
+
+def _pread(fd: int, key: str, offset: int, length: int) -> bytes:
+    try:
+        data = os.pread(fd, length, offset)
+        if len(data) == length:
+            return data
+        parts, got = [data], len(data)  # short reads are legal, if rare on local files
+        while got < length:
+            more = os.pread(fd, length - got, offset + got)
+            if not more:
+                raise StorageFailed(f"blob {key!r} ended early ({length - got} bytes short)")
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+    except OSError as exc:
+        raise StorageFailed(f"cannot read blob {key!r}: {exc.strerror or exc}") from exc
+
+
+def _pread_cached(fd: int, offset: int, length: int) -> bytearray | None:
+    """The range if all of it is in the page cache right now, else None (never waits for the disk)."""
+    flag = getattr(os, "RWF_NOWAIT", None)
+    if flag is None:
+        return None
+    buffer = bytearray(length)
+    try:
+        got = os.preadv(fd, [buffer], offset, flag)
+    except OSError:  # EAGAIN (not cached), EOPNOTSUPP (file system), ...: the blocking read decides
+        return None
+    return buffer if got == length else None
 
 
 def _etag(key: str, size: int, mtime_ns: int) -> str:
