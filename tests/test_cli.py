@@ -49,8 +49,7 @@ def test_every_command_has_help_and_a_json_mode() -> None:
         assert name in out
         code, help_text, _ = run(name, "--help")
         assert code == 0, name
-        if name != "serve":
-            assert "--json" in help_text, f"{name} has no --json"
+        assert "--json" in help_text, f"{name} has no --json"
     for group, sub in (("db", "upgrade"), ("db", "current"), ("db", "downgrade"), ("config", "check")):
         code, help_text, _ = run(group, sub, "--help")
         assert code == 0 and "--json" in help_text

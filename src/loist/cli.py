@@ -101,6 +101,9 @@ def serve(
     transport: Annotated[str | None, typer.Option(help="stdio or http (default: SERVER_TRANSPORT).")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address for http (default: SERVER_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port for http (default: PORT).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Announce the endpoints as one JSON line and log JSON lines (stderr).")
+    ] = False,
 ) -> None:
     """Serve the library: MCP (stdio or streamable HTTP at /mcp) plus the web routes."""
     overrides: dict[str, Any] = {}
@@ -110,13 +113,18 @@ def serve(
         overrides["server_host"] = host
     if port is not None:
         overrides["port"] = port
-    settings = _settings(False, **overrides)
+    if as_json:
+        overrides["log_format"] = "json"
+    settings = _settings(as_json, **overrides)
     from loist.web.serve import serve as run_server
 
     try:
-        run_server(settings, transport=settings.server_transport, host=settings.server_host, port=settings.port)
+        run_server(
+            settings, transport=settings.server_transport, host=settings.server_host, port=settings.port,
+            as_json=as_json,
+        )
     except LoistError as exc:
-        raise _fail(exc, False) from None
+        raise _fail(exc, as_json) from None
 
 
 # --- ingest ------------------------------------------------------------------------------------

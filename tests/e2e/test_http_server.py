@@ -4,6 +4,7 @@ without the bearer token, and ``loist serve`` as a real process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -106,7 +107,8 @@ async def test_public_routes_need_no_token(authed_server: str, seeded_dir: tuple
         assert ranged.status_code == 206 and len(ranged.content) == 4
 
 
-def test_loist_serve_process(seeded_dir: tuple[Path, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_loist_serve_process(seeded_dir: tuple[Path, str], tmp_path: Path, as_json: bool) -> None:
     """``python -m loist serve`` runs the app under uvicorn, announces where, and stops cleanly."""
     import socket
 
@@ -117,7 +119,8 @@ def test_loist_serve_process(seeded_dir: tuple[Path, str], tmp_path: Path) -> No
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOIST_", "DATABASE_", "DB_", "GCS_", "STORAGE_"))}
     env.update(LOIST_DATA_DIR=str(data_dir), EMBED_BASE_URL=f"http://127.0.0.1:{port}", LOG_LEVEL="INFO")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loist", "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "loist", "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port),
+         *(["--json"] if as_json else [])],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -135,5 +138,11 @@ def test_loist_serve_process(seeded_dir: tuple[Path, str], tmp_path: Path) -> No
             out, err = proc.communicate()
     assert proc.returncode == 0, err
     assert "Application shutdown complete" in err  # graceful: the lifespan closed the library
+    if as_json:  # every stderr line is one JSON object: the announcement, then log records
+        lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+        serving = next(line for line in lines if line.get("event") == "serving")
+        assert serving["mcp"] == f"http://127.0.0.1:{port}/mcp" and serving["listen"] == f"http://127.0.0.1:{port}"
+        assert {"INFO"} <= {line.get("severity") for line in lines}
+        return
     assert re.search(rf"listening on http://127\.0\.0\.1:{port}", err)
     assert f"http://127.0.0.1:{port}/mcp" in err

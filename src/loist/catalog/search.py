@@ -83,6 +83,9 @@ FUZZY_MIN_SIMILARITY = 0.4  # pg_trgm says 0.3; 0.4 keeps "foret" -> forest with
 FUZZY_EXPANSIONS = 3  # nearest vocabulary words tried per misspelt word
 FUZZY_CANDIDATES = 64
 FACET_LIMIT = 50
+# Counting stops here: beyond it ``total`` is this bound and ``total_relation`` is "gte" (Elasticsearch's
+# convention). An exact count of a range matching 40 % of a million tracks costs more than the page.
+COUNT_LIMIT = 10_000
 
 FTS_TABLE = "tracks_fts"
 VOCAB_TABLE = "search_vocab"
@@ -257,10 +260,11 @@ def _request_fingerprint(request: SearchRequest, order: str) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
-def _encode_cursor(fingerprint: str, key: list[Any], total: int, fuzzy: bool) -> str:
-    """The cursor: the last row's sort key, the search's fingerprint, the total of page one, and
-    whether page one came from the fuzzy pass (later pages must come from the same pass)."""
-    payload = {"f": fingerprint, "k": key, "t": total, "z": int(fuzzy)}
+def _encode_cursor(fingerprint: str, key: list[Any], total: int, fuzzy: bool, capped: bool = False) -> str:
+    """The cursor: the last row's sort key, the search's fingerprint, the total of page one (and
+    whether it is a lower bound), and whether page one came from the fuzzy pass (later pages must
+    come from the same pass)."""
+    payload = {"f": fingerprint, "k": key, "t": total, "z": int(fuzzy), "g": int(capped)}
     text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
@@ -280,10 +284,10 @@ def _cursor_is_fuzzy(cursor: str | None) -> bool:
         return False
 
 
-def _decode_cursor(cursor: str, fingerprint: str, size: int) -> tuple[list[Any], int]:
+def _decode_cursor(cursor: str, fingerprint: str, size: int) -> tuple[list[Any], int, bool]:
     try:
         data = _cursor_data(cursor)
-        key, total = data["k"], data["t"]
+        key, total, capped = data["k"], data["t"], data.get("g") == 1
         ok = isinstance(key, list) and len(key) == size and data["f"] == fingerprint
         ok = ok and isinstance(total, int) and total >= 0
     except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError):
@@ -293,7 +297,7 @@ def _decode_cursor(cursor: str, fingerprint: str, size: int) -> tuple[list[Any],
             "invalid cursor: pass back the next_cursor of a previous page of the same search "
             "(same query, filters and sort)"
         )
-    return key, total
+    return key, total, capped
 
 
 # --- the query builder -------------------------------------------------------------------------
@@ -487,9 +491,10 @@ class _Builder:
         ids = sa.text(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{count_name}").bindparams(
             sa.bindparam(count_name, expression)
         )
-        fts_count = sa.text(f"SELECT count(*) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{count_name}").bindparams(
-            sa.bindparam(count_name, expression)
-        )
+        fts_count = sa.text(
+            f"SELECT count(*) FROM (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{count_name} "
+            f"LIMIT {COUNT_LIMIT + 1})"
+        ).bindparams(sa.bindparam(count_name, expression))
         # "+m.rid": the unary plus keeps SQLite from using the join as an FTS rowid lookup, which
         # would run the full-text query once per row of ``tracks`` (seconds instead of milliseconds).
         joined = match.join(tracks, self._rowid() == sa.literal_column("+m.rid", type_=sa.Integer()))
@@ -642,13 +647,14 @@ async def _run(
     inner = inner.select_from(source).where(*where)
     # The total is counted on the first page and carried by the cursor: deep pages cost one query.
     total: int | None = None
+    capped = False
     # SQLite, when the page must visit every match anyway (text, or a genre filter driving the
     # plan): count them in the same pass with a window, instead of a second query.
     window = dialect == "sqlite" and not request.cursor and (match is not None or bool(request.filters.genre))
     if window:
         inner = inner.add_columns(sa.func.count().over().label("_total"))
     if request.cursor:
-        raw, total = _decode_cursor(request.cursor, fingerprint, len(keys))
+        raw, total, capped = _decode_cursor(request.cursor, fingerprint, len(keys))
         left = sa.tuple_(*(expression for expression, _ in keys))
         right = sa.tuple_(*(_bind_key(kind, value) for (_, kind), value in zip(keys, raw, strict=True)))
         inner = inner.where(left < right if order == "desc" else left > right)
@@ -668,7 +674,8 @@ async def _run(
     if match is not None and match.fts_count is not None and len(conditions) == 1:
         count = match.fts_count
     else:
-        count = sa.select(sa.func.count()).select_from(tracks).where(*matched)
+        bounded = sa.select(sa.literal_column("1")).select_from(tracks).where(*matched).limit(COUNT_LIMIT + 1)
+        count = sa.select(sa.func.count()).select_from(bounded.subquery("c"))
     if total is not None:
         rows = (await conn.execute(page)).mappings().all()
     elif dialect == "postgresql":
@@ -686,6 +693,8 @@ async def _run(
             total = int(rows[0]["_total"]) if rows else 0
         else:
             total = int((await conn.execute(count)).scalar_one())
+    if total > COUNT_LIMIT:  # the same bound on both engines, however the count was made
+        total, capped = COUNT_LIMIT, True
     items = [SearchHit(track=row_to_track(row), score=float(row["score"] or 0.0)) for row in rows[: request.limit]]
     next_cursor = None
     if len(rows) > request.limit:
@@ -695,9 +704,16 @@ async def _run(
             [_key_value(kind, last[f"_k{index}"]) for index, (_, kind) in enumerate(keys)],
             total,
             fuzzy_pass,
+            capped,
         )
     facets = await _facets(conn, matched) if request.facets else None
-    return SearchResult(items=items, total=total, next_cursor=next_cursor, facets=facets)
+    return SearchResult(
+        items=items,
+        total=total,
+        total_relation="gte" if capped else "eq",
+        next_cursor=next_cursor,
+        facets=facets,
+    )
 
 
 async def _facets(conn: AsyncConnection, where: Sequence[sa.ColumnElement[bool]]) -> dict[str, dict[str, int]]:

@@ -123,6 +123,7 @@ def register_resources(server: MCPServer, deps: Deps) -> None:
                 for h in result.items
             ],
             total=result.total,
+            total_relation=result.total_relation,
             next_cursor=result.next_cursor,
         )
         return output.model_dump_json(indent=2)

@@ -155,6 +155,9 @@ class SearchHitResult(SearchHit):
 class SearchOutput(BaseModel):
     items: list[SearchHitResult]
     total: int
+    total_relation: Literal["eq", "gte"] = Field(
+        default="eq", description='"eq": `total` is exact; "gte": at least `total` tracks match (counting stops at 10,000).'
+    )
     next_cursor: str | None = None
     facets: dict[str, dict[str, int]] | None = None
 

@@ -201,6 +201,7 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
                 for hit in result.items
             ],
             total=result.total,
+            total_relation=result.total_relation,
             next_cursor=result.next_cursor,
             facets=result.facets,
         )

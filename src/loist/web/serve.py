@@ -8,41 +8,53 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 from loist.config import Settings
 
 Transport = Literal["stdio", "http"]
 
 
-def _announce(message: str) -> None:
+def _announce(message: str, data: dict[str, Any] | None = None, *, as_json: bool = False) -> None:
+    """Tell the operator what is served, on stderr (stdout belongs to MCP over stdio)."""
+    if as_json and data is not None:
+        message = json.dumps(data)
     print(message, file=sys.stderr, flush=True)
 
 
-def serve(settings: Settings, *, transport: str, host: str, port: int) -> None:
-    """Run until interrupted. ``host``/``port`` override the settings (they are what we bind)."""
+def serve(settings: Settings, *, transport: str, host: str, port: int, as_json: bool = False) -> None:
+    """Run until interrupted. ``host``/``port`` override the settings (they are what we bind).
+
+    ``as_json``: the start-up announcement is one JSON object (``event: "serving"``) for scripts.
+    """
     if transport not in ("stdio", "http"):
         from loist.errors import InvalidArgument
 
         raise InvalidArgument(f"transport must be stdio or http, got {transport!r}")
     settings = settings.model_copy(update={"server_host": host, "port": port, "server_transport": transport})
     if transport == "stdio":
-        _serve_stdio(settings)
+        _serve_stdio(settings, as_json)
     else:
-        _serve_http(settings, host, port)
+        _serve_http(settings, host, port, as_json)
 
 
-def _serve_stdio(settings: Settings) -> None:
+def _serve_stdio(settings: Settings, as_json: bool = False) -> None:
     import anyio
 
     from loist.mcp.server import run_stdio
 
-    _announce(f"{settings.server_name}: MCP over stdio (catalog {settings.masked()['(database)']})")
+    catalog = settings.masked()["(database)"]
+    _announce(
+        f"{settings.server_name}: MCP over stdio (catalog {catalog})",
+        {"event": "serving", "server": settings.server_name, "transport": "stdio", "catalog": catalog},
+        as_json=as_json,
+    )
     anyio.run(run_stdio, settings)
 
 
-def _serve_http(settings: Settings, host: str, port: int) -> None:
+def _serve_http(settings: Settings, host: str, port: int, as_json: bool = False) -> None:
     import uvicorn
 
     from loist.web.app import create_app
@@ -54,7 +66,13 @@ def _serve_http(settings: Settings, host: str, port: int) -> None:
         f"{settings.server_name}: listening on http://{shown}:{port}\n"
         f"  MCP endpoint  {base}/mcp{'  (bearer token required)' if settings.auth_enabled else ''}\n"
         f"  embed pages   {base}/embed/<track id>\n"
-        f"  health        {base}/health/ready"
+        f"  health        {base}/health/ready",
+        {
+            "event": "serving", "server": settings.server_name, "transport": "http",
+            "listen": f"http://{shown}:{port}", "mcp": f"{base}/mcp", "auth": settings.auth_enabled,
+            "embed": f"{base}/embed/{{id}}", "health": f"{base}/health/ready",
+        },
+        as_json=as_json,
     )
     config = uvicorn.Config(
         app,
@@ -68,4 +86,4 @@ def _serve_http(settings: Settings, host: str, port: int) -> None:
     try:
         uvicorn.Server(config).run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a graceful shutdown: that is a clean exit
-        _announce(f"{settings.server_name}: stopped")
+        _announce(f"{settings.server_name}: stopped", {"event": "stopped", "server": settings.server_name}, as_json=as_json)
