@@ -321,3 +321,47 @@ async def test_private_urls_are_refused_by_default(tmp_path: Path, http_server) 
         assert [t.error_code for t in failed] == ["URL_NOT_ALLOWED"]
     finally:
         await lib.close()
+
+
+async def test_bulk_ingest_survives_a_dead_worker(tmp_path: Path, audio_factory: AudioFactory) -> None:
+    """A worker process that dies fails only its chunk (INTERNAL); the pool is replaced and the run goes on.
+
+    The stand-in pool answers every submission with BrokenProcessPool, as concurrent.futures does
+    for all pending work when a worker is killed (a crash inside a decoder); chunks submitted after
+    the failure is seen run in the real process pool that replaced it.
+    """
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    class DiesOnce:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def submit(self, fn, *args):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            future: Future = Future()
+            future.set_exception(BrokenProcessPool("A child process terminated abruptly"))
+            return future
+
+        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+            pass
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    base = audio_factory("mp3").read_bytes()
+    for i in range(192):  # 6 chunks of 32; at most 4 are in flight with 2 workers
+        (folder / f"{i:03d}.mp3").write_bytes(base + b"TAG" + f"{i:<125}".encode())
+    lib = await Library.open(Settings(data_dir=tmp_path / "data", _env_file=None))
+    try:
+        dying = DiesOnce()
+        lib._pool = dying  # type: ignore[assignment]
+        outcomes = [o async for o in lib.ingest_many([str(folder)], concurrency=2)]
+        failed = [o for o in outcomes if o.error]
+        assert 1 <= dying.calls < 6
+        assert len(failed) == 32 * dying.calls and {o.error.code for o in failed} == {ErrorCode.INTERNAL}
+        assert sum(o.created for o in outcomes) == 192 - len(failed)
+        assert lib._pool is not dying and lib._pool is not None
+        # nothing half-written: each failed file has a FAILED row and nothing was stored for it
+        assert await lib.catalog.count(TrackStatus.FAILED) == len(failed)
+    finally:
+        await lib.close()

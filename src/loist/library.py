@@ -25,6 +25,7 @@ import uuid
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +36,7 @@ from pydantic import ValidationError
 from loist.bulk import Stored, analyse_and_store, bulk_worker, put_blobs
 from loist.catalog import Catalog
 from loist.config import Settings
-from loist.errors import InvalidArgument, LoistError, NotFound
+from loist.errors import Internal, InvalidArgument, LoistError, NotFound
 from loist.ingest.analyze import Analysis, analyze
 from loist.ingest.fetch import download
 from loist.ingest.netguard import AddressPolicy
@@ -185,6 +186,20 @@ class Library:
         ``mime_type`` is accepted as a caller's hint only: the format is always recognised from
         the bytes. ``max_size_mb`` can lower the server's limit, never raise it.
         """
+        track, _ = await self._ingest_url(
+            url, headers=headers, filename=filename, max_size_mb=max_size_mb, progress=progress
+        )
+        return track
+
+    async def _ingest_url(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        filename: str | None = None,
+        max_size_mb: float | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[Track, bool]:
         max_bytes = self.settings.max_file_size_bytes
         if max_size_mb is not None:
             if max_size_mb <= 0:
@@ -205,11 +220,10 @@ class Library:
                 source = source.model_copy(update={"original_filename": filename or fetched.filename})
                 await _emit(progress, "reading_tags")
                 analysis = await asyncio.to_thread(analyze, fetched.path, original_filename=source.original_filename)
-                track, _ = await self._store_and_catalog(analysis, fetched.path, source, progress)
+                return await self._store_and_catalog(analysis, fetched.path, source, progress)
         except LoistError as exc:
             await self._record_failure(source, exc)
             raise
-        return track
 
     async def ingest_file(self, path: str | Path, *, progress: Progress | None = None) -> Track:
         """Analyse, store and catalogue one local file."""
@@ -317,8 +331,8 @@ class Library:
             async def one(url: str) -> None:
                 async with sem:
                     try:
-                        track = await self.ingest_url(url)
-                        await queue.put(IngestOutcome(url, track=track, created=True))
+                        track, created = await self._ingest_url(url)
+                        await queue.put(IngestOutcome(url, track=track, created=created))
                     except LoistError as exc:
                         await queue.put(IngestOutcome(url, error=exc))
 
@@ -362,9 +376,12 @@ class Library:
 
         Files go to the pool in chunks of ``ANALYSE_CHUNK`` (one round trip per chunk, not per
         file), at most ``2 x workers`` chunks in flight. Workers write blobs without flushing; one
-        ``store.sync()`` per catalogue batch makes them durable before any row points at them. A file met while walking a folder that does
-        not look like audio is skipped (a cover.jpg is not a failure); a file the caller named is
-        always analysed and fails if it is not audio.
+        ``store.sync()`` per catalogue batch makes them durable before any row points at them.
+
+        A file met while walking a folder that does not look like audio is skipped (a cover.jpg is
+        not a failure); a file the caller named is always analysed and fails if it is not audio. A
+        worker that dies (a crash in a decoder) fails its chunk with ``INTERNAL`` and is replaced;
+        the rest of the run goes on.
         """
         if not files:
             return
@@ -374,12 +391,21 @@ class Library:
         chunks = [files[i : i + ANALYSE_CHUNK] for i in range(0, len(files), ANALYSE_CHUNK)]
 
         async def analyse(chunk: list[tuple[str, Path, bool]]) -> list[tuple[str, Path, Stored | LoistError | None]]:
+            nonlocal pool
             job = [(str(path), named) for _, path, named in chunk]
+            results: list[Stored | LoistError | None]
             async with in_flight:
-                if pool is not None:
-                    results = await loop.run_in_executor(pool, bulk_worker, self.settings, job)
-                else:
-                    results = await asyncio.to_thread(analyse_and_store, self.store, job)
+                try:
+                    if pool is not None:
+                        results = await loop.run_in_executor(pool, bulk_worker, self.settings, job)
+                    else:
+                        results = await asyncio.to_thread(analyse_and_store, self.store, job)
+                except BrokenProcessPool as exc:
+                    log.error("an analysis worker died; its chunk of %d files fails", len(job))
+                    if self._pool is pool:  # replace it once, for the chunks still to come
+                        self._pool = None
+                        pool = self._executor(workers)
+                    results = [Internal(f"analysis worker died: {exc}") for _ in job]
             return [(raw, path, result) for (raw, path, _), result in zip(chunk, results, strict=True)]
 
         pending = [asyncio.create_task(analyse(chunk)) for chunk in chunks]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
@@ -35,6 +35,9 @@ MAX_QUERY_CHARS = 1000  # the rest of a longer query is ignored
 MAX_TERMS = 16  # text terms (words, phrases, field values) kept, in order
 MAX_TOKEN_CHARS = 64  # longer tokens are cut (at index time and at query time alike)
 MAX_PHRASE_TOKENS = 12
+# A lone word shorter than this is not expanded as a prefix: "br" alone would match (and rank) a
+# fifth of the library. With other words it still is ("highway to he"): they narrow the matches.
+MIN_LONE_PREFIX_CHARS = 3
 
 # The columns that hold index tokens, one per searchable field group, and the tag fields feeding them.
 SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
@@ -482,6 +485,32 @@ def parse_query(text: str | None, *, now: datetime | None = None) -> ParsedQuery
             term = _word_term(word, prefix=prefix, field_name=field_name, negated=negated)
             if term is not None and len(parsed.terms) < MAX_TERMS:
                 parsed.terms.append(term)
+    return _narrow_lone_prefix(parsed)
+
+
+def _narrow_lone_prefix(parsed: ParsedQuery) -> ParsedQuery:
+    """A query whose only text is one short word being typed matches that word exactly."""
+    positive = parsed.positive
+    if len(positive) != 1 or positive[0].phrase:
+        return parsed
+    term = positive[0]
+    short = any(
+        token.prefix and len(token.text) < MIN_LONE_PREFIX_CHARS and not any(_is_cjk(ch) for ch in token.text)
+        for token in term.tokens()
+    )
+    if not short:
+        return parsed
+    alternatives = tuple(
+        tuple(
+            Token(token.text, prefix=False, fuzzy=token.fuzzy)
+            if len(token.text) < MIN_LONE_PREFIX_CHARS and not any(_is_cjk(ch) for ch in token.text)
+            else token
+            for token in group
+        )
+        for group in term.alternatives
+    )
+    terms = [replace(t, alternatives=alternatives) if t is term else t for t in parsed.terms]
+    parsed.terms = terms
     return parsed
 
 
