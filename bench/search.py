@@ -8,9 +8,11 @@ non-Latin and punctuated names) and prints p50 / p95 / p99 per engine and per ki
     .venv/bin/python bench/search.py --engine sqlite --engine postgresql --tracks 100000
     .venv/bin/python bench/search.py --engine postgresql --tracks 1000000
 
-``--transport inprocess`` (default) calls ``Catalog.search`` directly. ``--transport mcp-http`` is
-the hook for timing the same mix through the MCP HTTP endpoint (``search_library``); it needs the
-server, and is wired in :func:`make_runner` once that exists.
+``--transport inprocess`` (default) calls ``Catalog.search`` directly. ``--transport mcp-http``
+starts ``loist serve --transport http`` as a child process on a free loopback port against the same
+seeded database (``DATABASE_URL``, ``LOIST_DATA_DIR``), and calls the tool ``search_library`` through
+the official MCP client (streamable HTTP, one session for the whole run): the time includes the
+JSON-RPC round trip, validation, the tool's result shape and the HTTP stack.
 
 Targets on the 2-core machine: p95 <= 10 ms in-process at 100K on both engines, <= 50 ms at 1M on
 PostgreSQL. Results go in docs/benchmarks.md (section "Search").
@@ -20,16 +22,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import platform
 import random
+import socket
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 from psycopg import sql
 
@@ -201,14 +208,77 @@ async def seed(url: str, tracks: int) -> None:
 Runner = Callable[[SearchRequest], Awaitable[SearchResult]]
 
 
-def make_runner(transport: str, catalog: Catalog) -> Runner:
-    """How one search is sent. The MCP-HTTP variant plugs in here once the server exists."""
+@contextlib.asynccontextmanager
+async def make_runner(transport: str, catalog: Catalog, url: str) -> AsyncIterator[Runner]:
+    """How one search is sent: in-process, or through the MCP HTTP endpoint of a real server."""
     if transport == "inprocess":
-        return catalog.search
-    raise SystemExit(
-        f"--transport {transport}: not wired yet; time `search_library` through the MCP HTTP endpoint "
-        "here (start the app on the seeded library, call the tool with the official MCP client)"
-    )
+        yield catalog.search
+        return
+    async with mcp_http_runner(url) as run:
+        yield run
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def mcp_http_runner(url: str) -> AsyncIterator[Runner]:
+    """Start ``loist serve --transport http`` on the seeded library; call ``search_library``."""
+    from mcp import Client
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="loist-bench-") as data_dir:
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "LOIST_DATA_DIR": data_dir,
+            "EMBED_BASE_URL": base,
+            "LOG_LEVEL": "WARNING",
+        }
+        loist = Path(sys.executable).with_name("loist")
+        command = [str(loist), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)]
+        server = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)  # noqa: S603
+        try:
+            await _wait_ready(base, server)
+            async with Client(f"{base}/mcp") as client:
+
+                async def run(request: SearchRequest) -> SearchResult:
+                    arguments = request.model_dump(mode="json", exclude_defaults=True)
+                    result = await client.call_tool("search_library", arguments)
+                    data = result.structured_content
+                    if result.is_error or data is None:
+                        raise RuntimeError(f"search_library failed: {result.content}")
+                    return SearchResult(
+                        items=[],  # the hits were received and validated by the client; not needed here
+                        total=data["total"],
+                        total_relation=data.get("total_relation", "eq"),
+                        next_cursor=data.get("next_cursor"),
+                    )
+
+                yield run
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+async def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    """Poll ``/health/live`` until the server answers (a benchmark, not a test: polling is fine)."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise SystemExit(f"loist serve exited with {server.returncode}")
+            try:
+                if (await http.get(f"{base}/health/live", timeout=2)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"loist serve did not answer on {base} within {timeout_s:.0f} s")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -235,12 +305,12 @@ async def time_mix(run: Runner, cases: list[Case]) -> list[tuple[str, float, int
 async def bench(engine: str, tracks: int, args: argparse.Namespace) -> list[str]:
     url = await library_url(engine, tracks, args.data_dir, args.reseed)
     cases = query_mix()
+    timings: list[float] = []
+    by_kind: dict[str, list[float]] = {}
     async with Catalog.from_url(url) as catalog:
-        await catalog.ensure_schema()
-        run = make_runner(args.transport, catalog)
+        await catalog.ensure_schema()  # before a server starts: it refuses a database behind head
+    async with Catalog.from_url(url) as catalog, make_runner(args.transport, catalog, url) as run:
         await time_mix(run, cases)  # warm-up: caches, prepared statements, page cache
-        timings: list[float] = []
-        by_kind: dict[str, list[float]] = {}
         for _ in range(args.rounds):
             for kind, ms, _total in await time_mix(run, cases):
                 timings.append(ms)

@@ -317,3 +317,70 @@ async def test_random_strings_never_fail(library: Catalog) -> None:
         query = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
         result = await search(library, query)
         assert result.total >= len(result.items)
+
+
+async def test_counting_stops_at_the_bound_and_says_so(library: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond COUNT_LIMIT the total is the bound and a lower bound ("gte"), the same on both
+    engines whichever way the count is made (window, index count, bounded count)."""
+    from loist.catalog import search as search_module
+
+    everything = await search(library, "", limit=100)
+    assert everything.total_relation == "eq"
+    assert everything.total == len(everything.items) == len(COMPLETED_TITLES)
+    monkeypatch.setattr(search_module, "COUNT_LIMIT", 3)
+    for query, kwargs in [
+        ("", {}),  # bounded count over tracks
+        ("acdc -zzz", {}),  # negation: bounded count with the text condition
+        ("year:1900..", {}),  # a range (SQLite counts on the sort index)
+        ("", {"filters": SearchFilters(year=RangeFilter(min=1900))}),
+    ]:
+        first = await search(library, query, limit=2, **kwargs)
+        expected = await search(library, query, limit=100, **kwargs)
+        if len(expected.items) > 3:
+            assert (first.total, first.total_relation) == (3, "gte"), query
+            assert first.next_cursor is not None
+            second = await search(library, query, limit=2, cursor=first.next_cursor, **kwargs)
+            assert (second.total, second.total_relation) == (3, "gte"), query  # carried by the cursor
+        else:
+            assert (first.total, first.total_relation) == (len(expected.items), "eq"), query
+    # Text alone (FTS5 window / PostgreSQL side table): "paradise" matches 3, under the bound.
+    few = await search(library, "paradise")
+    assert (few.total, few.total_relation) == (3, "eq")
+    monkeypatch.setattr(search_module, "COUNT_LIMIT", 2)
+    capped = await search(library, "paradise")
+    assert (capped.total, capped.total_relation) == (2, "gte")
+    assert len(capped.items) == 3  # the page itself is not cut by the bound
+
+
+async def test_a_lone_short_word_is_matched_whole_not_as_a_prefix(library: Catalog) -> None:
+    # "he" alone would be a prefix of half a library; with other words it still is one.
+    assert await found(library, "he") == set()
+    assert await found(library, "highway to he") == {"Highway to Hell"}
+    assert await found(library, "東") == {"東京タワー"}  # one CJK character stays a prefix
+
+
+@pytest.mark.parametrize("sort", ["title", "artist", "album", "year", "duration", "added"])
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_walking_the_sort_index_gives_the_same_pages(
+    library: Catalog, monkeypatch: pytest.MonkeyPatch, sort: str, order: str
+) -> None:
+    """SQLite picks between sorting the matches and walking the sort index by the match count; the
+    pages (order, scores, totals, cursors) must not depend on that choice. Forced both ways here."""
+    from loist.catalog import search as search_module
+
+    async def pages(query: str) -> list[tuple[list[str], list[float], int, str]]:
+        out = []
+        result = await search(library, query, sort=sort, order=order, limit=2)
+        while True:
+            out.append((titles(result), [round(hit.score, 9) for hit in result.items], result.total,
+                        result.total_relation))
+            if result.next_cursor is None:
+                return out
+            result = await search(library, query, sort=sort, order=order, limit=2, cursor=result.next_cursor)
+
+    for query in ["paradise", "acdc", "hell -train", "zzzz"]:
+        monkeypatch.setattr(search_module, "WALK_FACTOR", 10**9)  # never walk
+        sorted_matches = await pages(query)
+        monkeypatch.setattr(search_module, "WALK_FACTOR", 0)  # always walk
+        walked = await pages(query)
+        assert walked == sorted_matches, query

@@ -130,3 +130,19 @@ async def test_postgresql_vector_weights_each_field(request: pytest.FixtureReque
         # D is PostgreSQL's default weight, printed without its letter
         assert vector.split() == ["'tango':1A", "'uniform':2B", "'victor':3C", "'whiskey':4", "'xray':5", "'yankee':6"]
         await catalog.wipe()
+
+
+async def test_the_index_follows_inserts_tag_updates_and_deletes(catalog: Catalog) -> None:
+    """On PostgreSQL a text-only search ranks from the side table ``track_search`` (kept by a trigger,
+    rows deleted by cascade); on SQLite from FTS5. Both must follow every write."""
+    first, second = make_track(1, tags=Tags(title="Golf Hotel")), make_track(2, tags=Tags(title="Golf India"))
+    await catalog.add_many([first, second])
+    assert await _titles(catalog, "golf") == {"Golf Hotel", "Golf India"}
+    await catalog.update_tags(first.id, Tags(title="Juliett Hotel"))
+    assert await _titles(catalog, "golf") == {"Golf India"}
+    assert await _titles(catalog, "juliett") == {"Juliett Hotel"}
+    await catalog.delete(second.id)
+    assert await _titles(catalog, "golf") == set()
+    assert await _titles(catalog, "hotel") == {"Juliett Hotel"}
+    await catalog.wipe()
+    assert await _titles(catalog, "hotel") == set()
