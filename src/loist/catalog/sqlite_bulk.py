@@ -23,7 +23,7 @@ from loist.catalog.normalize import genre_rows
 from loist.catalog.schema import ROW_COLUMNS, tracks
 
 _INSERT_TRACKS = (  # column names come from schema.py, never from input
-    f"INSERT INTO tracks ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))}) "  # noqa: S608
+    f"INSERT INTO tracks ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))}) "  # noqa: S608 # nosec B608
     "ON CONFLICT (sha256) DO NOTHING"
 )
 _INSERT_GENRES = "INSERT INTO track_genres (track_id, genre, genre_norm) VALUES (?, ?, ?)"
