@@ -23,8 +23,8 @@ from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer, ResourceSecurity
 
 from loist.mcp.deps import Deps
-from loist.mcp.schemas import SearchHitResult, SearchOutput, TrackResult
-from loist.mcp.tools import links_for
+from loist.mcp.schemas import TrackResult
+from loist.mcp.tools import links_for, search_output
 from loist.model import SearchRequest, Track
 
 INLINE_LIMIT_BYTES = 1024 * 1024
@@ -117,13 +117,4 @@ def register_resources(server: MCPServer, deps: Deps) -> None:
     async def library_search(query: str) -> str:
         """The first page (20 tracks) of search_library for a query, as JSON."""
         result = await deps.library.search(SearchRequest(query=query))
-        output = SearchOutput(
-            items=[
-                SearchHitResult(track=h.track, score=h.score, links=links_for(deps, h.track))
-                for h in result.items
-            ],
-            total=result.total,
-            total_relation=result.total_relation,
-            next_cursor=result.next_cursor,
-        )
-        return output.model_dump_json(indent=2)
+        return search_output(deps, result).model_dump_json(indent=2)

@@ -156,7 +156,7 @@ class SearchOutput(BaseModel):
     items: list[SearchHitResult]
     total: int
     total_relation: Literal["eq", "gte"] = Field(
-        default="eq", description='"eq": `total` is exact; "gte": at least `total` tracks match (counting stops at 10,000).'
+        default="eq", description='"eq": `total` is exact; "gte": at least `total` tracks match (counting stops at 1,000).'
     )
     next_cursor: str | None = None
     facets: dict[str, dict[str, int]] | None = None

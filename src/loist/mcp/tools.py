@@ -40,7 +40,7 @@ from loist.mcp.schemas import (
     TrackLinks,
     TrackResult,
 )
-from loist.model import SearchFilters, SearchRequest, SortField, Track
+from loist.model import SearchFilters, SearchRequest, SearchResult, SortField, Track
 
 # Same size as the web app's oEmbed answer and twitter:player (loist.web.embed.PLAYER_WIDTH/HEIGHT).
 EMBED_WIDTH = 480
@@ -64,6 +64,20 @@ def links_for(deps: Deps, track: Track) -> TrackLinks:
             stream=stream_uri(track.id),
             thumbnail=thumbnail_uri(track.id) if has_thumb else None,
         ),
+    )
+
+
+def search_output(deps: Deps, result: SearchResult) -> SearchOutput:
+    """A library search result as the tool and the search resource return it (hits with links)."""
+    return SearchOutput(
+        items=[
+            SearchHitResult(track=hit.track, score=hit.score, links=links_for(deps, hit.track))
+            for hit in result.items
+        ],
+        total=result.total,
+        total_relation=result.total_relation,
+        next_cursor=result.next_cursor,
+        facets=result.facets,
     )
 
 
@@ -194,18 +208,7 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
             cursor=cursor,
             facets=facets,
         )
-        result = await deps.library.search(request)
-        output = SearchOutput(
-            items=[
-                SearchHitResult(track=hit.track, score=hit.score, links=links_for(deps, hit.track))
-                for hit in result.items
-            ],
-            total=result.total,
-            total_relation=result.total_relation,
-            next_cursor=result.next_cursor,
-            facets=result.facets,
-        )
-        return ok(output)
+        return ok(search_output(deps, await deps.library.search(request)))
 
     @server.tool(title="List the library", annotations=READ_ONLY)
     async def list_library(
