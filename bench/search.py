@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from common import machine
 from psycopg import sql
 
 from loist.catalog import Catalog
@@ -48,19 +48,6 @@ from loist.synthetic import GENRES, SPECIAL_ARTISTS, WORDS, generate_tracks
 PG_SERVER = os.environ.get("LOIST_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
 BATCH = 2000
 SEED = 42
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 # --- the query mix ---------------------------------------------------------------------------
