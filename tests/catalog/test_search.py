@@ -180,6 +180,22 @@ async def test_typo_tolerance_finds_the_nearest_words(library: Catalog) -> None:
     assert await found(library, "hell qqqqzzzz") == set()
 
 
+async def test_the_typo_pass_replaces_the_misspelt_word_with_the_nearest_ones(library: Catalog) -> None:
+    """The unknown word is in no track: the second search tries only its nearest words (ties and
+    near-ties of the best, by the one Python similarity), not the word itself."""
+    from loist.catalog import search as search_module
+    from loist.catalog.query import parse_query, similarity
+
+    async with library._engine.connect() as conn:
+        rewritten = await search_module._fuzzy_rewrite(conn, library.dialect, parse_query("beyonse "))
+    assert rewritten is not None
+    (token,) = [token for term in rewritten.terms for group in term.alternatives for token in group]
+    tried = [token.text, *token.fuzzy]
+    assert "beyonse" not in tried and "beyonce" in tried and not token.prefix
+    best = similarity("beyonse", tried[0])
+    assert all(similarity("beyonse", word) >= best - search_module.FUZZY_MARGIN - 1e-9 for word in tried)
+
+
 @pytest.mark.parametrize(
     "query",
     ["", "(", ")", '"', '""', "&|!", "'", "-", "--", ":", "title:", "year:", "a:b:c", "\\", "%", "_", "*",
@@ -350,6 +366,21 @@ async def test_counting_stops_at_the_bound_and_says_so(library: Catalog, monkeyp
     capped = await search(library, "paradise")
     assert (capped.total, capped.total_relation) == (2, "gte")
     assert len(capped.items) == 3  # the page itself is not cut by the bound
+
+
+def test_the_counting_bound_is_the_documented_one() -> None:
+    """A UI shows "1,000+": the bound, docs/search.md, docs/mcp.md and the tool schema agree."""
+    from pathlib import Path
+
+    from loist.catalog import search as search_module
+    from loist.mcp.schemas import SearchOutput
+
+    assert search_module.COUNT_LIMIT == 1_000
+    root = Path(__file__).resolve().parents[2]
+    assert "exact up to 1,000" in (root / "docs" / "search.md").read_text()
+    assert "exact up to 1,000" in (root / "docs" / "mcp.md").read_text()
+    description = SearchOutput.model_fields["total_relation"].description or ""
+    assert "1,000" in description
 
 
 async def test_a_lone_short_word_is_matched_whole_not_as_a_prefix(library: Catalog) -> None:

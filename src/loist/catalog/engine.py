@@ -13,6 +13,10 @@ from sqlalchemy.pool import NullPool, StaticPool
 from loist.catalog.errors import normalize_url
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Reads through a memory map (the OS page cache) instead of read() calls into a 2 MB per-connection
+# cache: a search touching thousands of pages spent most of its time in system calls (measured at
+# 100K tracks: a genre filter's page 24 ms -> 13 ms). Address space only, shared by all connections.
+SQLITE_MMAP_BYTES = 1 << 30
 PG_CONNECT_TIMEOUT_S = 10
 
 
@@ -57,5 +61,6 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")  # durable with WAL, much faster than FULL
+        cursor.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
     finally:
         cursor.close()
