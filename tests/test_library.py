@@ -365,3 +365,19 @@ async def test_bulk_ingest_survives_a_dead_worker(tmp_path: Path, audio_factory:
         assert await lib.catalog.count(TrackStatus.FAILED) == len(failed)
     finally:
         await lib.close()
+
+
+async def test_tag_limits_apply_to_the_edit_not_to_tags_read_from_files(library: Library, audio_factory: AudioFactory) -> None:
+    """One set of limits (loist.model.TagsPatch) for every caller; a long comment in the file never
+    blocks editing another tag, while a client cannot write one."""
+    from loist.model import MAX_COMMENT_TEXT
+
+    long_comment = "liner notes " * 300  # 3,600 characters, written by the file's tagger
+    track = await library.ingest_file(audio_factory("flac", tags={"title": "Old", "comment": long_comment}))
+    assert len(track.tags.comment or "") > MAX_COMMENT_TEXT
+    updated = await library.update_tags(track.id, {"title": "New"})
+    assert updated.tags.title == "New" and updated.tags.comment == track.tags.comment
+    with pytest.raises(InvalidArgument):
+        await library.update_tags(track.id, {"comment": "x" * (MAX_COMMENT_TEXT + 1)})
+    with pytest.raises(InvalidArgument):
+        await library.update_tags(track.id, {"year": 999})

@@ -47,6 +47,7 @@ from loist.model import (
     SearchResult,
     Source,
     Tags,
+    TagsPatch,
     Track,
     TrackPage,
     TrackStatus,
@@ -63,8 +64,6 @@ Progress = Callable[[str, int | None, int | None], Awaitable[None] | None]
 BULK_BATCH = 256
 ANALYSE_CHUNK = 32
 SYNTHETIC_BLOB_KEY = "audio/synthetic/silence.wav"
-MAX_TAG_TEXT = 2000
-MAX_GENRES = 32
 
 
 @dataclass(slots=True)
@@ -489,16 +488,16 @@ class Library:
             raise InvalidArgument(f"unknown tag field(s): {', '.join(unknown)}; allowed: {', '.join(TAG_FIELDS)}")
         if not fields:
             raise InvalidArgument("no fields to update")
-        track = await self.get(track_id)
-        merged = track.tags.model_dump() | fields
-        if merged.get("genres") is None:
-            merged["genres"] = []
         try:
-            tags = Tags.model_validate(merged)
+            patch = TagsPatch.model_validate(fields)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise InvalidArgument(f"invalid tag values: {problems}") from None
-        _check_tag_limits(tags)
+        track = await self.get(track_id)
+        merged = track.tags.model_dump() | patch.model_dump(include=set(fields))
+        if merged.get("genres") is None:
+            merged["genres"] = []
+        tags = Tags.model_validate(merged)
         updated = await self.catalog.update_tags(track.id, tags)
         if updated is None:
             raise NotFound(f"no track with id {track.id}")
@@ -577,23 +576,6 @@ class Library:
         if chunk:
             added += sum(created for _, created in await self.catalog.add_many(chunk))
         return added
-
-
-def _check_tag_limits(tags: Tags) -> None:
-    for name in TAG_FIELDS:
-        value = getattr(tags, name)
-        if isinstance(value, str) and len(value) > MAX_TAG_TEXT:
-            raise InvalidArgument(f"{name} is longer than {MAX_TAG_TEXT} characters")
-    if len(tags.genres) > MAX_GENRES:
-        raise InvalidArgument(f"at most {MAX_GENRES} genres")
-    if any(len(g) > 200 for g in tags.genres):
-        raise InvalidArgument("a genre is longer than 200 characters")
-    if tags.year is not None and not 0 < tags.year < 10000:
-        raise InvalidArgument("year must be between 1 and 9999")
-    for name in ("track_number", "disc_number"):
-        value = getattr(tags, name)
-        if value is not None and not 0 <= value < 100000:
-            raise InvalidArgument(f"{name} must be between 0 and 99999")
 
 
 async def migrate_database(

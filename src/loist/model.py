@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +45,34 @@ class Tags(BaseModel):
 
 
 TAG_FIELDS: tuple[str, ...] = tuple(Tags.model_fields)
+
+
+MAX_TAG_TEXT = 1000  # longest text tag a client may set (comments: MAX_COMMENT_TEXT)
+MAX_COMMENT_TEXT = 2000
+
+
+class TagsPatch(BaseModel):
+    """Tag fields to change. Omitted fields keep their value; ``null`` clears one.
+
+    The one set of limits for tag edits: the MCP tool's input schema is this model, and
+    ``Library.update_tags`` validates every patch with it, whoever calls. Tags read from files are
+    not held to these limits (a long comment in a file never blocks editing its title).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
+    artist: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
+    album: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
+    album_artist: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
+    genres: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(default=None, max_length=32)
+    year: int | None = Field(default=None, ge=1000, le=9999)
+    track_number: int | None = Field(default=None, ge=0, le=10000)
+    disc_number: int | None = Field(default=None, ge=0, le=1000)
+    composer: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
+    label: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
+    isrc: str | None = Field(default=None, max_length=32)
+    comment: str | None = Field(default=None, max_length=MAX_COMMENT_TEXT)
 
 
 class AudioInfo(BaseModel):

@@ -23,9 +23,6 @@ AudioId = Annotated[
     Field(description="The track's id (a UUID), as returned by process_audio_complete or search_library."),
 ]
 
-MAX_TEXT = 1000  # longest tag value accepted from a client
-
-
 class HttpUrlSource(BaseModel):
     """Audio fetched by the server from an http(s) URL (Dropbox, Drive, a CDN, a signed link)."""
 
@@ -72,27 +69,6 @@ class IngestOptions(BaseModel):
         gt=0,
         description="Refuse files larger than this many MB; cannot exceed the server's MAX_FILE_SIZE_MB.",
     )
-
-
-class TagsPatch(BaseModel):
-    """Tag fields to change. Omitted fields keep their value; ``null`` clears one."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    title: str | None = Field(default=None, max_length=MAX_TEXT)
-    artist: str | None = Field(default=None, max_length=MAX_TEXT)
-    album: str | None = Field(default=None, max_length=MAX_TEXT)
-    album_artist: str | None = Field(default=None, max_length=MAX_TEXT)
-    genres: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
-        default=None, max_length=32
-    )
-    year: int | None = Field(default=None, ge=1000, le=9999)
-    track_number: int | None = Field(default=None, ge=0, le=10000)
-    disc_number: int | None = Field(default=None, ge=0, le=1000)
-    composer: str | None = Field(default=None, max_length=MAX_TEXT)
-    label: str | None = Field(default=None, max_length=MAX_TEXT)
-    isrc: str | None = Field(default=None, max_length=32)
-    comment: str | None = Field(default=None, max_length=10_000)
 
 
 # --- outputs -------------------------------------------------------------------------------------

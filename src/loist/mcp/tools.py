@@ -36,11 +36,10 @@ from loist.mcp.schemas import (
     SearchHitResult,
     SearchOutput,
     Source,
-    TagsPatch,
     TrackLinks,
     TrackResult,
 )
-from loist.model import SearchFilters, SearchRequest, SearchResult, SortField, Track
+from loist.model import SearchFilters, SearchRequest, SearchResult, SortField, TagsPatch, Track
 
 # Same size as the web app's oEmbed answer and twitter:player (loist.web.embed.PLAYER_WIDTH/HEIGHT).
 EMBED_WIDTH = 480
