@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import random
 import socket
@@ -274,6 +275,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def describe(case: Case) -> str:
+    """One line naming a case: its kind, the request's non-default fields, and the page timed."""
+    fields = case.request.model_dump(mode="json", exclude_defaults=True)
+    return f"{case.kind}: {json.dumps(fields, ensure_ascii=False)}" + (f" page {case.pages}" if case.pages > 1 else "")
+
+
 async def time_mix(run: Runner, cases: list[Case]) -> list[tuple[str, float, int]]:
     timings: list[tuple[str, float, int]] = []
     for case in cases:
@@ -294,14 +301,16 @@ async def bench(engine: str, tracks: int, args: argparse.Namespace) -> list[str]
     cases = query_mix()
     timings: list[float] = []
     by_kind: dict[str, list[float]] = {}
+    by_case: dict[int, list[float]] = {}
     async with Catalog.from_url(url) as catalog:
         await catalog.ensure_schema()  # before a server starts: it refuses a database behind head
     async with Catalog.from_url(url) as catalog, make_runner(args.transport, catalog, url) as run:
         await time_mix(run, cases)  # warm-up: caches, prepared statements, page cache
         for _ in range(args.rounds):
-            for kind, ms, _total in await time_mix(run, cases):
+            for index, (kind, ms, _total) in enumerate(await time_mix(run, cases)):
                 timings.append(ms)
                 by_kind.setdefault(kind, []).append(ms)
+                by_case.setdefault(index, []).append(ms)
     p = {q: percentile(timings, q) for q in (50, 95, 99)}
     lines = [
         f"| {engine} | {tracks:,} | {args.transport} | {p[50]:.1f} | {p[95]:.1f} | {p[99]:.1f} | "
@@ -309,6 +318,10 @@ async def bench(engine: str, tracks: int, args: argparse.Namespace) -> list[str]
     ]
     kinds = " · ".join(f"{kind} {percentile(v, 95):.1f}" for kind, v in by_kind.items())
     lines.append(f"|  | p95 by kind (ms) | {kinds} | | | | |")
+    if args.slowest:
+        worst = sorted(by_case.items(), key=lambda item: -max(item[1]))[: args.slowest]
+        lines.append(f"\nslowest {len(worst)} ({engine}, {tracks:,}), ms per round:")
+        lines.extend(f"  {' / '.join(f'{ms:.1f}' for ms in times)}  {describe(cases[i])}" for i, times in worst)
     return lines
 
 
@@ -320,6 +333,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed passes over the 200-search mix")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/loist-bench"))
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--slowest", type=int, default=0, help="also list the N slowest searches")
     args = parser.parse_args()
     engines = args.engine or ["sqlite", "postgresql"]
     sizes = args.tracks or [100_000]

@@ -299,7 +299,7 @@ def search(
         _print_json(result.model_dump(mode="json"))
         return
     for hit in result.items:
-        out.print(f"{hit.score:7.3f}  {_track_summary(hit.track)}", highlight=False)
+        out.print(f"{hit.score:6.0f}  {_track_summary(hit.track)}", highlight=False)
     err.print(f"{result.total} match(es)" + (f"; more: --cursor {result.next_cursor}" if result.next_cursor else ""), highlight=False)
     if result.facets:
         for name, counts in result.facets.items():

@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from loist.catalog import Catalog
 from loist.catalog.migrate import upgrade
 from loist.catalog.query import search_columns
-from loist.catalog.search import RANKING, pg_weights_literal, rebuild_search_index
+from loist.catalog.search import RANKING, rebuild_search_index
 from loist.model import SearchRequest, Tags
 from tests.catalog.factories import make_track
 from tests.support.pg import sqlite_catalog_url
@@ -98,12 +98,7 @@ async def test_migration_backfills_search_columns_of_existing_rows(tmp_path: Pat
         assert await _titles(catalog, "genre:post") == {"Sigur Rós Live"}
 
 
-def test_fields_sharing_a_postgresql_weight_class_share_a_weight() -> None:
-    by_label: dict[str, set[float]] = {}
-    for field in RANKING.values():
-        by_label.setdefault(field.pg_label, set()).add(field.weight)
-    assert all(len(weights) == 1 for weights in by_label.values()), by_label
-    assert pg_weights_literal() == "{0.2,0.4,1,1}"
+def test_ranking_weights_order_the_fields() -> None:
     weight = {name: field.weight for name, field in RANKING.items()}
     assert weight["title"] == weight["artist"] > weight["album"] > weight["genre"]
     assert weight["album"] > weight["composer"] and weight["album"] > weight["label"]

@@ -46,7 +46,12 @@ def build_engine(url: str | None, *, pool_size: int = 5, null_pool: bool = False
         return engine
     # jit off: PostgreSQL's JIT compiles plans whose estimated cost is high (counts and rankings over
     # a large library) and adds 10+ ms to queries that run in a few: search latency is the priority.
-    kwargs["connect_args"] = {"timeout": PG_CONNECT_TIMEOUT_S, "server_settings": {"jit": "off"}}
+    # plan_cache_mode: asyncpg prepares every statement, and after five runs PostgreSQL may switch a
+    # prepared statement to a generic plan, blind to the parameters; a search's best plan depends on
+    # them (a rare genre or a common word), so plan each execution (0.2-0.4 ms): at 1M tracks the
+    # search mix's p95 went from 175 to 129 ms, the filters' from 96 to 29 ms.
+    settings = {"jit": "off", "plan_cache_mode": "force_custom_plan"}
+    kwargs["connect_args"] = {"timeout": PG_CONNECT_TIMEOUT_S, "server_settings": settings}
     if null_pool:
         kwargs["poolclass"] = NullPool
     else:

@@ -9,6 +9,11 @@ the authority on what exists in a database; these objects describe the same thin
 ``track_genres`` is a child table kept in sync by the catalog in the same transaction as every write
 to ``tracks``; search uses it for genre filters and facets (``genre_norm`` is casefolded and
 accent-folded, see :func:`loist.catalog.normalize.normalize_genre`).
+
+PostgreSQL only: ``tracks.genre_keys`` (migration 0004), a ``text[]`` of the same ``genre_norm`` values
+with a GIN index, written by the catalog in the same statement as the row. It is not part of the
+Core ``tracks`` table (SQLite has no such column); :data:`pg_tracks` is ``tracks`` plus that column,
+for the catalog's writes on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 from loist.catalog.query import SEARCH_COLUMNS
@@ -143,6 +149,19 @@ track_genres = sa.Table(
 )
 
 sa.Index("ix_track_genres_genre_norm_track_id", track_genres.c.genre_norm, track_genres.c.track_id)
+
+# PostgreSQL only (migration 0004): each track's normalised genres (``track_genres.genre_norm``, sorted)
+# in one ``text[]`` with a GIN index, so a genre filter is one more bitmap the planner can AND with the
+# year, format and full-text indexes before it visits any row. SQLite filters through ``track_genres``.
+GENRE_KEYS = "genre_keys"
+GENRE_KEYS_INDEX = f"ix_tracks_{GENRE_KEYS}"
+# ``tracks`` as PostgreSQL has it, genre_keys included: the catalog writes rows through this copy (on
+# its own MetaData, so the schema comparison and SQLite never see the column). Queries that read the
+# column refer to it as ``tracks.genre_keys`` text (loist.catalog.search).
+pg_tracks = tracks.to_metadata(sa.MetaData(naming_convention=NAMING_CONVENTION))
+pg_tracks.append_column(
+    sa.Column(GENRE_KEYS, postgresql.ARRAY(sa.Text()), nullable=False, server_default=sa.text("'{}'"))
+)
 
 # Every column of ``tracks`` (what an insert writes), and those that mirror Track (what reads select).
 ROW_COLUMNS: tuple[str, ...] = tuple(column.name for column in tracks.columns)

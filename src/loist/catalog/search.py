@@ -29,6 +29,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 import math
 import uuid
@@ -109,11 +110,149 @@ _COMPLETED = TrackStatus.COMPLETED.value
 SQLITE_TRIGGERS = ("tracks_search_ai", "tracks_vocab_ai", "tracks_search_ad", "tracks_search_au", f"{VOCAB_TABLE}_ai")
 
 
-def pg_weights_literal() -> str:
-    """``ts_rank``'s weight array ``{D, C, B, A}``, scaled so the heaviest class is 1."""
-    top = max(field.weight for field in RANKING.values())
-    by_label = {field.pg_label: field.weight / top for field in RANKING.values()}
-    return "{" + ",".join(f"{by_label.get(label, 0.0):g}" for label in "DCBA") + "}"
+# --- the score: one integer formula, computed the same way by both engines -----------------------
+#
+# A track's relevance for a query is the sum, over the query's positive terms, of the term's *impact*
+# in the track: the best, over the fields the term may match (one field for ``artist:x``), of
+#
+#     impact = weight x IMPACT_SCALE // (tokens in that field + IMPACT_DAMPING)
+#
+# (integer division). A match in a short field counts more than one in a long field (bm25's length
+# normalisation without corpus statistics), a title or artist match more than an album match, and so
+# on down the RANKING table. Because an impact depends only on the field and the track, it is stored
+# with each (token, field, track) in ``search_postings`` (the *postings*, kept by triggers), ordered by
+# impact: the best matches of a single word or prefix are read from the front of that index instead
+# of scoring every match (see :func:`_walk_inner`). Both engines compute the same integers, from the
+# same ``search_*`` token columns, so they rank identically.
+
+IMPACT_SCALE = 1000
+IMPACT_DAMPING = 3
+POSTINGS_TABLE = "search_postings"
+FIELD_IDS: dict[str, int] = {name: index for index, name in enumerate(RANKING)}  # stored as ``field``
+SQLITE_POSTINGS_TRIGGERS = ("tracks_postings_ai", "tracks_postings_ad", "tracks_postings_au")
+# The walk reads at most this many distinct words (a prefix's completions, a typo's replacements);
+# a prefix with more completions is ranked the general way (every match scored).
+WALK_MAX_WORDS = 16
+# ... and reads at most this many postings in a round when other conditions (ranges, formats, genres,
+# exclusions) must be checked on the tracks' rows, each a primary-key lookup (~3 us at 1M tracks: 8,192
+# cost ~25 ms); a rarer combination is ranked the general way (every match of the text scored).
+WALK_MAX_READ = 8192
+WALK_POSTINGS = True  # tests switch it off to check that both ways give the same pages
+PG_POSTINGS_KEY = f"CONSTRAINT pk_{POSTINGS_TABLE} PRIMARY KEY (term, field, impact, track)"
+
+
+def impact_sql(column: str, weight: float) -> str:
+    """The impact of a match in ``column`` (an SQL column reference), as integer SQL for both engines."""
+    tokens = f"(length({column}) - length(replace({column}, ' ', '')) + 1)"
+    return f"({round(weight * IMPACT_SCALE)} / ({tokens} + {IMPACT_DAMPING}))"
+
+
+def _sqlite_postings_select(row: str, *, from_tracks: bool = False) -> str:
+    """(term, field, impact, track) of one ``tracks`` row (``new``/``old`` in a trigger), or of every
+    COMPLETED row (``from_tracks``: ``row`` is then the alias of ``tracks``)."""
+    parts = []
+    for name, field in RANKING.items():
+        column = f"{row}.{field.column}"
+        source = f"tracks AS {row}, " if from_tracks else ""
+        status = f" AND {row}.status = '{_COMPLETED}'" if from_tracks else ""
+        parts.append(
+            f"SELECT j.value AS term, {FIELD_IDS[name]} AS field, {impact_sql(column, field.weight)} AS impact, "  # nosec B608
+            f"{row}.rowid AS track FROM {source}json_each('[\"' || replace({column}, ' ', '\",\"') || '\"]') AS j "
+            f"WHERE {column} <> ''{status}"
+        )
+    return " UNION ALL ".join(parts)
+
+
+def _pg_postings_select(row: str) -> str:
+    """(term, field, impact, track) of the ``tracks`` row ``row`` (``NEW``/``OLD``, or an alias), distinct."""
+    values = ", ".join(
+        f"({FIELD_IDS[name]}, {impact_sql(f'{row}.{field.column}', field.weight)}, {row}.{field.column})"
+        for name, field in RANKING.items()
+    )
+    return (
+        f"SELECT DISTINCT t.term, v.field::smallint, v.impact, {row}.id AS track "  # nosec B608
+        f"FROM (VALUES {values}) AS v(field, impact, col), unnest(string_to_array(v.col, ' ')) AS t(term) "
+        "WHERE v.col <> ''"
+    )
+
+
+def postings_ddl(dialect: str) -> list[str]:
+    """The postings table and the triggers that keep it (idempotent; migration 0005)."""
+    watched = ", ".join(["status", *(field.column for field in RANKING.values())])
+    if dialect == "postgresql":
+        unchanged = " AND ".join(
+            ["OLD.status IS NOT DISTINCT FROM NEW.status",
+             *(f"OLD.{field.column} IS NOT DISTINCT FROM NEW.{field.column}" for field in RANKING.values())]
+        )
+        return [
+            f'CREATE TABLE IF NOT EXISTS {POSTINGS_TABLE} (term text COLLATE "C" NOT NULL, field smallint NOT NULL, '
+            f"impact integer NOT NULL, track uuid NOT NULL, {PG_POSTINGS_KEY})",
+            f"""CREATE OR REPLACE FUNCTION loist_search_postings() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND {unchanged} THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP <> 'INSERT' AND OLD.status = '{_COMPLETED}' THEN
+    DELETE FROM {POSTINGS_TABLE} AS p USING ({_pg_postings_select("OLD")}) AS o
+    WHERE p.term = o.term AND p.field = o.field AND p.impact = o.impact AND p.track = o.track;
+  END IF;
+  IF TG_OP <> 'DELETE' AND NEW.status = '{_COMPLETED}' THEN
+    INSERT INTO {POSTINGS_TABLE}(term, field, impact, track) {_pg_postings_select("NEW")}
+    ON CONFLICT DO NOTHING;
+  END IF;
+  RETURN NULL;
+END $$""",  # nosec B608
+            "DROP TRIGGER IF EXISTS tracks_search_postings ON tracks",
+            f"CREATE TRIGGER tracks_search_postings AFTER INSERT OR DELETE OR UPDATE OF {watched} ON tracks "
+            "FOR EACH ROW EXECUTE FUNCTION loist_search_postings()",
+        ]
+    key = "(term, field, impact, track)"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {POSTINGS_TABLE} (term TEXT NOT NULL, field INTEGER NOT NULL, "
+        f"impact INTEGER NOT NULL, track INTEGER NOT NULL, PRIMARY KEY {key}) WITHOUT ROWID",
+        f"CREATE TRIGGER IF NOT EXISTS tracks_postings_ai AFTER INSERT ON tracks WHEN new.status = '{_COMPLETED}' "  # nosec B608
+        f"BEGIN INSERT OR IGNORE INTO {POSTINGS_TABLE}{key} {_sqlite_postings_select('new')}; END",
+        f"CREATE TRIGGER IF NOT EXISTS tracks_postings_ad AFTER DELETE ON tracks WHEN old.status = '{_COMPLETED}' "  # nosec B608
+        f"BEGIN DELETE FROM {POSTINGS_TABLE} WHERE {key} IN ({_sqlite_postings_select('old')}); END",
+        f"CREATE TRIGGER IF NOT EXISTS tracks_postings_au AFTER UPDATE OF {watched} ON tracks BEGIN "  # nosec B608
+        f"DELETE FROM {POSTINGS_TABLE} WHERE old.status = '{_COMPLETED}' AND {key} IN ({_sqlite_postings_select('old')}); "
+        f"INSERT OR IGNORE INTO {POSTINGS_TABLE}{key} SELECT * FROM ({_sqlite_postings_select('new')}) "
+        f"WHERE new.status = '{_COMPLETED}'; END",
+    ]
+
+
+def refill_postings(connection: Connection) -> None:
+    """Refill ``search_postings`` from the ``search_*`` columns of the COMPLETED tracks."""
+    connection.exec_driver_sql(f"DELETE FROM {POSTINGS_TABLE}")  # nosec B608
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            f"INSERT INTO {POSTINGS_TABLE}(term, field, impact, track) SELECT x.* FROM tracks AS r "  # nosec B608
+            f"CROSS JOIN LATERAL ({_pg_postings_select('r')}) AS x WHERE r.status = '{_COMPLETED}'"
+        )
+    else:
+        connection.exec_driver_sql(
+            f"INSERT OR IGNORE INTO {POSTINGS_TABLE}(term, field, impact, track) "  # nosec B608
+            f"{_sqlite_postings_select('r', from_tracks=True)}"
+        )
+
+
+def install_postings(connection: Connection) -> None:
+    """Create the postings table and its triggers (idempotent) and fill it. Migration 0005."""
+    dialect = connection.dialect.name
+    ddl = postings_ddl(dialect)
+    new_pg_table = dialect == "postgresql" and not _has_table(connection, POSTINGS_TABLE)
+    if new_pg_table:  # filled first, keyed after: one sort instead of an index insertion per row
+        ddl[0] = ddl[0].replace(f", {PG_POSTINGS_KEY}", "")
+    if dialect == "sqlite":
+        for name in SQLITE_POSTINGS_TRIGGERS:
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+    for statement in ddl:
+        connection.exec_driver_sql(statement)
+    refill_postings(connection)
+    if new_pg_table:
+        connection.exec_driver_sql(f"ALTER TABLE {POSTINGS_TABLE} ADD {PG_POSTINGS_KEY}")
+
+
 
 
 # --- DDL: installed by migration 0002, re-installed by rebuild_search_index ----------------------
@@ -242,10 +381,12 @@ def rebuild_search_index(connection: Connection) -> None:
             + ", ".join(field.column for field in RANKING.values())
             + "), ' ')) AS t WHERE length(t) >= 3 AND t !~ '[0-9]' ON CONFLICT DO NOTHING"
         )
-        if _pg_has_search_table(connection):
+        if _has_table(connection, PG_SEARCH_TABLE):
             for statement in pg_search_table_ddl():
                 connection.exec_driver_sql(statement)
             pg_refill_search_table(connection)
+        if _has_table(connection, POSTINGS_TABLE):
+            install_postings(connection)
         return
     for name in SQLITE_TRIGGERS:
         connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
@@ -263,11 +404,15 @@ def rebuild_search_index(connection: Connection) -> None:
         f"json_each('[\"' || replace(trim({concat}), ' ', '\",\"') || '\"]') AS j "
         "WHERE length(j.value) >= 3 AND j.value NOT GLOB '*[0-9]*'"
     )
+    if _has_table(connection, POSTINGS_TABLE):
+        install_postings(connection)
 
 
-def _pg_has_search_table(connection: Connection) -> bool:
-    found = connection.exec_driver_sql(f"SELECT to_regclass('{PG_SEARCH_TABLE}')").scalar()
-    return found is not None
+def _has_table(connection: Connection, name: str) -> bool:
+    if connection.dialect.name == "postgresql":
+        return connection.exec_driver_sql(f"SELECT to_regclass('{name}')").scalar() is not None
+    found = connection.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.first() is not None
 
 
 def backfill_search_columns(connection: Connection, batch: int = 2000) -> int:
@@ -371,19 +516,22 @@ def _padded(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.literal_column("' '", type_=sa.Text()).concat(column).concat(sa.literal_column("' '"))
 
 
-def _token_like(column: sa.ColumnElement[Any], token: Token) -> sa.ColumnElement[bool]:
-    """PostgreSQL: ``column`` holds ``token`` (or a fuzzy alternative) as a whole word or prefix.
+def _token_like(dialect: str, column: sa.ColumnElement[Any], token: Token) -> sa.ColumnElement[bool]:
+    """``column`` (a ``search_*`` token column) holds ``token`` (or a fuzzy alternative) as a whole word
+    or, for a prefix token, as the start of a word: the one test shared by scoring and field checks.
 
-    ``strpos(...) > 0`` rather than ``LIKE '% word %'``: the same test, but the planner estimates a
-    LIKE on an expression at 0.5 % of rows and then sorts every text match instead of walking a sort
-    index (the 10th page of ``genre:rock`` by year: 30 ms against 1.5 ms); a comparison gets 1/3.
+    ``strpos``/``instr(...) > 0`` rather than ``LIKE '% word %'``: the same test, but PostgreSQL's
+    planner estimates a LIKE on an expression at 0.5 % of rows and then sorts every text match instead
+    of walking a sort index (the 10th page of ``genre:rock`` by year: 30 ms against 1.5 ms); a
+    comparison gets 1/3.
     """
+    find = sa.func.strpos if dialect == "postgresql" else sa.func.instr
     words = [token.text, *token.fuzzy]
     clauses = []
     for index, word in enumerate(words):
         prefix = token.prefix and index == 0
         needle = sa.literal(f" {word}" if prefix else f" {word} ", sa.Text())
-        clauses.append(sa.func.strpos(_padded(column), needle) > 0)
+        clauses.append(find(_padded(column), needle) > 0)
     return sa.or_(*clauses)
 
 
@@ -434,7 +582,8 @@ class _Builder:
             if sum(1 for f in RANKING.values() if f.pg_label == label) > 1:
                 column = columns[0]
                 return sa.or_(
-                    *(sa.and_(*(_token_like(column, token) for token in group)) for group in term.alternatives)
+                    *(sa.and_(*(_token_like(self.dialect, column, token) for token in group))
+                      for group in term.alternatives)
                 )
         return None
 
@@ -462,9 +611,10 @@ class _Builder:
 
     # -- the pieces of one statement --
 
-    def conditions(self, *, indexed_ranges: bool = False) -> list[sa.ColumnElement[bool]]:
-        """The non-text conditions; ``indexed_ranges``: compare ranges on the sort indexes'
-        expressions on SQLite too (right for counts, which visit every match anyway)."""
+    def conditions(self, *, indexed_ranges: bool = False, post_filters: bool = True) -> list[sa.ColumnElement[bool]]:
+        """The non-text conditions, status first; ``indexed_ranges``: compare ranges on the sort indexes'
+        expressions on SQLite too (right for counts, which visit every match anyway); ``post_filters``:
+        with the positive terms' checks the index cannot make (phrases, one of several class-D fields)."""
         parsed, filters = self.parsed, self.filters
         # SQLite: "+status" keeps the planner off ix_tracks_status, useless for COMPLETED (nearly every
         # row) and in the way of the sort indexes (a 100K-row sort instead of an index scan).
@@ -474,7 +624,7 @@ class _Builder:
             else tracks.c.status == _COMPLETED
         )
         out: list[sa.ColumnElement[bool]] = [status]
-        for term in parsed.positive:
+        for term in parsed.positive if post_filters else []:
             post = self._post_filter(term)
             if post is not None:
                 out.append(post)
@@ -520,57 +670,81 @@ class _Builder:
             out.append(sa.or_(tracks.c.format.is_(None), fmt.not_in(sorted(set(parsed.excluded_formats)))))
         genres = sorted({normalize_genre(value) for value in filters.genre if normalize_genre(value)})
         if genres:
-            # Start from the genre index, never from a scan of tracks: IN on SQLite, and on PostgreSQL
-            # "= ANY(ARRAY(...))", an init plan run once whose ids then drive primary-key lookups.
-            ids = sa.select(track_genres.c.track_id).where(track_genres.c.genre_norm.in_(genres))
             if self.dialect == "postgresql":
-                out.append(tracks.c.id == sa.func.any(sa.func.array(ids.scalar_subquery())))
+                # "tracks.genre_keys && {...}" (migration 0004): a GIN bitmap the planner ANDs with the
+                # year/format/full-text indexes before it reads any row, or a cheap check on a row it
+                # reads anyway while walking a sort index. One array parameter: one statement text
+                # whatever the number of genres. (Was "id = ANY(ARRAY(<ids from track_genres>))": at
+                # 1M tracks ~32,000 rows per genre visited for the page and again for the count.)
+                text_array = postgresql.ARRAY(sa.Text())
+                keys = sa.literal_column("tracks.genre_keys", type_=text_array)  # schema.GENRE_KEYS
+                wanted = sa.cast(sa.bindparam(self._name(), genres, type_=text_array), text_array)
+                out.append(keys.op("&&")(wanted))
             else:
+                # SQLite: start from the genre index, never from a scan of tracks.
+                ids = sa.select(track_genres.c.track_id).where(track_genres.c.genre_norm.in_(genres))
                 out.append(tracks.c.id.in_(ids))
         return out
 
-    def match(self, sort: str = "relevance") -> _Match | None:
-        """How the positive terms are matched and scored; None when the query has no text."""
+    # -- the score (see "the score" at the top of this module) --
+
+    def token_score(self, token: Token, fields: Sequence[str]) -> sa.ColumnElement[Any]:
+        """The impact of ``token`` in this ``tracks`` row: its best field among ``fields``, else 0."""
+        cases = [
+            sa.case(
+                (_token_like(self.dialect, _col(RANKING[name].column), token),
+                 sa.literal_column(impact_sql(f"tracks.{RANKING[name].column}", RANKING[name].weight), sa.Integer())),
+                else_=sa.literal_column("0", sa.Integer()),
+            )
+            for name in fields
+        ]
+        if len(cases) == 1:
+            return cases[0]
+        best = sa.func.greatest if self.dialect == "postgresql" else sa.func.max  # SQLite: the scalar max()
+        return best(*cases, type_=sa.Integer())
+
+    def term_score(self, term: Term) -> sa.ColumnElement[Any]:
+        """A term's score: its best alternative, an alternative scoring the sum of its tokens' impacts."""
+        fields = [term.field] if term.field else list(RANKING)
+        groups = []
+        for group in term.alternatives:
+            impacts = [self.token_score(token, fields) for token in group]
+            total = impacts[0]
+            for impact in impacts[1:]:
+                total = total + impact
+            groups.append(total)
+        if len(groups) == 1:
+            return groups[0]
+        best = sa.func.greatest if self.dialect == "postgresql" else sa.func.max
+        return best(*groups, type_=sa.Integer())
+
+    def score(self) -> sa.ColumnElement[Any]:
+        """The relevance of this ``tracks`` row: the sum of the positive terms' scores."""
+        scores = [self.term_score(term) for term in self.parsed.positive]
+        total = scores[0]
+        for score in scores[1:]:
+            total = total + score
+        return total
+
+    def match(self, sort: str = "relevance", *, scored: bool = True) -> _Match | None:
+        """How the positive terms are matched and scored; None when the query has no text.
+        ``scored=False``: without the score expression (the page comes from the postings)."""
         positive = self.parsed.positive
         if not positive:
             return None
+        score = self.score() if scored else sa.literal_column("0", type_=sa.Integer())
+        # Sorted by another key, the score is computed for the page's rows only.
+        page_score = None if sort == "relevance" else score
+        rank = score if sort == "relevance" else sa.literal_column("0", type_=sa.Integer())
         if self.dialect == "postgresql":
             tsq = self._tsquery(" & ".join(self._ts_term(term) for term in positive))
             condition = self._vector().op("@@")(tsq)
+            # The count reads the narrow side table (COMPLETED tracks only), and stops at COUNT_LIMIT + 1.
             side_vector = sa.literal_column(f"{PG_SEARCH_TABLE}.{PG_VECTOR}")
             side_tsq = self._tsquery(" & ".join(self._ts_term(term) for term in positive))
-            side_score = sa.func.ts_rank(
-                sa.literal_column(f"'{pg_weights_literal()}'::float4[]"), side_vector, side_tsq, type_=sa.Float()
-            )
             side = sa.table(PG_SEARCH_TABLE, sa.column("id", sa.Uuid()))
-            pg_match = (
-                sa.select(side.c.id.label("rid"), side_score.label("rank"))
-                .where(side_vector.op("@@")(side_tsq))
-                .subquery("m")
-            )
             counted = sa.select(sa.literal_column("1")).select_from(side).where(side_vector.op("@@")(side_tsq))
             fts_count = sa.select(sa.func.count()).select_from(counted.limit(COUNT_LIMIT + 1).subquery("c"))
-            weights = sa.literal_column(f"'{pg_weights_literal()}'::float4[]")
-            if sort == "relevance" and len(self.conditions()) == 1:
-                # Text alone, by relevance: rank and count from the narrow side table only (measured:
-                # half the time of ranking from ``tracks``); ``tracks`` is read for the page's rows.
-                return _Match(
-                    source=pg_match,
-                    score=pg_match.c.rank,
-                    rid=pg_match.c.rid,
-                    condition=condition,
-                    fts_count=fts_count,
-                    fts_only=pg_match,
-                )
-            # With other conditions one pass over ``tracks`` checks them all (joining the side table
-            # would add a primary-key lookup per match). Sorted by another key, the score is
-            # computed for the page's rows only.
-            rank = sa.func.ts_rank(weights, self._vector(), tsq, type_=sa.Float())
-            page_score = None
-            if sort != "relevance":
-                page_tsq = self._tsquery(" & ".join(self._ts_term(term) for term in positive))
-                page_score = sa.func.ts_rank(weights, self._vector(), page_tsq, type_=sa.Float())
-                rank = sa.literal_column("0.0", type_=sa.Float())
             return _Match(
                 source=tracks,
                 score=rank,
@@ -581,14 +755,10 @@ class _Builder:
             )
         expression = " AND ".join(self._fts5_term(term) for term in positive)
         name = self._name()
-        weights = ", ".join(f"{field.weight:g}" for field in RANKING.values())
         match = (
-            sa.text(
-                f"SELECT rowid AS rid, bm25({FTS_TABLE}, {weights}) AS rank FROM {FTS_TABLE} "  # nosec B608
-                f"WHERE {FTS_TABLE} MATCH :{name}"
-            )
+            sa.text(f"SELECT rowid AS rid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{name}")  # nosec B608
             .bindparams(sa.bindparam(name, expression))
-            .columns(rid=sa.Integer(), rank=sa.Float())
+            .columns(rid=sa.Integer())
             .subquery("m")
         )
         count_name = self._name()
@@ -610,29 +780,19 @@ class _Builder:
         # would run the full-text query once per row of ``tracks`` (seconds instead of milliseconds).
         joined = match.join(tracks, self._rowid() == sa.literal_column("+m.rid", type_=sa.Integer()))
         # For walking a sort index (see _run): "+rowid IN (matches)" keeps SQLite from driving the plan
-        # by the match list, and the score is looked up for the page's rows only.
+        # by the match list.
         walk_name = self._name()
         walk_ids = sa.text(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{walk_name}").bindparams(  # nosec B608
             sa.bindparam(walk_name, expression)
         )
-        # One statement for all the page's rows: FTS5 computes bm25's term statistics once per
-        # statement (a correlated subquery per row recomputed them 21 times: 20 ms). "+rowid": a plain
-        # "rowid IN (...)" makes SQLite look each rowid up in FTS5, which runs the MATCH (and the
-        # statistics) once per rowid as well (16.7 ms for a broad prefix); one pass over the matches,
-        # filtered, takes 1.4 ms.
-        page_scores = sa.text(
-            f"SELECT rowid, -bm25({FTS_TABLE}, {weights}) FROM {FTS_TABLE} "  # nosec B608
-            f"WHERE {FTS_TABLE} MATCH :expression AND +rowid IN :rowids"
-        ).bindparams(sa.bindparam("expression", expression), sa.bindparam("rowids", expanding=True))
         return _Match(
             source=joined,
-            score=-match.c.rank,
+            score=rank,
             rid=match.c.rid,
             condition=self._rowid().in_(ids),
             fts_count=fts_count,
-            fts_only=match,
+            page_score=page_score,
             walk_condition=sa.literal_column("+tracks.rowid", type_=sa.Integer()).in_(walk_ids),
-            walk_scores=page_scores,
             walk_count=walk_count,
         )
 
@@ -640,14 +800,12 @@ class _Builder:
 @dataclass
 class _Match:
     source: sa.FromClause  # FROM for the page query (the text matches joined to tracks)
-    score: sa.ColumnElement[Any]
+    score: sa.ColumnElement[Any]  # the relevance (a constant 0 when sorting by another key)
     rid: sa.ColumnElement[Any]  # unique per match: the relevance tie-break and the join key
     condition: sa.ColumnElement[bool]  # "this tracks row matches" (counts, facets)
     fts_count: sa.Executable | None  # count straight from the FTS index / side table (capped)
-    fts_only: sa.FromClause | None = None  # the FTS matches alone (no tracks columns needed)
-    page_score: sa.ColumnElement[Any] | None = None  # PostgreSQL, other sorts: the score, for the page only
+    page_score: sa.ColumnElement[Any] | None = None  # other sorts: the score, for the page's rows only
     walk_condition: sa.ColumnElement[bool] | None = None  # SQLite: "matches", without driving the plan
-    walk_scores: sa.TextClause | None = None  # SQLite: the scores of given rowids (the page's)
     walk_count: sa.TextClause | None = None  # SQLite: the match count up to :walk_bound
 
 
@@ -742,6 +900,201 @@ async def _search(
     return await _run(engine, conn, dialect, request, fuzzy, fuzzy_pass=True)
 
 
+_POSTINGS = sa.table(
+    POSTINGS_TABLE,
+    sa.column("term", sa.Text()),
+    sa.column("field", sa.Integer()),
+    sa.column("impact", sa.Integer()),
+    sa.column("track"),
+)
+
+
+async def _completions(conn: AsyncConnection, prefix: str, limit: int) -> list[str]:
+    """The indexed words starting with ``prefix`` (at most ``limit``): one index probe per word
+    (a loose index scan over the postings' leading column), however many tracks hold each word."""
+    high = _next_prefix(prefix)
+    query = sa.text(
+        f"WITH RECURSIVE w(term) AS ("  # nosec B608
+        f"SELECT (SELECT min(term) FROM {POSTINGS_TABLE} WHERE term >= :low AND term < :high) "
+        f"UNION ALL SELECT (SELECT min(term) FROM {POSTINGS_TABLE} WHERE term > w.term AND term < :high) "
+        "FROM w WHERE w.term IS NOT NULL) "
+        "SELECT term FROM w WHERE term IS NOT NULL LIMIT :limit"
+    ).bindparams(low=prefix, high=high, limit=limit)
+    return [row[0] for row in (await conn.execute(query)).all()]
+
+
+def _walkable(parsed: ParsedQuery) -> bool:
+    """One positive term of single words or prefixes (no phrase, no word split into parts)."""
+    if len(parsed.positive) != 1:
+        return False
+    term = parsed.positive[0]
+    return not term.phrase and all(len(group) == 1 for group in term.alternatives)
+
+
+async def _walk_page(
+    conn: AsyncConnection,
+    builder: _Builder,
+    request: SearchRequest,
+    cursor: list[Any] | None,
+) -> list[tuple[Any, int]] | None:
+    """The page's ``(rid, score)`` (up to ``limit + 1``, in order) read from the front of the
+    postings; or None when this search cannot be answered that way (docs/search.md, "How a broad word stays fast").
+
+    Possible for one positive term made of single words or prefixes (a typo's replacements included),
+    sorted by relevance best first, whatever the other conditions. The postings of each (word, field)
+    the term may match form one *list*, ordered by impact. A track's score is its best posting, and
+    every posting above it in that list belongs to another track scoring at least as much; so a track
+    on the page is among the first ``limit + 1`` postings of the list holding its best posting, and
+    merging that many from every list (a track keeping its best) gives exactly the page a full
+    ranking gives. Postings whose track fails the other conditions (ranges, formats, genres,
+    exclusions) are dropped, and so, past a cursor, are lower postings of tracks already shown (their
+    best is above the cursor); a list that lost postings is read further, up to WALK_MAX_READ postings a round.
+    """
+    parsed = builder.parsed
+    if not _walkable(parsed):
+        return None
+    term = parsed.positive[0]
+    words: list[str] = []
+    for (token,) in term.alternatives:
+        if token.prefix:
+            words.extend(await _completions(conn, token.text, WALK_MAX_WORDS + 1))
+        else:
+            words.append(token.text)
+        words.extend(token.fuzzy)
+    words = list(dict.fromkeys(words))
+    if len(words) > WALK_MAX_WORDS:
+        return None
+    sqlite = builder.dialect == "sqlite"
+    fields = [term.field] if term.field else list(RANKING)
+    if not words:
+        return []
+    track_key = builder._rowid() if sqlite else tracks.c.id
+    lists = list(itertools.product(words, fields))
+    need = request.limit + 1
+    if cursor is not None:
+        try:
+            after = (float(cursor[0]), int(cursor[1]) if sqlite else uuid.UUID(cursor[1]))
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument("invalid cursor: pass back the next_cursor of a previous page") from exc
+    # Plain SQL text: one small SELECT per list, built by string (SQLAlchemy constructs for dozens of
+    # subqueries cost more Python time than the index reads). Only bound parameters carry values.
+    base: dict[str, Any] = {}
+    binds = []
+    past = ""
+    if cursor is not None:
+        base.update(cursor_score=after[0], cursor_rid=after[1])
+        binds += [sa.bindparam("cursor_score", type_=sa.Float()),
+                  sa.bindparam("cursor_rid", type_=sa.Integer() if sqlite else sa.Uuid())]
+        past = " AND (impact, track) < (:cursor_score, :cursor_rid)"
+
+    def heads(depths: dict[int, int]) -> tuple[sa.TextClause, dict[str, Any]]:
+        parts, params, more = [], dict(base), list(binds)
+        for index, depth in depths.items():
+            word, field = lists[index]
+            params[f"w{index}"], params[f"d{index}"] = word, depth
+            more += [sa.bindparam(f"w{index}", type_=sa.Text()), sa.bindparam(f"d{index}", type_=sa.Integer())]
+            parts.append(
+                f"SELECT * FROM (SELECT track, impact, {index} AS list FROM {POSTINGS_TABLE} "  # nosec B608
+                f"WHERE term = :w{index} AND field = {FIELD_IDS[field]}{past} "
+                f"ORDER BY impact DESC, track DESC LIMIT :d{index}) AS l{index}"
+            )
+        statement = sa.text(" UNION ALL ".join(parts)).bindparams(*more).columns(
+            sa.column("track", track_key.type), sa.column("impact", sa.Integer()), sa.column("list", sa.Integer())
+        )
+        return statement, params
+
+    # Conditions other than the text (ranges, formats, genres, exclusions; the status is implied by the
+    # postings) and, past a cursor, the candidates' own scores are checked on their rows, once each.
+    row_conditions = builder.conditions(post_filters=False)[1:]
+    checked = None
+    if row_conditions or cursor is not None:
+        checked = (
+            sa.select(track_key, builder.term_score(term) if cursor is not None else sa.literal(0))
+            .select_from(tracks)
+            .where(track_key.in_(sa.bindparam("candidates", expanding=True)), *row_conditions)
+        )
+    depths = dict.fromkeys(range(len(lists)), need)
+    read: dict[int, list[tuple[Any, int]]] = {}
+    passed: dict[Any, int | None] = {}  # rid -> its score (past a cursor) or 0; None: fails the conditions
+    deepened = False
+    while True:
+        statement, params = heads(depths)
+        for index in depths:
+            read[index] = []
+        for rid, score, index in (await conn.execute(statement, params)).all():
+            read[index].append((rid, int(score)))
+        if checked is None:
+            found = [(rid, score) for rows in read.values() for rid, score in rows]
+            break
+        new = list({rid for index in depths for rid, _ in read[index] if rid not in passed})
+        if new:
+            ok = {rid: int(score) for rid, score in (await conn.execute(checked, {"candidates": new})).all()}
+            for rid in new:
+                score = ok.get(rid)
+                # Past a cursor, drop tracks already shown (their best posting is above the cursor).
+                passed[rid] = None if score is None or (cursor is not None and (score, rid) >= after) else score
+        kept = {index: [(rid, score) for rid, score in rows if passed[rid] is not None] for index, rows in read.items()}
+        short = [index for index, rows in read.items() if len(rows) == depths.get(index, -1) and len(kept[index]) < need]
+        if not short:
+            found = [(rid, passed[rid] if cursor is not None else score)  # type: ignore[misc]
+                     for rows in kept.values() for rid, score in rows]
+            break
+        # Read the short lists further, as far as the conditions' observed pass rate says is needed;
+        # unless that is too far (a rare combination): ranking every match is then cheaper.
+        total_read = sum(len(rows) for rows in read.values())
+        rate = sum(len(rows) for rows in kept.values()) / total_read if total_read else 0.0
+        wanted = {index: max(depths[index] * 2, math.ceil(need / rate * 1.5)) if rate else 0 for index in short}
+        planned = sum(wanted.values())
+        if not rate or planned > WALK_MAX_READ:
+            return None
+        if not deepened:
+            # Scoring every match costs about one row per posting of the text: when the text has fewer
+            # postings than the walk would still read (a small library, a rare word), that is cheaper.
+            deepened = True
+            field_ids = ", ".join(sorted({str(FIELD_IDS[field]) for _, field in lists}))
+            size = sa.text(
+                f"SELECT count(*) FROM (SELECT 1 FROM {POSTINGS_TABLE} WHERE term IN :words "  # nosec B608
+                f"AND field IN ({field_ids}) LIMIT :cap) AS c"
+            ).bindparams(sa.bindparam("words", expanding=True), sa.bindparam("cap", type_=sa.Integer()))
+            postings = int((await conn.execute(size, {"words": words, "cap": planned + 1})).scalar_one())
+            if postings <= planned:
+                return None
+        depths = wanted
+    best: dict[Any, int] = {}
+    for rid, score in found:
+        best[rid] = max(best.get(rid, score), score)
+    ranked = sorted(best.items(), key=lambda item: (item[1], item[0]), reverse=True)
+    return ranked[:need]
+
+
+def _count(builder: _Builder, match: _Match | None, conditions: list[sa.ColumnElement[bool]]) -> sa.Executable:
+    """The statement counting the matches, up to COUNT_LIMIT + 1."""
+    if match is not None and match.fts_count is not None and len(conditions) == 1:
+        return match.fts_count
+    counted = ([] if match is None else [match.condition]) + conditions
+    parsed, filters = builder.parsed, builder.filters
+    if builder.dialect == "sqlite" and (parsed.year or parsed.duration or filters.year or filters.duration):
+        counted = ([] if match is None else [match.condition]) + builder.conditions(indexed_ranges=True)
+    bounded = sa.select(sa.literal_column("1")).select_from(tracks).where(*counted).limit(COUNT_LIMIT + 1)
+    statement = sa.select(sa.func.count()).select_from(bounded.subquery("c"))
+    if builder.dialect == "postgresql" and match is not None:
+        # Text and other conditions, counted on ``tracks``: the text's matches are only reachable through
+        # the GIN index as a bitmap, but with LIMIT and a 10x overestimate of the text's matches the
+        # planner scans the table or an unrelated index and filters (240 ms at 1M tracks for
+        # "breaking duration:10:00.."); a BitmapAnd of the GIN and range indexes visits only the rows
+        # matching both (22 ms). Set for this statement's transaction only.
+        statement = statement.execution_options(loist_bitmap_only=True)
+    return statement
+
+
+async def _count_on_own_connection(engine: AsyncEngine, count: sa.Executable) -> int:
+    async with engine.connect() as other:
+        if count.get_execution_options().get("loist_bitmap_only"):
+            await other.execute(sa.text("SET LOCAL enable_seqscan = off"))
+            await other.execute(sa.text("SET LOCAL enable_indexscan = off"))
+        return int((await other.execute(count)).scalar_one())
+
+
 async def _run(
     engine: AsyncEngine,
     conn: AsyncConnection,
@@ -755,37 +1108,47 @@ async def _run(
     from loist.catalog.store import row_to_track  # the one row -> Track conversion
 
     builder = _Builder(dialect, parsed, request.filters)
-    match = builder.match(request.sort)
-    conditions = builder.conditions()
     sort = request.sort
     order = request.order or ("desc" if sort in ("relevance", "added") else "asc")
-    keys = _sort_keys(dialect, sort, match)
     fingerprint = _request_fingerprint(request, order)
     direction = sa.desc if order == "desc" else sa.asc
+    total: int | None = None
+    capped = False
+    raw: list[Any] | None = None
+    if request.cursor:
+        raw, total, capped = _decode_cursor(request.cursor, fingerprint, 2)  # every sort has two keys
+    # Relevance of one word or prefix, best first: read the best postings instead of scoring every
+    # match. (Best first only: a track's score is its best posting, which a walk from the bottom meets last.)
+    conditions = builder.conditions()
+    walked = None
+    early_total: asyncio.Task[int] | None = None
+    if WALK_POSTINGS and _walkable(parsed) and sort == "relevance" and order == "desc":
+        unscored = builder.match(sort, scored=False)
+        if dialect == "postgresql" and total is None:
+            # The total does not depend on the page: count on a second connection while walking.
+            early_total = asyncio.ensure_future(_count_on_own_connection(engine, _count(builder, unscored, conditions)))
+        try:
+            walked = await _walk_page(conn, builder, request, raw)
+        except BaseException:
+            early_total.cancel() if early_total is not None else None
+            raise
+    match = unscored if walked is not None else builder.match(sort)
+    keys = _sort_keys(dialect, sort, match)
 
-    # Phase 1: the page's keys only (narrow rows sort fast). The FTS5 index holds only COMPLETED
-    # tracks, so on SQLite a relevance page with no other condition never touches ``tracks``.
+    # Phase 1: the page's keys only (narrow rows sort fast).
     if match is None:
         source: sa.FromClause = tracks
         rid: sa.ColumnElement[Any] = builder._rowid() if dialect == "sqlite" else tracks.c.id
         where = conditions
-        score: sa.ColumnElement[Any] = sa.literal_column("0.0", type_=sa.Float())
+        score: sa.ColumnElement[Any] = sa.literal_column("0", type_=sa.Integer())
     else:
         source, rid, score = match.source, match.rid, match.score
-        if dialect == "postgresql":
-            # The side table holds COMPLETED tracks only: no status check there.
-            where = [] if source is match.fts_only else [match.condition, *conditions]
-        else:
-            # The FTS5 index holds COMPLETED tracks only: [0], the status check, is implied by the join.
-            where = conditions[1:]
-            if not where and sort == "relevance" and match.fts_only is not None:
-                source = match.fts_only
+        # SQLite: the FTS5 index holds only COMPLETED tracks: [0], the status check, is implied by the join.
+        where = [match.condition, *conditions] if dialect == "postgresql" else conditions[1:]
     # SQLite, text alone sorted by another key, many matches: walk the sort index and test each row
     # against the match list (the first page's rows come early) instead of sorting every match. The
     # answer is the same either way; the choice uses the (bounded) match count and the table size.
-    walk = False
-    total: int | None = None
-    capped = False
+    index_walk = False
     if (
         dialect == "sqlite"
         and match is not None
@@ -799,29 +1162,31 @@ async def _run(
         # Count far enough for both the decision and the (capped) total, no further.
         bound = max(COUNT_LIMIT + 1, math.isqrt(threshold) + 1)
         matches = int((await conn.execute(match.walk_count, {"walk_bound": bound})).scalar_one())
-        walk = matches * matches >= threshold
-        if walk:
+        index_walk = matches * matches >= threshold
+        if index_walk:
             source, where = tracks, [conditions[0], match.walk_condition]
-            score = sa.literal_column("0.0", type_=sa.Float())
             rid = builder._rowid()
-            total = None if request.cursor else matches
+            if total is None:
+                total = matches
+    # The total is counted on the first page and carried by the cursor: deep pages cost one query.
+    # When the page must visit every match anyway (text ranked in full; on SQLite also text sorted by
+    # another key and a genre filter driving the plan), count them in the same pass with a window
+    # instead of a second query (on PostgreSQL a second connection counts the other cases at once).
+    if walked is not None or request.cursor or early_total is not None:
+        window = False
+    elif dialect == "sqlite":
+        window = not index_walk and (match is not None or bool(request.filters.genre))
+    else:
+        # Text ranked by relevance: the page scores every match anyway, so it counts them too (one
+        # pass, rather than a second scan competing for the same two cores).
+        # (Not for a genre filter alone: its GIN bitmap, ANDed with the other conditions' indexes, lets
+        # the page stop early, and a window would make it visit every match: 10 ms against 624 at 1M.)
+        window = match is not None and sort == "relevance"
     inner = sa.select(rid.label("rid"), score.label("score"), *(e.label(f"_k{i}") for i, (e, _) in enumerate(keys)))
     inner = inner.select_from(source).where(*where)
-    # The total is counted on the first page and carried by the cursor: deep pages cost one query.
-    # When the page must visit every match anyway (text, or a genre filter driving the plan; on
-    # PostgreSQL the genre filter only), count them in the same pass with a window instead of a
-    # second query.
-    if dialect == "sqlite":
-        window = not request.cursor and not walk and (match is not None or bool(request.filters.genre))
-    else:
-        # Not for text: ts_rank is computed above the WindowAgg, which then buffers every match's
-        # whole vector (spilling to disk past work_mem): 22 ms against 9.5 ms for the page alone,
-        # while the separate count stops at COUNT_LIMIT + 1 rows.
-        window = not request.cursor and match is None and bool(request.filters.genre)
     if window:
         inner = inner.add_columns(sa.func.count().over().label("_total"))
-    if request.cursor:
-        raw, total, capped = _decode_cursor(request.cursor, fingerprint, len(keys))
+    if raw is not None:
         left = sa.tuple_(*(expression for expression, _ in keys))
         right = sa.tuple_(*(_bind_key(kind, value) for (_, kind), value in zip(keys, raw, strict=True)))
         inner = inner.where(left < right if order == "desc" else left > right)
@@ -843,41 +1208,39 @@ async def _run(
         .order_by(*(direction(inner_sub.c[f"_k{i}"]) for i in range(len(keys))))
     )
     matched = ([] if match is None else [match.condition]) + conditions
-    count: sa.Executable
-    if match is not None and match.fts_count is not None and len(conditions) == 1:
-        count = match.fts_count
-    else:
-        counted = matched
-        if dialect == "sqlite" and (builder.parsed.year or builder.parsed.duration or request.filters.year
-                                    or request.filters.duration):
-            counted = ([] if match is None else [match.condition]) + builder.conditions(indexed_ranges=True)
-        bounded = sa.select(sa.literal_column("1")).select_from(tracks).where(*counted).limit(COUNT_LIMIT + 1)
-        count = sa.select(sa.func.count()).select_from(bounded.subquery("c"))
+    count = _count(builder, match, conditions)
+    join_key_type = join_key.type
+
+    async def fetch_page() -> Sequence[Any]:
+        if walked is None:
+            return (await conn.execute(page)).mappings().all()
+        # The walk's page: its rows by key, in the walk's order.
+        if not walked:
+            return []
+        found = sa.select(*tracks.c, join_key.label("_rid")).where(
+            join_key.in_(sa.bindparam("page_keys", expanding=True, type_=join_key_type))
+        )
+        by_key = {row["_rid"]: row for row in (await conn.execute(found, {"page_keys": [k for k, _ in walked]})).mappings()}
+        return [{**by_key[key], "score": value, "_k0": value, "_k1": key} for key, value in walked if key in by_key]
+
     if total is not None:
-        rows = (await conn.execute(page)).mappings().all()
+        rows = await fetch_page()
+    elif early_total is not None:
+        rows = await fetch_page()
+        total = await early_total
     elif dialect == "postgresql" and not window:
         # The page and the total are independent: on PostgreSQL they run at once, on two
         # connections (the server has more than one core; latency is the slower of the two).
-        async def total_on_own_connection() -> int:
-            async with engine.connect() as other:
-                return int((await other.execute(count)).scalar_one())
-
-        rows_result, total = await asyncio.gather(conn.execute(page), total_on_own_connection())
-        rows = rows_result.mappings().all()
+        rows, total = await asyncio.gather(fetch_page(), _count_on_own_connection(engine, count))
     else:
-        rows = (await conn.execute(page)).mappings().all()
+        rows = await fetch_page()
         if window:
             total = int(rows[0]["_total"]) if rows else 0
         else:
             total = int((await conn.execute(count)).scalar_one())
     if total > COUNT_LIMIT:  # the same bound on both engines, however the count was made
         total, capped = COUNT_LIMIT, True
-    scores = {id(row): float(row["score"] or 0.0) for row in rows}
-    if walk and match is not None and match.walk_scores is not None and rows:
-        result = await conn.execute(match.walk_scores, {"rowids": [row["_rid"] for row in rows]})
-        found = {rowid: score for rowid, score in result.all()}
-        scores = {id(row): float(found.get(row["_rid"], 0.0)) for row in rows}
-    items = [SearchHit(track=row_to_track(row), score=scores[id(row)]) for row in rows[: request.limit]]
+    items = [SearchHit(track=row_to_track(row), score=float(row["score"] or 0)) for row in rows[: request.limit]]
     next_cursor = None
     if len(rows) > request.limit:
         last = rows[request.limit - 1]
@@ -906,10 +1269,19 @@ async def _facets(conn: AsyncConnection, where: Sequence[sa.ColumnElement[bool]]
         query = query.group_by(key).order_by(count.desc(), key).limit(FACET_LIMIT)
         return {str(row[0]): int(row[1]) for row in (await conn.execute(query)).all()}
 
-    genre_key = track_genres.c.genre_norm
-    genre = await grouped(
-        genre_key, sa.select(genre_key, count).where(track_genres.c.track_id.in_(matched.scalar_subquery()))
-    )
+    if conn.dialect.name == "postgresql":
+        # The matches' own genre_keys (migration 0004), unnested: no second lookup per match.
+        keys = sa.func.unnest(sa.literal_column("tracks.genre_keys", type_=postgresql.ARRAY(sa.Text())))
+        unnested = keys.table_valued("genre_norm").render_derived(name="g")
+        pg_key = unnested.c.genre_norm
+        genre = await grouped(
+            pg_key, sa.select(pg_key, count).select_from(tracks).join(unnested, sa.true()).where(*where)
+        )
+    else:
+        genre_key = track_genres.c.genre_norm
+        genre = await grouped(
+            genre_key, sa.select(genre_key, count).where(track_genres.c.track_id.in_(matched.scalar_subquery()))
+        )
     fmt_key = tracks.c.format
     fmt = await grouped(fmt_key, sa.select(fmt_key, count).where(*where, tracks.c.format.is_not(None)))
     decade_key = tracks.c.year - tracks.c.year % sa.literal_column("10")

@@ -3,8 +3,9 @@
 Everything here is SQLAlchemy Core on the tables of :mod:`loist.catalog.schema`. Content is unique
 by sha256 (``ON CONFLICT DO NOTHING`` then select, so concurrent ingests of the same bytes yield one
 row), a source location has at most one FAILED row (an upsert counting ``attempts``), and
-``track_genres`` is rewritten in the same transaction as every write to ``tracks``. Every driver
-failure leaves as :class:`DatabaseFailed` with the password masked.
+``track_genres`` is rewritten in the same transaction as every write to ``tracks`` (on PostgreSQL the
+same normalised genres also go into ``tracks.genre_keys``, in the statement that writes the row). Every
+driver failure leaves as :class:`DatabaseFailed` with the password masked.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from loist.catalog.engine import build_engine
 from loist.catalog.errors import database_failed
 from loist.catalog.normalize import genre_rows
 from loist.catalog.query import search_columns
-from loist.catalog.schema import track_columns, track_genres, tracks
+from loist.catalog.schema import GENRE_KEYS, TRACK_COLUMNS, pg_tracks, track_columns, track_genres, tracks
 from loist.errors import DatabaseFailed, InvalidArgument, LoistError
 from loist.model import (
     TAG_FIELDS,
@@ -62,6 +63,11 @@ _SOURCE_COLUMNS: dict[str, str] = {
 
 
 # --- row <-> Track: the only two places that know how a Track is laid out in a row -------------
+
+
+def genre_keys(genres: Iterable[str]) -> list[str]:
+    """PostgreSQL's ``tracks.genre_keys`` for a track: its ``track_genres.genre_norm`` values, sorted."""
+    return sorted(norm for _, norm in genre_rows(list(genres)))
 
 
 def track_to_row(track: Track) -> dict[str, Any]:
@@ -243,12 +249,14 @@ class Catalog:
                 created_ids = await sqlite_bulk.insert_rows(conn, rows)
             else:
                 # insertmanyvalues: multi-row INSERTs, RETURNING the ids of the rows that went in.
+                # genre_keys (PostgreSQL only) goes in with the row: no second write per track.
                 statement = (
-                    self._insert()
-                    .on_conflict_do_nothing(index_elements=[tracks.c.sha256])
-                    .returning(tracks.c.id)
+                    postgresql.insert(pg_tracks)
+                    .on_conflict_do_nothing(index_elements=[pg_tracks.c.sha256])
+                    .returning(pg_tracks.c.id)
                 )
-                created_ids = set((await conn.execute(statement, rows)).scalars().all())
+                params = [{**row, GENRE_KEYS: genre_keys(row["genres"])} for row in rows]
+                created_ids = set((await conn.execute(statement, params)).scalars().all())
                 await self._write_genres(
                     conn,
                     [(row["id"], row["genres"]) for row in rows if row["id"] in created_ids],
@@ -332,9 +340,13 @@ class Catalog:
         values["genres"] = list(tags.genres)
         values.update(search_columns(tags))
         values["updated_at"] = _now()
+        table, returned = tracks, track_columns
+        if self.dialect == "postgresql":
+            values[GENRE_KEYS] = genre_keys(tags.genres)
+            table, returned = pg_tracks, tuple(pg_tracks.c[name] for name in TRACK_COLUMNS)
         async with self._tx("update") as conn:
             result = await conn.execute(
-                sa.update(tracks).where(tracks.c.id == track_id).values(values).returning(*track_columns)
+                sa.update(table).where(table.c.id == track_id).values(values).returning(*returned)
             )
             row = result.mappings().one_or_none()
             if row is None:
