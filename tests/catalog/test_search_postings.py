@@ -29,6 +29,12 @@ from tests.catalog.factories import make_track
 from tests.support.pg import sqlite_catalog_url
 
 
+@pytest.fixture(autouse=True)
+def walk_small_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This library is tiny: make the walk take texts with conditions anyway (it would rank them in full)."""
+    monkeypatch.setattr(search_module, "WALK_MIN_POSTINGS", 0)
+
+
 def impact(field: str, tokens: int) -> int:
     return round(RANKING[field].weight * IMPACT_SCALE) // (tokens + IMPACT_DAMPING)
 
@@ -172,6 +178,25 @@ async def test_the_walk_is_taken_for_one_word_alone(
     result = await library.search(SearchRequest(query=query))
     assert result.items
     assert (bool(taken) and taken[-1]) is walks
+
+
+async def test_a_small_text_with_conditions_is_ranked_in_full(library: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[bool] = []
+    original = search_module._walk_page
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        inner = await original(*args, **kwargs)
+        taken.append(inner is not None)
+        return inner
+
+    monkeypatch.setattr(search_module, "_walk_page", spy)
+    monkeypatch.setattr(search_module, "WALK_MIN_POSTINGS", 2048)
+    walked_not = await pages(library, "rock format:mp3")
+    assert taken and not any(taken)
+    monkeypatch.setattr(search_module, "WALK_MIN_POSTINGS", 0)
+    taken.clear()
+    assert await pages(library, "rock format:mp3") == walked_not
+    assert any(taken)  # the first page at least (later ones may find the rest cheaper to rank in full)
 
 
 async def test_a_prefix_with_too_many_completions_is_ranked_in_full(

@@ -137,6 +137,8 @@ WALK_MAX_WORDS = 16
 # exclusions) must be checked on the tracks' rows, each a primary-key lookup (~3 us at 1M tracks: 8,192
 # cost ~25 ms); a rarer combination is ranked the general way (every match of the text scored).
 WALK_MAX_READ = 8192
+# With such conditions, a text with fewer postings than this is ranked the general way (it is cheap).
+WALK_MIN_POSTINGS = 2048
 WALK_POSTINGS = True  # tests switch it off to check that both ways give the same pages
 PG_POSTINGS_KEY = f"CONSTRAINT pk_{POSTINGS_TABLE} PRIMARY KEY (term, field, impact, track)"
 
@@ -543,6 +545,7 @@ class _Builder:
         self.parsed = parsed
         self.filters = filters
         self._params = 0
+        self._conditions: dict[tuple[bool, bool, bool], list[sa.ColumnElement[bool]]] = {}
 
     def _name(self) -> str:
         self._params += 1
@@ -611,10 +614,22 @@ class _Builder:
 
     # -- the pieces of one statement --
 
-    def conditions(self, *, indexed_ranges: bool = False, post_filters: bool = True) -> list[sa.ColumnElement[bool]]:
+    def conditions(
+        self, *, indexed_ranges: bool = False, post_filters: bool = True, per_row: bool = False
+    ) -> list[sa.ColumnElement[bool]]:
         """The non-text conditions, status first; ``indexed_ranges``: compare ranges on the sort indexes'
         expressions on SQLite too (right for counts, which visit every match anyway); ``post_filters``:
-        with the positive terms' checks the index cannot make (phrases, one of several class-D fields)."""
+        with the positive terms' checks the index cannot make (phrases, one of several class-D fields);
+        ``per_row``: for checking a few given rows (SQLite looks their genres up instead of listing
+        every track of the genres). Built once per variant (a search asks several times)."""
+        key = (indexed_ranges, post_filters, per_row)
+        if key not in self._conditions:
+            self._conditions[key] = self._make_conditions(
+                indexed_ranges=indexed_ranges, post_filters=post_filters, per_row=per_row
+            )
+        return list(self._conditions[key])
+
+    def _make_conditions(self, *, indexed_ranges: bool, post_filters: bool, per_row: bool) -> list[sa.ColumnElement[bool]]:
         parsed, filters = self.parsed, self.filters
         # SQLite: "+status" keeps the planner off ix_tracks_status, useless for COMPLETED (nearly every
         # row) and in the way of the sort indexes (a 100K-row sort instead of an index scan).
@@ -680,6 +695,12 @@ class _Builder:
                 keys = sa.literal_column("tracks.genre_keys", type_=text_array)  # schema.GENRE_KEYS
                 wanted = sa.cast(sa.bindparam(self._name(), genres, type_=text_array), text_array)
                 out.append(keys.op("&&")(wanted))
+            elif per_row:
+                # SQLite, a few given rows: each one's genres by primary key (listing every track of the
+                # genres first cost 6.5 ms at 100K tracks).
+                out.append(
+                    sa.exists().where(track_genres.c.track_id == tracks.c.id, track_genres.c.genre_norm.in_(genres))
+                )
             else:
                 # SQLite: start from the genre index, never from a scan of tracks.
                 ids = sa.select(track_genres.c.track_id).where(track_genres.c.genre_norm.in_(genres))
@@ -1005,7 +1026,18 @@ async def _walk_page(
 
     # Conditions other than the text (ranges, formats, genres, exclusions; the status is implied by the
     # postings) and, past a cursor, the candidates' own scores are checked on their rows, once each.
-    row_conditions = builder.conditions(post_filters=False)[1:]
+    row_conditions = builder.conditions(post_filters=False, per_row=True)[1:]
+    field_ids = ", ".join(sorted({str(FIELD_IDS[field]) for _, field in lists}))
+    size = sa.text(
+        f"SELECT count(*) FROM (SELECT 1 FROM {POSTINGS_TABLE} WHERE term IN :words "  # nosec B608
+        f"AND field IN ({field_ids}) LIMIT :cap) AS c"
+    ).bindparams(sa.bindparam("words", expanding=True), sa.bindparam("cap", type_=sa.Integer()))
+    if row_conditions:
+        # Scoring every match costs about one row per posting of the text, a walk with conditions a row
+        # per posting it reads: for a text with few postings (a rare word, a small library), score them.
+        small = int((await conn.execute(size, {"words": words, "cap": WALK_MIN_POSTINGS})).scalar_one())
+        if small < WALK_MIN_POSTINGS:
+            return None
     checked = None
     if row_conditions or cursor is not None:
         checked = (
@@ -1051,11 +1083,6 @@ async def _walk_page(
             # Scoring every match costs about one row per posting of the text: when the text has fewer
             # postings than the walk would still read (a small library, a rare word), that is cheaper.
             deepened = True
-            field_ids = ", ".join(sorted({str(FIELD_IDS[field]) for _, field in lists}))
-            size = sa.text(
-                f"SELECT count(*) FROM (SELECT 1 FROM {POSTINGS_TABLE} WHERE term IN :words "  # nosec B608
-                f"AND field IN ({field_ids}) LIMIT :cap) AS c"
-            ).bindparams(sa.bindparam("words", expanding=True), sa.bindparam("cap", type_=sa.Integer()))
             postings = int((await conn.execute(size, {"words": words, "cap": planned + 1})).scalar_one())
             if postings <= planned:
                 return None
