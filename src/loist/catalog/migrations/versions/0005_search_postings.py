@@ -17,6 +17,11 @@ compare (as 0004 did for the year): without them every duration range was estima
 the rows, and the capped count of ``duration:..4:30`` read 633,000 index entries into a bitmap
 (68 ms at 1M tracks) instead of stopping after 1,001 rows (0.6 ms).
 
+SQLite also gets ``ix_tracks_id_filters`` on ``(id, status, format, year, duration_s, created_at)``:
+a genre filter lists track ids from ``track_genres`` and then checks each one's status, format, year
+and duration; with this index that check reads one index entry instead of an index entry and a
+~800-byte row (a genre + year + format filter at 100K tracks: 12.9 -> 6.6 ms).
+
 Safe to re-run: the table and triggers are created only when missing and the table is refilled.
 On PostgreSQL the table is filled before its primary key is built (one sort instead of millions of
 index insertions).
@@ -41,6 +46,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 DURATION_STATISTICS = "st_tracks_duration"
+SQLITE_FILTER_INDEX = "ix_tracks_id_filters"
 
 
 def upgrade() -> None:
@@ -53,6 +59,10 @@ def upgrade() -> None:
                 f"CREATE STATISTICS IF NOT EXISTS {DURATION_STATISTICS} ON (coalesce(duration_s, 0)) FROM tracks"
             )
             bind.exec_driver_sql("ANALYZE tracks")
+    else:
+        bind.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS {SQLITE_FILTER_INDEX} ON tracks (id, status, format, year, duration_s, created_at)"
+        )
 
 
 def downgrade() -> None:
@@ -62,6 +72,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS tracks_search_postings ON tracks")
         op.execute("DROP FUNCTION IF EXISTS loist_search_postings()")
     else:
+        op.execute(f"DROP INDEX IF EXISTS {SQLITE_FILTER_INDEX}")
         for name in SQLITE_POSTINGS_TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     op.execute(f"DROP TABLE IF EXISTS {POSTINGS_TABLE}")
