@@ -140,6 +140,31 @@ async def test_delete_and_wipe_leave_no_keys_behind(catalog: Catalog) -> None:
     assert await assert_keys_consistent(catalog) == {}
 
 
+@pytest.mark.postgres
+async def test_writes_that_do_not_know_the_column_still_get_keys(request: pytest.FixtureRequest) -> None:
+    """The previous release keeps serving between the migration and the new revision taking traffic:
+    its inserts and genre rewrites (no genre_keys) are kept right by the triggers on track_genres."""
+    url = request.getfixturevalue("pg_migrated_url")
+    async with Catalog.from_url(url) as catalog:
+        await catalog.wipe()
+        track = _track(1, ["Rock", "Jazz"], 1999, "mp3")
+        row = track_to_row(track)
+        async with catalog.engine.begin() as conn:  # what the previous release's add() did
+            await conn.execute(sa.insert(tracks), [row])
+            await conn.execute(sa.insert(track_genres), [
+                {"track_id": track.id, "genre": genre, "genre_norm": norm} for genre, norm in genre_rows(["Rock", "Jazz"])
+            ])
+        assert (await assert_keys_consistent(catalog))[track.id] == ["jazz", "rock"]
+        result = await catalog.search(SearchRequest(filters=SearchFilters(genre=["jazz"])))
+        assert [hit.track.id for hit in result.items] == [track.id]
+        async with catalog.engine.begin() as conn:  # ... and its update_tags(): genres replaced
+            await conn.execute(sa.delete(track_genres).where(track_genres.c.track_id == track.id))
+            await conn.execute(sa.insert(track_genres), [{"track_id": track.id, "genre": "Blues", "genre_norm": "blues"}])
+        assert (await assert_keys_consistent(catalog))[track.id] == ["blues"]
+        assert (await catalog.search(SearchRequest(filters=SearchFilters(genre=["jazz"])))).total == 0
+        await catalog.wipe()
+
+
 FILTERS = [
     SearchFilters(genre=["rock"]),
     SearchFilters(genre=["ELECTRO POP"]),

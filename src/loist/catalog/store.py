@@ -357,18 +357,20 @@ class Catalog:
     async def delete(self, track_id: uuid.UUID) -> Track | None:
         """Delete a track (its genres cascade); returns the row so the caller can delete blobs."""
         async with self._tx("delete") as conn:
-            await conn.execute(sa.delete(track_genres).where(track_genres.c.track_id == track_id))
+            # The row first: on PostgreSQL deleting genres first would make the genre-keys trigger
+            # rewrite a row about to go (the foreign key cascades; the second delete is for SQLite).
             result = await conn.execute(
                 sa.delete(tracks).where(tracks.c.id == track_id).returning(*track_columns)
             )
             row = result.mappings().one_or_none()
+            await conn.execute(sa.delete(track_genres).where(track_genres.c.track_id == track_id))
             return None if row is None else row_to_track(row)
 
     async def wipe(self) -> None:
         """Delete every row (staging refresh, tests). The schema stays."""
         async with self._tx("delete") as conn:
+            await conn.execute(sa.delete(tracks))  # rows first: see delete()
             await conn.execute(sa.delete(track_genres))
-            await conn.execute(sa.delete(tracks))
 
     async def _write_genres(
         self, conn: AsyncConnection, items: Iterable[tuple[uuid.UUID, list[str]]], *, replace: bool

@@ -18,6 +18,12 @@ statements to worse generic plans: 96 ms.)
 
 SQLite is unchanged: it filters through ``track_genres`` (fast at its target size).
 
+The catalog writes the keys with the row, and two statement-level triggers on ``track_genres``
+(insert, delete) also recompute them for the tracks whose genres changed, updating only rows whose
+keys differ: a write the catalog made is left alone (no second row version), while a write by code
+that does not know the column (the previous release, still serving between this migration and the
+new revision taking traffic; a manual fix in SQL) still leaves the keys right.
+
 The column is filled by rewriting the table once (``ALTER COLUMN ... TYPE ... USING``): the rows keep
 their order and no dead copies are left behind (28 s at 1M tracks; an ``UPDATE`` of every row, which
 also recomputes the generated ``search_vector``, took 105 s and left the table twice its size in a
@@ -41,6 +47,7 @@ depends_on: str | Sequence[str] | None = None
 
 FORMAT_YEAR_INDEX = "ix_tracks_format_year"
 _KEYS_OF = "loist_genre_keys_of"  # a helper that exists only while this migration runs
+_KEEP_KEYS = "loist_genre_keys"  # the triggers' function
 
 # The keys of one track, exactly as the catalog writes them: its genre_norm values, sorted.
 _KEYS_SELECT = (
@@ -66,6 +73,22 @@ def upgrade() -> None:
             f"UPDATE tracks SET {GENRE_KEYS} = k.keys FROM (SELECT t.id, ({_KEYS_SELECT}t.id) AS keys "  # noqa: S608  # nosec B608 (module constants only)
             f"FROM tracks AS t) AS k WHERE k.id = tracks.id AND tracks.{GENRE_KEYS} IS DISTINCT FROM k.keys"
         )
+    bind.exec_driver_sql(
+        f"""CREATE OR REPLACE FUNCTION {_KEEP_KEYS}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE tracks AS t SET {GENRE_KEYS} = k.keys
+  FROM (SELECT c.id, ({_KEYS_SELECT}c.id) AS keys FROM (SELECT DISTINCT track_id AS id FROM changed) AS c) AS k
+  WHERE t.id = k.id AND t.{GENRE_KEYS} IS DISTINCT FROM k.keys;
+  RETURN NULL;
+END $$"""  # noqa: S608  # nosec B608 (module constants only)
+    )
+    for event, table in (("INSERT", "NEW"), ("DELETE", "OLD")):
+        name = f"track_genres_keys_{event.lower()}"
+        bind.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON track_genres")
+        bind.exec_driver_sql(
+            f"CREATE TRIGGER {name} AFTER {event} ON track_genres REFERENCING {table} TABLE AS changed "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {_KEEP_KEYS}()"
+        )
     bind.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {GENRE_KEYS_INDEX} ON tracks USING gin ({GENRE_KEYS})")
     bind.exec_driver_sql(
         f"CREATE INDEX IF NOT EXISTS {FORMAT_YEAR_INDEX} ON tracks (format, coalesce(year, 0)) "
@@ -78,6 +101,9 @@ def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
+    for name in ("track_genres_keys_insert", "track_genres_keys_delete"):
+        bind.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON track_genres")
+    bind.exec_driver_sql(f"DROP FUNCTION IF EXISTS {_KEEP_KEYS}()")
     bind.exec_driver_sql(f"DROP INDEX IF EXISTS {FORMAT_YEAR_INDEX}")
     bind.exec_driver_sql(f"DROP INDEX IF EXISTS {GENRE_KEYS_INDEX}")
     bind.exec_driver_sql(f"ALTER TABLE tracks DROP COLUMN IF EXISTS {GENRE_KEYS}")
