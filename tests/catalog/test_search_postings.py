@@ -161,11 +161,9 @@ async def test_the_walk_checks_other_conditions_on_the_rows(
         assert await pages(library, query, limit=1, filters=filters) == ranked
 
 
-@pytest.mark.parametrize(("query", "walks"), [("rock", True), ("roc", True), ("genre:rock", True), ("eltom ", True),
-                                              ("quiet rock", False), ("rock -stone", True), ("rock format:mp3", True)])
-async def test_the_walk_is_taken_for_one_word_alone(
-    library: Catalog, monkeypatch: pytest.MonkeyPatch, query: str, walks: bool
-) -> None:
+@pytest.fixture
+def walks_taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records, for each search that tried the walk, whether the walk answered it."""
     taken: list[bool] = []
     original = search_module._walk_page
 
@@ -175,21 +173,23 @@ async def test_the_walk_is_taken_for_one_word_alone(
         return inner
 
     monkeypatch.setattr(search_module, "_walk_page", spy)
+    return taken
+
+
+@pytest.mark.parametrize(("query", "walks"), [("rock", True), ("roc", True), ("genre:rock", True), ("eltom ", True),
+                                              ("quiet rock", False), ("rock -stone", True), ("rock format:mp3", True)])
+async def test_the_walk_is_taken_for_one_word_alone(library: Catalog, walks_taken: list[bool], query: str,
+                                                    walks: bool) -> None:
+    taken = walks_taken
     result = await library.search(SearchRequest(query=query))
     assert result.items
     assert (bool(taken) and taken[-1]) is walks
 
 
-async def test_a_small_text_with_conditions_is_ranked_in_full(library: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
-    taken: list[bool] = []
-    original = search_module._walk_page
-
-    async def spy(*args: Any, **kwargs: Any) -> Any:
-        inner = await original(*args, **kwargs)
-        taken.append(inner is not None)
-        return inner
-
-    monkeypatch.setattr(search_module, "_walk_page", spy)
+async def test_a_small_text_with_conditions_is_ranked_in_full(
+    library: Catalog, monkeypatch: pytest.MonkeyPatch, walks_taken: list[bool]
+) -> None:
+    taken = walks_taken
     monkeypatch.setattr(search_module, "WALK_MIN_POSTINGS", 2048)
     walked_not = await pages(library, "rock format:mp3")
     assert taken and not any(taken)
