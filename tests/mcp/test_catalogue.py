@@ -96,7 +96,7 @@ async def test_output_schema_names_the_track_fields(tmp_path: Path) -> None:
     schema = tools["get_audio_metadata"].output_schema
     assert schema is not None
     assert set(schema["required"]) == {"track", "links"}
-    track = schema["$defs"]["Track"]["properties"]
+    track = schema["properties"]["track"]["properties"]
     assert {"id", "status", "tags", "audio", "artwork", "created_at"} <= set(track)
     ingest = tools["process_audio_complete"].output_schema
     assert ingest is not None and "processing_time_ms" in ingest["properties"]

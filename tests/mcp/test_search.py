@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp_types import TextResourceContents
+from mcp_types import TextContent, TextResourceContents
 
 from loist.mcp.deps import search_uri
 from loist.mcp.server import LoistMCPServer
@@ -31,6 +31,17 @@ async def test_free_text_finds_the_track_with_score_and_links(
     assert top["track"]["id"] == str(tracks["art"].id)
     assert top["score"] > 0
     assert top["links"]["embed_url"].endswith(f"/embed/{tracks['art'].id}")
+
+
+async def test_result_text_is_the_structured_json_on_one_line(
+    stdio_server: LoistMCPServer, tracks: dict[str, Track]
+) -> None:
+    async with Client(stdio_server) as c:
+        result = await c.call_tool("search_library", {"query": "sigur ros"})
+    [content] = result.content
+    assert isinstance(content, TextContent)
+    assert "\n" not in content.text and "Sigur Rós" in content.text  # not indented, not \u-escaped
+    assert json.loads(content.text) == result.structured_content
 
 
 async def test_filters_combine_with_the_text(stdio_server: LoistMCPServer, tracks: dict[str, Track]) -> None:

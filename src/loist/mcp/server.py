@@ -36,6 +36,7 @@ from loist.errors import ErrorCode, LoistError
 from loist.mcp.deps import Deps, Transport
 from loist.mcp.resources import register_resources, stream_contents
 from loist.mcp.results import error_result
+from loist.mcp.schemas import compact_schema
 from loist.mcp.tools import register_tools
 
 if TYPE_CHECKING:
@@ -59,6 +60,18 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
     def __init__(self, deps: Deps, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deps = deps
+
+    def compact_output_schemas(self) -> None:
+        """Publish each tool's ``outputSchema`` in its equivalent fast-to-validate form.
+
+        Clients validate every structured result against it (see
+        :func:`loist.mcp.schemas.compact_schema`); the server still validates results with the
+        pydantic models themselves. Called once, after registration and before any listing.
+        """
+        for tool in self._tool_manager.list_tools():
+            if tool.fn_metadata.output_schema is not None:
+                tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema)
+                tool.__dict__.pop("output_schema", None)  # Tool.output_schema is a cached property
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[dict[str, Any], Any] | None = None
@@ -136,6 +149,7 @@ def create_mcp_server(
         log_level=settings.log_level,
     )
     register_tools(server, deps)
+    server.compact_output_schemas()
     register_resources(server, deps)
     return server
 
