@@ -515,7 +515,7 @@ def _padded(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.literal_column("' '", type_=sa.Text()).concat(column).concat(sa.literal_column("' '"))
 
 
-def _token_like(dialect: str, column: sa.ColumnElement[Any], token: Token) -> sa.ColumnElement[bool]:
+def _token_like(dialect: str, padded: sa.ColumnElement[Any], token: Token) -> sa.ColumnElement[bool]:
     """``column`` (a ``search_*`` token column) holds ``token`` (or a fuzzy alternative) as a whole word
     or, for a prefix token, as the start of a word: the one test shared by scoring and field checks.
 
@@ -530,7 +530,7 @@ def _token_like(dialect: str, column: sa.ColumnElement[Any], token: Token) -> sa
     for index, word in enumerate(words):
         prefix = token.prefix and index == 0
         needle = sa.literal(f" {word}" if prefix else f" {word} ", sa.Text())
-        clauses.append(find(_padded(column), needle) > 0)
+        clauses.append(find(padded, needle) > 0)
     return sa.or_(*clauses)
 
 
@@ -543,6 +543,7 @@ class _Builder:
         self.filters = filters
         self._params = 0
         self._conditions: dict[tuple[bool, bool], list[sa.ColumnElement[bool]]] = {}
+        self._fields: dict[str, tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]] = {}
 
     def _name(self) -> str:
         self._params += 1
@@ -582,7 +583,7 @@ class _Builder:
             if sum(1 for f in RANKING.values() if f.pg_label == label) > 1:
                 column = columns[0]
                 return sa.or_(
-                    *(sa.and_(*(_token_like(self.dialect, column, token) for token in group))
+                    *(sa.and_(*(_token_like(self.dialect, _padded(column), token) for token in group))
                       for group in term.alternatives)
                 )
         return None
@@ -695,16 +696,24 @@ class _Builder:
 
     # -- the score (see "the score" at the top of this module) --
 
+    def _field_parts(self, name: str) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+        """A field's padded token column and its impact, built once per search (a query with many
+        tokens uses them for each: building them per token cost more than running the search)."""
+        if name not in self._fields:
+            field = RANKING[name]
+            self._fields[name] = (
+                _padded(_col(field.column)),
+                sa.literal_column(impact_sql(f"tracks.{field.column}", field.weight), sa.Integer()),
+            )
+        return self._fields[name]
+
     def token_score(self, token: Token, fields: Sequence[str]) -> sa.ColumnElement[Any]:
         """The impact of ``token`` in this ``tracks`` row: its best field among ``fields``, else 0."""
-        cases = [
-            sa.case(
-                (_token_like(self.dialect, _col(RANKING[name].column), token),
-                 sa.literal_column(impact_sql(f"tracks.{RANKING[name].column}", RANKING[name].weight), sa.Integer())),
-                else_=sa.literal_column("0", sa.Integer()),
-            )
-            for name in fields
-        ]
+        zero = sa.literal_column("0", sa.Integer())
+        cases = []
+        for name in fields:
+            padded, impact = self._field_parts(name)
+            cases.append(sa.case((_token_like(self.dialect, padded, token), impact), else_=zero))
         if len(cases) == 1:
             return cases[0]
         best = sa.func.greatest if self.dialect == "postgresql" else sa.func.max  # SQLite: the scalar max()
@@ -939,6 +948,12 @@ def _one_of(dialect: str, key: sa.ColumnElement[Any], name: str) -> sa.ColumnEle
     return key.in_(sa.text(f"SELECT value FROM json_each(:{name})"))
 
 
+@dataclass
+class _Walk:
+    page: list[tuple[Any, int]]  # (rid, score), best first, at most limit + 1
+    total: int | None  # every match, when the first page's lists held them all (a rare word): no count needed
+
+
 def _walkable(parsed: ParsedQuery) -> bool:
     """One positive term of single words or prefixes (no phrase, no word split into parts)."""
     if len(parsed.positive) != 1:
@@ -952,9 +967,9 @@ async def _walk_page(
     builder: _Builder,
     request: SearchRequest,
     cursor: list[Any] | None,
-) -> list[tuple[Any, int]] | None:
+) -> _Walk | None:
     """The page's ``(rid, score)`` (up to ``limit + 1``, in order) read from the front of the
-    postings; or None when this search cannot be answered that way (docs/search.md, "How a broad word stays fast").
+    postings, and the number of matches when the lists were read to their ends; or None when this search cannot be answered that way (docs/search.md, "How a broad word stays fast").
 
     Possible for one positive term made of single words or prefixes (a typo's replacements included),
     alone (no exclusion, filter or range: with those, ranking every match through the full-text and
@@ -985,7 +1000,7 @@ async def _walk_page(
     sqlite = builder.dialect == "sqlite"
     fields = [term.field] if term.field else list(RANKING)
     if not words:
-        return []
+        return _Walk([], 0)
     track_key = builder._rowid() if sqlite else tracks.c.id
     lists = list(itertools.product(words, fields))
     need = request.limit + 1
@@ -1030,6 +1045,7 @@ async def _walk_page(
             .where(_one_of(builder.dialect, track_key, "candidates"))
         )
     depths = dict.fromkeys(range(len(lists)), need)
+    complete = False
     read: dict[int, list[tuple[Any, int]]] = {}
     passed: dict[Any, int | None] = {}  # rid -> its score; None: shown on an earlier page
     while True:
@@ -1040,6 +1056,8 @@ async def _walk_page(
             read[index].append((rid, int(score)))
         if checked is None:
             found = [(rid, score) for rows in read.values() for rid, score in rows]
+            if all(len(rows) < depths[index] for index, rows in read.items()):
+                complete = True  # every list read to its end: these are all the matches
             break
         new = list({rid for index in depths for rid, _ in read[index] if rid not in passed})
         if new:
@@ -1067,7 +1085,7 @@ async def _walk_page(
     for rid, score in found:
         best[rid] = max(best.get(rid, score), score)
     ranked = sorted(best.items(), key=lambda item: (item[1], item[0]), reverse=True)
-    return ranked[:need]
+    return _Walk(ranked[:need], len(best) if complete else None)
 
 
 def _count(builder: _Builder, match: _Match | None, conditions: list[sa.ColumnElement[bool]]) -> sa.Executable:
@@ -1124,19 +1142,14 @@ async def _run(
     # match. (Best first only: a track's score is its best posting, which a walk from the bottom meets last.)
     conditions = builder.conditions()
     walked = None
-    early_total: asyncio.Task[int] | None = None
     alone = len(builder.conditions(post_filters=False)) == 1  # no filter, range or exclusion
     if WALK_POSTINGS and _walkable(parsed) and alone and sort == "relevance" and order == "desc":
-        unscored = builder.match(sort, scored=False)
-        if dialect == "postgresql" and total is None:
-            # The total does not depend on the page: count on a second connection while walking.
-            early_total = asyncio.ensure_future(_count_on_own_connection(engine, _count(builder, unscored, conditions)))
-        try:
-            walked = await _walk_page(conn, builder, request, raw)
-        except BaseException:
-            early_total.cancel() if early_total is not None else None
-            raise
-    match = unscored if walked is not None else builder.match(sort)
+        walk = await _walk_page(conn, builder, request, raw)
+        if walk is not None:
+            walked = walk.page
+            if total is None and walk.total is not None:
+                total = walk.total
+    match = builder.match(sort, scored=walked is None)
     keys = _sort_keys(dialect, sort, match)
 
     # Phase 1: the page's keys only (narrow rows sort fast).
@@ -1176,7 +1189,7 @@ async def _run(
     # When the page must visit every match anyway (text ranked in full; on SQLite also text sorted by
     # another key and a genre filter driving the plan), count them in the same pass with a window
     # instead of a second query (on PostgreSQL a second connection counts the other cases at once).
-    if walked is not None or request.cursor or early_total is not None:
+    if walked is not None or request.cursor:
         window = False
     elif dialect == "sqlite":
         window = not index_walk and (match is not None or bool(request.filters.genre))
@@ -1229,9 +1242,6 @@ async def _run(
 
     if total is not None:
         rows = await fetch_page()
-    elif early_total is not None:
-        rows = await fetch_page()
-        total = await early_total
     elif dialect == "postgresql" and not window:
         # The page and the total are independent: on PostgreSQL they run at once, on two
         # connections (the server has more than one core; latency is the slower of the two).
