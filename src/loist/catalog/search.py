@@ -819,7 +819,7 @@ class _Match:
     score: sa.ColumnElement[Any]  # the relevance (a constant 0 when sorting by another key)
     rid: sa.ColumnElement[Any]  # unique per match: the relevance tie-break and the join key
     condition: sa.ColumnElement[bool]  # "this tracks row matches" (counts, facets)
-    fts_count: sa.Executable | None  # count straight from the FTS index / side table (capped)
+    fts_count: sa.Executable  # count straight from the FTS index / side table (capped)
     page_score: sa.ColumnElement[Any] | None = None  # other sorts: the score, for the page's rows only
     walk_condition: sa.ColumnElement[bool] | None = None  # SQLite: "matches", without driving the plan
     walk_count: sa.TextClause | None = None  # SQLite: the match count up to :walk_bound
@@ -948,10 +948,46 @@ def _one_of(dialect: str, key: sa.ColumnElement[Any], name: str) -> sa.ColumnEle
     return key.in_(sa.text(f"SELECT value FROM json_each(:{name})"))  # nosec B608 (a parameter name)
 
 
+async def _term_words(conn: AsyncConnection, term: Term) -> list[str] | None:
+    """The indexed words a term of single words or prefixes can match (a prefix's completions, a
+    typo's replacements); None when a prefix has more than WALK_MAX_WORDS completions."""
+    words: list[str] = []
+    for (token,) in term.alternatives:
+        if token.prefix:
+            words.extend(await _completions(conn, token.text, WALK_MAX_WORDS + 1))
+        else:
+            words.append(token.text)
+        words.extend(token.fuzzy)
+    words = list(dict.fromkeys(words))
+    return None if len(words) > WALK_MAX_WORDS else words
+
+
 @dataclass
 class _Walk:
     page: list[tuple[Any, int]]  # (rid, score), best first, at most limit + 1
     total: int | None  # every match, when the first page's lists held them all (a rare word): no count needed
+    count: sa.Executable  # counts the matches up to COUNT_LIMIT + 1, by the words found
+
+
+def _words_count(builder: _Builder, term: Term, words: list[str]) -> sa.Executable:
+    """Count the tracks holding any of ``words`` (a term's words, its prefix's completions included).
+
+    By exact words rather than by prefix: PostgreSQL's GIN index answers ``'soldier' | 'soldiers'``
+    in 1.4 ms and ``'soldi':*`` in 6.8 ms (100K tracks). A field term (``genre:rock``) counts that
+    field's postings: its class-D field cannot be told apart in the full-text index without reading
+    the rows. A track has at most one posting per word in a field, hence the inner bound."""
+    if term.field:
+        return sa.text(
+            f"SELECT count(*) FROM (SELECT DISTINCT track FROM (SELECT track FROM {POSTINGS_TABLE} "  # nosec B608
+            f"WHERE term IN :words AND field = {FIELD_IDS[term.field]} "
+            f"LIMIT {(COUNT_LIMIT + 1) * max(1, len(words))}) AS p LIMIT {COUNT_LIMIT + 1}) AS c"
+        ).bindparams(sa.bindparam("words", words or [""], expanding=True))
+    exact = Token(words[0], fuzzy=tuple(words[1:])) if words else term.alternatives[0][0]
+    parsed = replace(builder.parsed, terms=[replace(term, alternatives=((exact,),))])
+    match = _Builder(builder.dialect, parsed, builder.filters).match(scored=False)
+    if match is None:  # cannot happen: the term has a word
+        raise LookupError("a walked term has no text")
+    return match.fts_count
 
 
 def _walkable(parsed: ParsedQuery) -> bool:
@@ -987,20 +1023,13 @@ async def _walk_page(
     if not _walkable(parsed) or len(builder.conditions(post_filters=False)) != 1:
         return None
     term = parsed.positive[0]
-    words: list[str] = []
-    for (token,) in term.alternatives:
-        if token.prefix:
-            words.extend(await _completions(conn, token.text, WALK_MAX_WORDS + 1))
-        else:
-            words.append(token.text)
-        words.extend(token.fuzzy)
-    words = list(dict.fromkeys(words))
-    if len(words) > WALK_MAX_WORDS:
+    words = await _term_words(conn, term)
+    if words is None:
         return None
     sqlite = builder.dialect == "sqlite"
     fields = [term.field] if term.field else list(RANKING)
     if not words:
-        return _Walk([], 0)
+        return _Walk([], 0, _words_count(builder, term, words))
     track_key = builder._rowid() if sqlite else tracks.c.id
     lists = list(itertools.product(words, fields))
     need = request.limit + 1
@@ -1085,12 +1114,12 @@ async def _walk_page(
     for rid, score in found:
         best[rid] = max(best.get(rid, score), score)
     ranked = sorted(best.items(), key=lambda item: (item[1], item[0]), reverse=True)
-    return _Walk(ranked[:need], len(best) if complete else None)
+    return _Walk(ranked[:need], len(best) if complete else None, _words_count(builder, term, words))
 
 
 def _count(builder: _Builder, match: _Match | None, conditions: list[sa.ColumnElement[bool]]) -> sa.Executable:
     """The statement counting the matches, up to COUNT_LIMIT + 1."""
-    if match is not None and match.fts_count is not None and len(conditions) == 1:
+    if match is not None and len(conditions) == 1:
         return match.fts_count
     counted = ([] if match is None else [match.condition]) + conditions
     parsed, filters = builder.parsed, builder.filters
@@ -1141,14 +1170,21 @@ async def _run(
     # Relevance of one word or prefix, best first: read the best postings instead of scoring every
     # match. (Best first only: a track's score is its best posting, which a walk from the bottom meets last.)
     conditions = builder.conditions()
-    walked = None
+    walked = walk_count = None
     alone = len(builder.conditions(post_filters=False)) == 1  # no filter, range or exclusion
     if WALK_POSTINGS and _walkable(parsed) and alone and sort == "relevance" and order == "desc":
         walk = await _walk_page(conn, builder, request, raw)
         if walk is not None:
-            walked = walk.page
+            walked, walk_count = walk.page, walk.count
             if total is None and walk.total is not None:
                 total = walk.total
+    elif dialect == "postgresql" and total is None and alone and _walkable(parsed):
+        # Sorted by another key: count by the prefix's completions all the same (see _words_count).
+        term = parsed.positive[0]
+        if any(token.prefix for (token,) in term.alternatives):
+            words = await _term_words(conn, term)
+            if words is not None:
+                walk_count = _words_count(builder, term, words)
     match = builder.match(sort, scored=walked is None)
     keys = _sort_keys(dialect, sort, match)
 
@@ -1225,7 +1261,7 @@ async def _run(
         .order_by(*(direction(inner_sub.c[f"_k{i}"]) for i in range(len(keys))))
     )
     matched = ([] if match is None else [match.condition]) + conditions
-    count = _count(builder, match, conditions)
+    count = walk_count if walk_count is not None else _count(builder, match, conditions)
     join_key_type = join_key.type
 
     async def fetch_page() -> Sequence[Any]:
