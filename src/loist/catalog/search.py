@@ -179,32 +179,51 @@ def postings_ddl(dialect: str) -> list[str]:
     """The postings table and the triggers that keep it (idempotent; migration 0005)."""
     watched = ", ".join(["status", *(field.column for field in RANKING.values())])
     if dialect == "postgresql":
-        unchanged = " AND ".join(
-            ["OLD.status IS NOT DISTINCT FROM NEW.status",
-             *(f"OLD.{field.column} IS NOT DISTINCT FROM NEW.{field.column}" for field in RANKING.values())]
-        )
-        return [
+        # Statement-level triggers over transition tables: one INSERT ... SELECT for a whole batch of
+        # tracks rather than a plpgsql call per track. PostgreSQL allows transition tables only for single-event triggers without a column
+        # list, hence three triggers, and updates compare the watched columns themselves.
+        old_cols = ", ".join(f"o.{name}" for name in watched.split(", "))
+        new_cols = ", ".join(f"r.{name}" for name in watched.split(", "))
+        changed = f"({new_cols}) IS DISTINCT FROM ({old_cols})"
+        match_key = "p.term = x.term AND p.field = x.field AND p.impact = x.impact AND p.track = x.track"
+        bodies = {
+            "insert": (
+                "NEW TABLE AS new_rows",
+                f"INSERT INTO {POSTINGS_TABLE}(term, field, impact, track) SELECT x.* FROM new_rows AS r "  # nosec B608
+                f"CROSS JOIN LATERAL ({_pg_postings_select('r')}) AS x WHERE r.status = '{_COMPLETED}' "
+                "ORDER BY 1, 2, 3, 4 ON CONFLICT DO NOTHING;",
+            ),
+            "delete": (
+                "OLD TABLE AS old_rows",
+                f"DELETE FROM {POSTINGS_TABLE} AS p USING (SELECT x.* FROM old_rows AS r "  # nosec B608
+                f"CROSS JOIN LATERAL ({_pg_postings_select('r')}) AS x WHERE r.status = '{_COMPLETED}') AS x "
+                f"WHERE {match_key};",
+            ),
+            "update": (
+                "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+                # the old postings of changed rows (r: the old row, o: the new one, compared)
+                f"DELETE FROM {POSTINGS_TABLE} AS p USING (SELECT x.* FROM old_rows AS r JOIN new_rows AS o "  # nosec B608
+                f"ON o.id = r.id CROSS JOIN LATERAL ({_pg_postings_select('r')}) AS x "
+                f"WHERE r.status = '{_COMPLETED}' AND {changed}) AS x WHERE {match_key}; "
+                # the new postings of changed rows (r: the new row, o: the old one)
+                f"INSERT INTO {POSTINGS_TABLE}(term, field, impact, track) SELECT x.* FROM new_rows AS r "
+                f"JOIN old_rows AS o ON o.id = r.id CROSS JOIN LATERAL ({_pg_postings_select('r')}) AS x "
+                f"WHERE r.status = '{_COMPLETED}' AND {changed} ORDER BY 1, 2, 3, 4 ON CONFLICT DO NOTHING;",
+            ),
+        }
+        ddl = [
             f'CREATE TABLE IF NOT EXISTS {POSTINGS_TABLE} (term text COLLATE "C" NOT NULL, field smallint NOT NULL, '
             f"impact integer NOT NULL, track uuid NOT NULL, {PG_POSTINGS_KEY})",
-            f"""CREATE OR REPLACE FUNCTION loist_search_postings() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF TG_OP = 'UPDATE' AND {unchanged} THEN
-    RETURN NULL;
-  END IF;
-  IF TG_OP <> 'INSERT' AND OLD.status = '{_COMPLETED}' THEN
-    DELETE FROM {POSTINGS_TABLE} AS p USING ({_pg_postings_select("OLD")}) AS o
-    WHERE p.term = o.term AND p.field = o.field AND p.impact = o.impact AND p.track = o.track;
-  END IF;
-  IF TG_OP <> 'DELETE' AND NEW.status = '{_COMPLETED}' THEN
-    INSERT INTO {POSTINGS_TABLE}(term, field, impact, track) {_pg_postings_select("NEW")}
-    ON CONFLICT DO NOTHING;
-  END IF;
-  RETURN NULL;
-END $$""",  # nosec B608
-            "DROP TRIGGER IF EXISTS tracks_search_postings ON tracks",
-            f"CREATE TRIGGER tracks_search_postings AFTER INSERT OR DELETE OR UPDATE OF {watched} ON tracks "
-            "FOR EACH ROW EXECUTE FUNCTION loist_search_postings()",
         ]
+        for event, (tables, body) in bodies.items():
+            ddl += [
+                f"CREATE OR REPLACE FUNCTION loist_search_postings_{event}() RETURNS trigger LANGUAGE plpgsql AS $$ "  # nosec B608
+                f"BEGIN {body} RETURN NULL; END $$",
+                f"DROP TRIGGER IF EXISTS tracks_search_postings_{event} ON tracks",
+                f"CREATE TRIGGER tracks_search_postings_{event} AFTER {event.upper()} ON tracks REFERENCING {tables} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION loist_search_postings_{event}()",
+            ]
+        return ddl
     key = "(term, field, impact, track)"
     return [
         f"CREATE TABLE IF NOT EXISTS {POSTINGS_TABLE} (term TEXT NOT NULL, field INTEGER NOT NULL, "

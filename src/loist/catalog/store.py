@@ -65,6 +65,9 @@ _SOURCE_COLUMNS: dict[str, str] = {
 # --- row <-> Track: the only two places that know how a Track is laid out in a row -------------
 
 
+GENRE_ROWS_PER_INSERT = 2000  # x 3 parameters: well under every driver's limit
+
+
 def genre_keys(genres: Iterable[str]) -> list[str]:
     """PostgreSQL's ``tracks.genre_keys`` for a track: its ``track_genres.genre_norm`` values, sorted."""
     return sorted(norm for _, norm in genre_rows(list(genres)))
@@ -384,8 +387,10 @@ class Catalog:
             for track_id, genres in items
             for genre, norm in genre_rows(genres)
         ]
-        if params:
-            await conn.execute(sa.insert(track_genres), params)
+        # Multi-row INSERTs, not an executemany: on PostgreSQL that runs one statement per genre row,
+        # and the statement-level genre-keys triggers (migration 0004) then fire once per row too.
+        for start in range(0, len(params), GENRE_ROWS_PER_INSERT):
+            await conn.execute(sa.insert(track_genres).values(params[start : start + GENRE_ROWS_PER_INSERT]))
 
     # --- reads ---------------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ Ranking a broad word by scoring every match grows with the library (at 1M tracks
 matches 40,000-80,000 tracks: 100-300 ms). The relevance score is now a sum of per-field *impacts*
 that depend only on the field and the track (``loist.catalog.search.impact_sql``), so they are
 stored: ``search_postings(term, field, impact, track)`` with its primary key in that order, kept by
-triggers on ``tracks`` (COMPLETED tracks only, like the full-text indexes). A single word or prefix
+triggers on ``tracks`` (COMPLETED tracks only, like the full-text indexes; on PostgreSQL
+statement-level, over transition tables, so a batch of tracks is one insert). A single word or prefix
 then reads its best matches from the front of the index. ``track`` is ``tracks.rowid`` on SQLite and
 ``tracks.id`` on PostgreSQL.
 
@@ -69,8 +70,9 @@ def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
         op.execute(f"DROP STATISTICS IF EXISTS {DURATION_STATISTICS}")
-        op.execute("DROP TRIGGER IF EXISTS tracks_search_postings ON tracks")
-        op.execute("DROP FUNCTION IF EXISTS loist_search_postings()")
+        for event in ("insert", "delete", "update"):
+            op.execute(f"DROP TRIGGER IF EXISTS tracks_search_postings_{event} ON tracks")
+            op.execute(f"DROP FUNCTION IF EXISTS loist_search_postings_{event}()")
     else:
         op.execute(f"DROP INDEX IF EXISTS {SQLITE_FILTER_INDEX}")
         for name in SQLITE_POSTINGS_TRIGGERS:
