@@ -4,10 +4,12 @@ How a query runs (both engines, same steps, same answers):
 
 1. :func:`loist.catalog.query.parse_query` turns the text into terms, ranges and keywords with the
    same tokenizer that filled the ``search_*`` columns at write time.
-2. The **exact pass** matches every positive term through the full-text index (FTS5 ``MATCH`` on
-   SQLite, ``@@`` on the weighted ``search_vector`` with its GIN index on PostgreSQL), applies
-   exclusions, phrase adjacency (``LIKE`` on the token columns, identical SQL on both), filters and
-   the sort, and fetches ``limit + 1`` rows after the cursor's key (keyset pagination).
+2. The **exact pass**: a single word or prefix alone, by relevance, reads its page from the front of
+   the postings (:func:`_walk_page`); every other search matches its positive terms through the
+   full-text index (FTS5 ``MATCH`` on SQLite, ``@@`` on the weighted ``search_vector`` with its GIN
+   index on PostgreSQL), applies exclusions, phrase adjacency (``LIKE`` on the token columns,
+   identical SQL on both), filters and the sort, scores the matches with one integer formula, and
+   fetches ``limit + 1`` rows after the cursor's key (keyset pagination).
 3. When it finds fewer than :data:`FUZZY_BELOW` tracks, the **fuzzy pass** looks up words that are
    not in the vocabulary (``search_vocab``, kept by triggers) and replaces each with its nearest
    vocabulary words by trigram similarity (candidates from ``pg_trgm`` / an FTS5 ``trigram``
@@ -69,8 +71,8 @@ class FieldWeight:
     pg_label: str  # the tsvector weight class holding it (PostgreSQL has four: A-D)
 
 
-# The ranking table. SQLite passes the weights to bm25() per column; PostgreSQL gives ts_rank() one
-# weight per class, so fields sharing a class must share a weight (a test checks).
+# The ranking table: each field's weight in the score (see "the score" below) and, on PostgreSQL, the
+# tsvector weight class its tokens carry (used to restrict ``field:`` terms to their class).
 RANKING: dict[str, FieldWeight] = {
     "title": FieldWeight("search_title", 10.0, "A"),
     "artist": FieldWeight("search_artist", 10.0, "B"),
