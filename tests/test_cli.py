@@ -139,6 +139,16 @@ def test_search_accepts_any_string() -> None:
         assert "total" in json.loads(out)
 
 
+def test_search_says_when_counting_stopped() -> None:
+    run("seed", "--synthetic", "1005")
+    code, out, err = run("search", "")
+    assert code == 0
+    assert "1,000+ match(es); more: --cursor " in err  # at least 1,000: counting stops there
+    assert len(out.strip().splitlines()) >= 20  # 20 hits (a long title may wrap)
+    code, out, err = run("search", "zzzzzz qqqqqq")
+    assert "0 match(es)" in err and "+" not in err
+
+
 def test_seed_synthetic_is_counted() -> None:
     code, out, _ = run("seed", "--synthetic", "120", "--json")
     assert code == 0

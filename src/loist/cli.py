@@ -300,7 +300,8 @@ def search(
         return
     for hit in result.items:
         out.print(f"{hit.score:6.0f}  {_track_summary(hit.track)}", highlight=False)
-    err.print(f"{result.total} match(es)" + (f"; more: --cursor {result.next_cursor}" if result.next_cursor else ""), highlight=False)
+    total = f"{result.total:,}" + ("+" if result.total_relation == "gte" else "")  # "1,000+": counting stopped
+    err.print(f"{total} match(es)" + (f"; more: --cursor {result.next_cursor}" if result.next_cursor else ""), highlight=False)
     if result.facets:
         for name, counts in result.facets.items():
             err.print(f"{name}: " + ", ".join(f"{k} ({v})" for k, v in counts.items()), highlight=False)
