@@ -30,10 +30,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import itertools
 import json
 import math
+import operator
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -124,7 +126,7 @@ SQLITE_TRIGGERS = ("tracks_search_ai", "tracks_vocab_ai", "tracks_search_ad", "t
 # on down the RANKING table. Because an impact depends only on the field and the track, it is stored
 # with each (token, field, track) in ``search_postings`` (the *postings*, kept by triggers), ordered by
 # impact: the best matches of a single word or prefix are read from the front of that index instead
-# of scoring every match (see :func:`_walk_inner`). Both engines compute the same integers, from the
+# of scoring every match (see :func:`_walk_page`). Both engines compute the same integers, from the
 # same ``search_*`` token columns, so they rank identically.
 
 IMPACT_SCALE = 1000
@@ -177,15 +179,18 @@ def _pg_postings_select(row: str) -> str:
     )
 
 
-def postings_ddl(dialect: str) -> list[str]:
-    """The postings table and the triggers that keep it (idempotent; migration 0005)."""
-    watched = ", ".join(["status", *(field.column for field in RANKING.values())])
+def postings_ddl(dialect: str, *, keyed: bool = True) -> list[str]:
+    """The postings table and the triggers that keep it (idempotent; migration 0005). ``keyed=False``
+    (PostgreSQL): the table without its primary key, for filling before the key is built."""
+    watched_columns = ["status", *(field.column for field in RANKING.values())]
+    watched = ", ".join(watched_columns)
     if dialect == "postgresql":
         # Statement-level triggers over transition tables: one INSERT ... SELECT for a whole batch of
-        # tracks rather than a plpgsql call per track. PostgreSQL allows transition tables only for single-event triggers without a column
-        # list, hence three triggers, and updates compare the watched columns themselves.
-        old_cols = ", ".join(f"o.{name}" for name in watched.split(", "))
-        new_cols = ", ".join(f"r.{name}" for name in watched.split(", "))
+        # tracks rather than a plpgsql call per track. PostgreSQL allows transition tables only for
+        # single-event triggers without a column list, hence three triggers, and updates compare the
+        # watched columns themselves.
+        old_cols = ", ".join(f"o.{name}" for name in watched_columns)
+        new_cols = ", ".join(f"r.{name}" for name in watched_columns)
         changed = f"({new_cols}) IS DISTINCT FROM ({old_cols})"
         match_key = "p.term = x.term AND p.field = x.field AND p.impact = x.impact AND p.track = x.track"
         bodies = {
@@ -215,7 +220,7 @@ def postings_ddl(dialect: str) -> list[str]:
         }
         ddl = [
             f'CREATE TABLE IF NOT EXISTS {POSTINGS_TABLE} (term text COLLATE "C" NOT NULL, field smallint NOT NULL, '
-            f"impact integer NOT NULL, track uuid NOT NULL, {PG_POSTINGS_KEY})",
+            f"impact integer NOT NULL, track uuid NOT NULL{f', {PG_POSTINGS_KEY}' if keyed else ''})",
         ]
         for event, (tables, body) in bodies.items():
             ddl += [
@@ -259,10 +264,9 @@ def refill_postings(connection: Connection) -> None:
 def install_postings(connection: Connection) -> None:
     """Create the postings table and its triggers (idempotent) and fill it. Migration 0005."""
     dialect = connection.dialect.name
-    ddl = postings_ddl(dialect)
+    # A new PostgreSQL table is filled first and keyed after: one sort instead of an index insertion per row.
     new_pg_table = dialect == "postgresql" and not _has_table(connection, POSTINGS_TABLE)
-    if new_pg_table:  # filled first, keyed after: one sort instead of an index insertion per row
-        ddl[0] = ddl[0].replace(f", {PG_POSTINGS_KEY}", "")
+    ddl = postings_ddl(dialect, keyed=not new_pg_table)
     if dialect == "sqlite":
         for name in SQLITE_POSTINGS_TRIGGERS:
             connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
@@ -271,8 +275,6 @@ def install_postings(connection: Connection) -> None:
     refill_postings(connection)
     if new_pg_table:
         connection.exec_driver_sql(f"ALTER TABLE {POSTINGS_TABLE} ADD {PG_POSTINGS_KEY}")
-
-
 
 
 # --- DDL: installed by migration 0002, re-installed by rebuild_search_index ----------------------
@@ -537,8 +539,9 @@ def _padded(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
 
 
 def _token_like(dialect: str, padded: sa.ColumnElement[Any], token: Token) -> sa.ColumnElement[bool]:
-    """``column`` (a ``search_*`` token column) holds ``token`` (or a fuzzy alternative) as a whole word
-    or, for a prefix token, as the start of a word: the one test shared by scoring and field checks.
+    """A ``search_*`` token column, ``padded`` with a space each side (:func:`_padded`), holds ``token``
+    (or a fuzzy alternative) as a whole word or, for a prefix token, as the start of a word: the one
+    test shared by scoring and field checks.
 
     ``strpos``/``instr(...) > 0`` rather than ``LIKE '% word %'``: the same test, but PostgreSQL's
     planner estimates a LIKE on an expression at 0.5 % of rows and then sorts every text match instead
@@ -553,6 +556,10 @@ def _token_like(dialect: str, padded: sa.ColumnElement[Any], token: Token) -> sa
         needle = sa.literal(f" {word}" if prefix else f" {word} ", sa.Text())
         clauses.append(find(padded, needle) > 0)
     return sa.or_(*clauses)
+
+
+def _sum(scores: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[Any]:
+    return functools.reduce(operator.add, scores)
 
 
 class _Builder:
@@ -735,33 +742,23 @@ class _Builder:
         for name in fields:
             padded, impact = self._field_parts(name)
             cases.append(sa.case((_token_like(self.dialect, padded, token), impact), else_=zero))
-        if len(cases) == 1:
-            return cases[0]
-        best = sa.func.greatest if self.dialect == "postgresql" else sa.func.max  # SQLite: the scalar max()
-        return best(*cases, type_=sa.Integer())
+        return self._best(cases)
 
     def term_score(self, term: Term) -> sa.ColumnElement[Any]:
         """A term's score: its best alternative, an alternative scoring the sum of its tokens' impacts."""
         fields = [term.field] if term.field else list(RANKING)
-        groups = []
-        for group in term.alternatives:
-            impacts = [self.token_score(token, fields) for token in group]
-            total = impacts[0]
-            for impact in impacts[1:]:
-                total = total + impact
-            groups.append(total)
-        if len(groups) == 1:
-            return groups[0]
-        best = sa.func.greatest if self.dialect == "postgresql" else sa.func.max
-        return best(*groups, type_=sa.Integer())
+        return self._best([_sum([self.token_score(token, fields) for token in group]) for group in term.alternatives])
 
     def score(self) -> sa.ColumnElement[Any]:
         """The relevance of this ``tracks`` row: the sum of the positive terms' scores."""
-        scores = [self.term_score(term) for term in self.parsed.positive]
-        total = scores[0]
-        for score in scores[1:]:
-            total = total + score
-        return total
+        return _sum([self.term_score(term) for term in self.parsed.positive])
+
+    def _best(self, scores: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[Any]:
+        """The greatest of ``scores`` (PostgreSQL ``greatest``, SQLite's multi-argument scalar ``max``)."""
+        if len(scores) == 1:
+            return scores[0]
+        best = sa.func.greatest if self.dialect == "postgresql" else sa.func.max
+        return best(*scores, type_=sa.Integer())
 
     def match(self, sort: str = "relevance", *, scored: bool = True) -> _Match | None:
         """How the positive terms are matched and scored; None when the query has no text.
@@ -1026,7 +1023,8 @@ async def _walk_page(
     cursor: list[Any] | None,
 ) -> _Walk | None:
     """The page's ``(rid, score)`` (up to ``limit + 1``, in order) read from the front of the
-    postings, and the number of matches when the lists were read to their ends; or None when this search cannot be answered that way (docs/search.md, "How a broad word stays fast").
+    postings, and the number of matches when the lists were read to their ends; or None when this
+    search cannot be answered that way (docs/search.md, "How a broad word stays fast").
 
     Possible for one positive term made of single words or prefixes (a typo's replacements included),
     alone (no exclusion, filter or range: with those, ranking every match through the full-text and
@@ -1040,10 +1038,7 @@ async def _walk_page(
     computing the candidates' scores from their rows, and a list that lost postings is read further,
     up to WALK_MAX_READ postings a round.
     """
-    parsed = builder.parsed
-    if not _walkable(parsed) or len(builder.conditions(post_filters=False)) != 1:
-        return None
-    term = parsed.positive[0]
+    term = builder.parsed.positive[0]  # _run checked: _walkable, and no other condition
     words = await _term_words(conn, term)
     if words is None:
         return None
@@ -1122,8 +1117,8 @@ async def _walk_page(
         if not short:
             found = [(rid, passed[rid]) for rows in kept.values() for rid, _ in rows]  # type: ignore[misc]
             break
-        # Read the short lists further, as far as the conditions' observed pass rate says is needed;
-        # unless that is too far (a rare combination): ranking every match is then cheaper.
+        # Read the short lists further, as far as the observed share of tracks not yet shown says is
+        # needed; unless that is too far: ranking every match is then cheaper.
         total_read = sum(len(rows) for rows in read.values())
         rate = sum(len(rows) for rows in kept.values()) / total_read if total_read else 0.0
         wanted = {index: max(depths[index] * 2, math.ceil(need / rate * 1.5)) if rate else 0 for index in short}
@@ -1192,14 +1187,15 @@ async def _run(
     # match. (Best first only: a track's score is its best posting, which a walk from the bottom meets last.)
     conditions = builder.conditions()
     walked = walk_count = None
-    alone = len(builder.conditions(post_filters=False)) == 1  # no filter, range or exclusion
-    if WALK_POSTINGS and _walkable(parsed) and alone and sort == "relevance" and order == "desc":
+    # One term of single words or prefixes, and no filter, range or exclusion:
+    walkable = _walkable(parsed) and len(builder.conditions(post_filters=False)) == 1
+    if WALK_POSTINGS and walkable and sort == "relevance" and order == "desc":
         walk = await _walk_page(conn, builder, request, raw)
         if walk is not None:
             walked, walk_count = walk.page, walk.count
             if total is None and walk.total is not None:
                 total = walk.total
-    elif dialect == "postgresql" and total is None and alone and _walkable(parsed):
+    elif dialect == "postgresql" and total is None and walkable:
         # Sorted by another key: count by the prefix's completions all the same (see _words_count).
         term = parsed.positive[0]
         if any(token.prefix for (token,) in term.alternatives):
@@ -1283,7 +1279,6 @@ async def _run(
     )
     matched = ([] if match is None else [match.condition]) + conditions
     count = walk_count if walk_count is not None else _count(builder, match, conditions)
-    join_key_type = join_key.type
 
     async def fetch_page() -> Sequence[Any]:
         if walked is None:
@@ -1292,7 +1287,7 @@ async def _run(
         if not walked:
             return []
         found = sa.select(*tracks.c, join_key.label("_rid")).where(
-            join_key.in_(sa.bindparam("page_keys", expanding=True, type_=join_key_type))
+            join_key.in_(sa.bindparam("page_keys", expanding=True, type_=join_key.type))
         )
         by_key = {row["_rid"]: row for row in (await conn.execute(found, {"page_keys": [k for k, _ in walked]})).mappings()}
         return [{**by_key[key], "score": value, "_k0": value, "_k1": key} for key, value in walked if key in by_key]
