@@ -63,18 +63,21 @@ async def library(catalog: Catalog) -> Catalog:
     return catalog
 
 
+async def _read_postings(conn: Any) -> list[tuple[Any, ...]]:
+    rows = await conn.execute(sa.text(f"SELECT term, field, impact, track FROM {POSTINGS_TABLE}"))  # noqa: S608
+    return sorted(tuple(str(value) for value in row) for row in rows.all())
+
+
 async def postings(catalog: Catalog) -> list[tuple[Any, ...]]:
     async with catalog.engine.connect() as conn:
-        rows = await conn.execute(sa.text(f"SELECT term, field, impact, track FROM {POSTINGS_TABLE}"))  # noqa: S608
-        return sorted(tuple(str(value) for value in row) for row in rows.all())
+        return await _read_postings(conn)
 
 
 async def recomputed(catalog: Catalog) -> list[tuple[Any, ...]]:
     """What the postings hold when rebuilt from scratch (rolled back: the table is left as it was)."""
     async with catalog.engine.connect() as conn:
         await conn.run_sync(refill_postings)
-        rows = await conn.execute(sa.text(f"SELECT term, field, impact, track FROM {POSTINGS_TABLE}"))  # noqa: S608
-        out = sorted(tuple(str(value) for value in row) for row in rows.all())
+        out = await _read_postings(conn)
         await conn.rollback()
     return out
 
