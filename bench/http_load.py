@@ -139,7 +139,7 @@ def make_wav(path: Path, seconds: int) -> Path:
 
 async def seed(data_dir: Path, audio: Path) -> str:
     from loist.config import Settings
-    from loist.library import Library
+    from loist.library.service import Library
 
     lib = await Library.open(Settings(_env_file=None, data_dir=data_dir))  # type: ignore[call-arg]
     try:

@@ -71,7 +71,7 @@ def mutagen_loop(files: list[Path]) -> float:
 
 async def loist_ingest(folder: Path, data_dir: Path) -> tuple[float, int]:
     from loist.config import Settings
-    from loist.library import Library
+    from loist.library.service import Library
 
     settings = Settings(data_dir=data_dir, _env_file=None)
     lib = await Library.open(settings)
@@ -110,7 +110,7 @@ def serve_folder(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
 CHILD = r"""
 import asyncio, json, resource, sys, time
 from loist.config import Settings
-from loist.library import Library
+from loist.library.service import Library
 
 async def main():
     s = Settings(data_dir=sys.argv[2], allow_private_urls=True, max_file_size_mb=2048, _env_file=None)

@@ -1,6 +1,6 @@
 """Search latency benchmark (issue #4 item 5).
 
-Seeds a library of N synthetic tracks (``loist.synthetic``) once per engine and size (kept and
+Seeds a library of N synthetic tracks (``loist.library.synthetic``) once per engine and size (kept and
 reused: SQLite files under ``--data-dir``, PostgreSQL databases named ``loist_bench_<N>``), then
 times a fixed mix of 200 searches (plain words, prefixes, typos, filters, ranges, sorts, deep pages,
 non-Latin and punctuated names) and prints p50 / p95 / p99 per engine and per kind.
@@ -43,8 +43,8 @@ from psycopg import sql
 
 from loist.catalog import Catalog
 from loist.catalog.migrate import upgrade
+from loist.library.synthetic import GENRES, SPECIAL_ARTISTS, WORDS, generate_tracks
 from loist.model import RangeFilter, SearchFilters, SearchRequest, SearchResult
-from loist.synthetic import GENRES, SPECIAL_ARTISTS, WORDS, generate_tracks
 
 PG_SERVER = os.environ.get("LOIST_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
 BATCH = 2000

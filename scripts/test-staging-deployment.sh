@@ -82,7 +82,7 @@ if [[ -z "$audio_url" ]] && ! is_loopback "$url"; then
   wav="$scratch/loist-smoke-$(date +%s)-$$.wav"
   python_bin="$(dirname "$(command -v "$loist")")/python"
   [[ -x "$python_bin" ]] || python_bin="python3"
-  "$python_bin" -c 'import sys; from loist.smoke import smoke_wav; open(sys.argv[1], "wb").write(smoke_wav())' "$wav"
+  "$python_bin" -c 'import sys; from loist.ops.smoke import smoke_wav; open(sys.argv[1], "wb").write(smoke_wav())' "$wav"
   object="gs://${bucket}/tmp/$(basename "$wav")"
   gcloud storage cp "$wav" "$object" "${project_args[@]}" --quiet
   rm -rf "$scratch"

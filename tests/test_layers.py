@@ -1,7 +1,6 @@
 """Imports point downward only (docs/architecture.md): a test, so the layering cannot erode.
 
-entry points (cli, mcp/, web/, smoke, localstack) -> services (library, bulk, transfer, seeding,
-synthetic) -> engines (ingest/, catalog/, storage/; none imports another) -> foundation (config,
+entry points (cli, serve, mcp/, web/, ops/) -> services (library/) -> engines (ingest/, catalog/, storage/; none imports another) -> foundation (config,
 errors, model, logs). Entry points may use the blob store's plain types (``loist.storage.base``) but never
 an engine's behaviour: no SQL, no blob I/O.
 """
@@ -17,8 +16,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "loist"
 
 FOUNDATION = {"config", "errors", "model", "logs", "__init__", "__version__"}
 ENGINES = {"ingest", "catalog", "storage"}
-SERVICES = {"library", "bulk", "transfer", "seeding", "synthetic"}
-ENTRY = {"cli", "mcp", "web", "smoke", "localstack", "__main__"}
+SERVICES = {"library"}
+ENTRY = {"cli", "serve", "mcp", "web", "ops", "__main__"}
 
 
 def unit_of(path: Path) -> str:

@@ -78,7 +78,7 @@ def _run(fn: Callable[[], Awaitable[T]], as_json: bool) -> T:
 
 @asynccontextmanager
 async def _library(settings: Settings):  # type: ignore[no-untyped-def]
-    from loist.library import Library
+    from loist.library.service import Library
 
     lib = await Library.open(settings)
     try:
@@ -116,7 +116,7 @@ def serve(
     if as_json:
         overrides["log_format"] = "json"
     settings = _settings(as_json, **overrides)
-    from loist.web.serve import serve as run_server
+    from loist.serve import serve as run_server
 
     try:
         run_server(
@@ -343,8 +343,8 @@ def seed(
         raise _fail(InvalidArgument("nothing to do: give --audio N and/or --synthetic N (or --wipe)"), as_json)
 
     async def go() -> dict[str, Any]:
-        from loist.seeding import seed_audio
-        from loist.transfer import wipe_library
+        from loist.library.seeding import seed_audio
+        from loist.library.transfer import wipe_library
 
         started = time.perf_counter()
         result: dict[str, Any] = {}
@@ -379,7 +379,7 @@ def seed(
 # --- db ----------------------------------------------------------------------------------------
 def _migrate(as_json: bool, action: str, revision: str = "head") -> tuple[str | None, list[str]]:
     """Run one ``loist db`` action and return (current revision, head revisions)."""
-    from loist.library import migrate_database
+    from loist.library.service import migrate_database
 
     settings = _settings(as_json)
     return _run(lambda: migrate_database(settings, action, revision), as_json)  # type: ignore[arg-type]
@@ -458,7 +458,7 @@ def smoke(
 ) -> None:
     """Check a running deployment end to end: health, MCP auth and tools, ingest, metadata, search,
     embed tags, oEmbed, a Range request on the stream, delete. Exit 0 only when every check passes."""
-    from loist.smoke import run_smoke
+    from loist.ops.smoke import run_smoke
 
     report = _run(lambda: run_smoke(base_url, token=token, audio_url=audio_url, timeout_s=timeout), as_json)
     if as_json:
@@ -483,7 +483,7 @@ def export_cmd(
     settings = _settings(as_json)
 
     async def go():  # type: ignore[no-untyped-def]
-        from loist.transfer import export_to_file
+        from loist.library.transfer import export_to_file
 
         async with _library(settings) as lib:
             return await export_to_file(lib, path, anonymize=anonymize, salt=salt)
@@ -515,7 +515,7 @@ def import_cmd(
         raise _fail(InvalidArgument(f"--blobs must be copy or silence, got {blobs!r}"), as_json)
 
     async def go() -> dict[str, Any]:
-        from loist.transfer import import_file, wipe_library
+        from loist.library.transfer import import_file, wipe_library
 
         started = time.perf_counter()
         result: dict[str, Any] = {}

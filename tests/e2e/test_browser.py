@@ -34,7 +34,7 @@ def _settings(data_dir: Path, base_url: str = "http://127.0.0.1") -> Settings:
 @pytest.fixture(scope="module")
 def tracks(tmp_path_factory: pytest.TempPathFactory, audio_factory: AudioFactory) -> tuple[Path, dict[str, str]]:
     """A data dir with an mp3 (3 s), an ogg (1 s) and a track whose audio blob has gone missing."""
-    from loist.library import Library
+    from loist.library.service import Library
 
     data_dir = tmp_path_factory.mktemp("browser")
 

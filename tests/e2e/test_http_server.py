@@ -36,7 +36,7 @@ def _settings(data_dir: Path, base_url: str, **values: object) -> Settings:
 @pytest.fixture(scope="module")
 def seeded_dir(tmp_path_factory: pytest.TempPathFactory, audio_factory: AudioFactory) -> tuple[Path, str]:
     """A data dir (SQLite + blobs) holding one track; returns (dir, track id)."""
-    from loist.library import Library
+    from loist.library.service import Library
 
     data_dir = tmp_path_factory.mktemp("e2e-http")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from loist.smoke import REQUIRED_TOOLS, Check, Report, is_loopback_url, meta_tags, smoke_wav
+from loist.ops.smoke import REQUIRED_TOOLS, Check, Report, is_loopback_url, meta_tags, smoke_wav
 from tests.support.audio import AudioFactory
 from tests.support.httpserver import LoopbackServer
 from tests.support.localstack import RunningStack

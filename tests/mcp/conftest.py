@@ -20,7 +20,7 @@ from loist.mcp.server import LoistMCPServer, create_mcp_server
 from tests.support.audio import AudioFactory
 
 if TYPE_CHECKING:
-    from loist.library import Library
+    from loist.library.service import Library
 
 BASE_URL = "https://music.example.test"
 
@@ -39,7 +39,7 @@ def mcp_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def library(mcp_settings: Settings) -> AsyncIterator[Library]:
-    from loist.library import Library
+    from loist.library.service import Library
 
     lib = await Library.open(mcp_settings)
     try:

@@ -14,7 +14,7 @@ from loist.mcp.server import create_mcp_server
 from tests.mcp.conftest import make_settings
 
 if TYPE_CHECKING:
-    from loist.library import Library
+    from loist.library.service import Library
 
 TOOL_ORDER = [
     "process_audio_complete",

@@ -9,7 +9,7 @@ import pytest
 from mcp import Client
 
 from loist.config import Settings
-from loist.library import Library
+from loist.library.service import Library
 from loist.mcp.server import LoistMCPServer, create_mcp_server
 from tests.mcp.conftest import BASE_URL, make_settings
 from tests.mcp.test_tools import assert_error, assert_ok

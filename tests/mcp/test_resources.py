@@ -12,7 +12,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, BlobResourceContents, TextResourceContents
 from PIL import Image
 
-from loist.library import Library
+from loist.library.service import Library
 from loist.mcp.resources import INLINE_LIMIT_BYTES
 from loist.mcp.server import LoistMCPServer
 from loist.model import Track

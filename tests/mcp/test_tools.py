@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult
 
-from loist.library import Library
+from loist.library.service import Library
 from loist.mcp.server import LoistMCPServer
 from loist.model import Track
 from tests.mcp.conftest import BASE_URL

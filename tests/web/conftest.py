@@ -27,7 +27,7 @@ from loist.web.app import create_app
 from tests.support.audio import AudioFactory
 
 if TYPE_CHECKING:
-    from loist.library import Library
+    from loist.library.service import Library
 
 BASE_URL = "https://music.example.test"
 TRICKY_TITLE = 'Rock\'n\'roll </title><script>alert("x")</script> & “quotes” 🎸'
@@ -56,7 +56,7 @@ class WebWorld:
 
 @asynccontextmanager
 async def open_world(settings: Settings, audio: AudioFactory) -> AsyncIterator[WebWorld]:
-    from loist.library import Library
+    from loist.library.service import Library
 
     lib = await Library.open(settings)
     try:

@@ -54,7 +54,7 @@ async def test_ready_is_503_when_the_bucket_is_missing(
 
 
 async def test_ready_is_503_when_the_database_is_unreachable(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from loist.library import Library
+    from loist.library.service import Library
 
     settings: Settings = make_settings(tmp_path_factory.mktemp("no-db"))
     catalog = Catalog.from_url(f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/loist")

@@ -18,7 +18,7 @@ import anyio
 from loist.config import Settings
 
 if TYPE_CHECKING:
-    from loist.library import Library
+    from loist.library.service import Library
 
 Transport = Literal["stdio", "http"]
 
@@ -66,7 +66,7 @@ class Deps:
         async with self._lock:
             self._users += 1
             if self._library is None:
-                from loist.library import Library  # deferred: keeps `import loist.mcp` light
+                from loist.library.service import Library  # deferred: keeps `import loist.mcp` light
 
                 self._library = await Library.open(self.settings)
                 self._owned = True

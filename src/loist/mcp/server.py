@@ -40,7 +40,7 @@ from loist.mcp.schemas import compact_schema
 from loist.mcp.tools import register_tools
 
 if TYPE_CHECKING:
-    from loist.library import Library
+    from loist.library.service import Library
 
 logger = logging.getLogger("loist.mcp")
 
@@ -118,7 +118,7 @@ def create_mcp_server(
 ) -> LoistMCPServer:
     """Build a server.
 
-    ``library``: an open :class:`~loist.library.Library`; or a zero-argument callable returning it
+    ``library``: an open :class:`~loist.library.service.Library`; or a zero-argument callable returning it
     (for an owner that opens it later, in its own lifespan); or ``None`` to let the server's lifespan
     open one from ``settings`` and close it on exit. ``transport`` defaults to
     ``settings.server_transport``.

@@ -9,7 +9,7 @@ time, no globals), so tests build as many apps as they like. Composition, outerm
                            /audio/{id}/stream  /audio/{id}/thumbnail  /health/live  /health/ready
                            /static/*  /mcp (BearerAuth -> MCP streamable HTTP session manager)
 
-The lifespan opens the :class:`~loist.library.Library` when none was handed in (and closes it),
+The lifespan opens the :class:`~loist.library.service.Library` when none was handed in (and closes it),
 then runs the MCP session manager. Errors are mapped to HTTP once, in :mod:`loist.web.errors`.
 """
 
@@ -38,7 +38,7 @@ from loist.web.security import SecurityHeaders
 if TYPE_CHECKING:
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-    from loist.library import Library
+    from loist.library.service import Library
 
 MCP_PATH = "/mcp"
 
@@ -72,7 +72,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = ctx._library is None
         if owned:
-            from loist.library import Library
+            from loist.library.service import Library
 
             ctx._library = await Library.open(settings)
         try:

@@ -21,7 +21,7 @@ from loist.web.assets import InlineAssets, load_assets
 from loist.web.cache import BLOB_CACHE_TTL_S, TTLCache
 
 if TYPE_CHECKING:
-    from loist.library import Library
+    from loist.library.service import Library
 
 
 @dataclass

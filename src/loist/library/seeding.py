@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loist.errors import InvalidArgument, LoistError
-from loist.library import IngestOutcome, Library
+from loist.library.service import IngestOutcome, Library
 
 #: format -> (extension, ffmpeg encoder arguments). The order is the cycle ``--audio N`` uses.
 SEED_FORMATS: dict[str, tuple[str, list[str]]] = {

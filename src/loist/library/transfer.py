@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from pydantic import ValidationError
 
 from loist.errors import InvalidArgument, LoistError, NotFound
-from loist.library import SYNTHETIC_BLOB_KEY, Library
+from loist.library.service import SYNTHETIC_BLOB_KEY, Library
 from loist.model import AudioInfo, Source, Track, TrackStatus
 from loist.storage import open_blob_store
 from loist.storage.base import BlobStore, audio_key, thumbnail_key

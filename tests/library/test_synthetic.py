@@ -8,8 +8,8 @@ import unicodedata
 
 from loist.catalog import Catalog
 from loist.catalog.search import COUNT_LIMIT
+from loist.library.synthetic import generate_tracks
 from loist.model import SearchRequest, Track, TrackStatus
-from loist.synthetic import generate_tracks
 
 N = 5000
 

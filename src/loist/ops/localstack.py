@@ -1,6 +1,6 @@
 """The local stack without Docker: PostgreSQL + a GCS emulator + ``loist serve``, one command.
 
-``scripts/local-stack`` runs ``python -m loist.localstack``. It is the compose stack
+``scripts/local-stack`` runs ``python -m loist.ops.localstack``. It is the compose stack
 (``compose.yaml``) for machines without a Docker engine, and what the end-to-end tests start:
 
 1. a database: ``--database-url`` as given (nothing created or dropped), or a fresh database on

@@ -16,7 +16,7 @@ import pytest
 
 from loist.config import Settings
 from loist.errors import ErrorCode, InvalidArgument, InvalidFormat, LoistError, NotFound
-from loist.library import Library, parse_track_id
+from loist.library.service import Library, parse_track_id
 from loist.model import TrackStatus
 from loist.storage.base import audio_key, thumbnail_key
 from tests.support.audio import AudioFactory

@@ -33,7 +33,6 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from loist.bulk import Stored, analyse_and_store, bulk_worker, put_blobs
 from loist.catalog import Catalog
 from loist.config import Settings
 from loist.errors import Internal, InvalidArgument, LoistError, NotFound
@@ -41,6 +40,7 @@ from loist.ingest.analyze import Analysis, analyze
 from loist.ingest.fetch import download
 from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
+from loist.library.bulk import Stored, analyse_and_store, bulk_worker, put_blobs
 from loist.model import (
     TAG_FIELDS,
     SearchRequest,
@@ -364,7 +364,7 @@ class Library:
 
             ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
             if os.name == "posix":
-                ctx.set_forkserver_preload(["loist.bulk"])
+                ctx.set_forkserver_preload(["loist.library.bulk"])
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         return self._pool
 
@@ -559,7 +559,7 @@ class Library:
 
     async def seed_synthetic(self, n: int, *, seed: int = 0, batch: int = 5000) -> int:
         """Add ``n`` metadata-only tracks sharing one small silent blob (benchmarks, staging)."""
-        from loist.synthetic import generate_tracks
+        from loist.library.synthetic import generate_tracks
 
         if n < 0:
             raise InvalidArgument("n must be >= 0")

@@ -12,8 +12,8 @@ import pytest
 
 from loist.config import Settings
 from loist.errors import InvalidArgument
-from loist.library import Library
-from loist.seeding import SEED_FORMATS, plan, seed_audio
+from loist.library.seeding import SEED_FORMATS, plan, seed_audio
+from loist.library.service import Library
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ import pytest
 from loist.config import Settings
 from loist.errors import InvalidArgument
 from loist.ingest.analyze import analyze
-from loist.library import Library
+from loist.library.service import Library
+from loist.library.transfer import Anonymizer, export_to_file, import_file, read_export, wipe_library
 from loist.model import Track
-from loist.transfer import Anonymizer, export_to_file, import_file, read_export, wipe_library
 from tests.support.audio import AudioFactory
 from tests.support.gcs import gcs_client
 from tests.support.httpserver import LoopbackServer
