@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from loist.errors import ConfigInvalid
 
@@ -230,10 +230,18 @@ def mask_url(url: str) -> str:
     return url
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment (and ``.env``), apply overrides, and validate them."""
+def build_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (and ``.env``) plus ``overrides``, without the profile rules.
+
+    The one place a pydantic validation error becomes :class:`ConfigInvalid` (``CONFIG_INVALID``):
+    ``loist config check`` uses it to report the profile's problems instead of stopping on them.
+    """
     try:
-        settings = Settings(**overrides)
-    except Exception as exc:  # pydantic.ValidationError: turn into our error with its message
+        return Settings(**overrides)
+    except (ValidationError, SettingsError) as exc:  # a value pydantic refuses: our error, its message
         raise ConfigInvalid(f"invalid configuration: {exc}") from None
-    return settings.check()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings (:func:`build_settings`) and enforce the profile rules (:meth:`Settings.check`)."""
+    return build_settings(**overrides).check()

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 from jsonschema import Draft202012Validator
 from mcp import Client
 from mcp_types import Tool
 
+from loist.library.holder import LibraryHolder
 from loist.mcp.server import create_mcp_server
 from tests.mcp.conftest import make_settings
-
-if TYPE_CHECKING:
-    from loist.library.service import Library
 
 TOOL_ORDER = [
     "process_audio_complete",
@@ -40,13 +37,14 @@ ANNOTATIONS = {
 }
 
 
-def _no_library() -> Library:
-    raise AssertionError("listing must not touch the library")
+def _no_library() -> LibraryHolder:
+    """A holder nobody opens: a server that touches its library fails loudly."""
+    return LibraryHolder(name="the library (listing must not touch it)")
 
 
 async def list_tools(tmp_path: Path) -> list[Tool]:
     """tools/list from a server whose library must never be touched."""
-    async with Client(create_mcp_server(make_settings(tmp_path), _no_library)) as c:
+    async with Client(create_mcp_server(make_settings(tmp_path), _no_library())) as c:
         return (await c.list_tools()).tools
 
 
@@ -103,7 +101,7 @@ async def test_output_schema_names_the_track_fields(tmp_path: Path) -> None:
 
 
 async def test_resource_templates_are_listed(tmp_path: Path) -> None:
-    async with Client(create_mcp_server(make_settings(tmp_path), _no_library)) as c:
+    async with Client(create_mcp_server(make_settings(tmp_path), _no_library())) as c:
         listed = (await c.list_resource_templates()).resource_templates
     templates = {t.uri_template: t for t in listed}
     assert set(templates) == {
@@ -117,7 +115,7 @@ async def test_resource_templates_are_listed(tmp_path: Path) -> None:
 
 
 async def test_server_identifies_itself_from_settings(tmp_path: Path) -> None:
-    server = create_mcp_server(make_settings(tmp_path, server_name="Team Jukebox"), _no_library)
+    server = create_mcp_server(make_settings(tmp_path, server_name="Team Jukebox"), _no_library())
     async with Client(server, mode="legacy") as c:
         assert c.server_info is not None
         assert c.server_info.name == "Team Jukebox"
@@ -126,7 +124,7 @@ async def test_server_identifies_itself_from_settings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_transport_defaults_to_settings(tmp_path: Path, transport: str) -> None:
-    server = create_mcp_server(make_settings(tmp_path, server_transport=transport), _no_library)
+    server = create_mcp_server(make_settings(tmp_path, server_transport=transport), _no_library())
     assert server.deps.transport == transport
 
 
@@ -135,7 +133,7 @@ async def test_server_without_a_library_opens_and_closes_its_own(tmp_path: Path)
     server = create_mcp_server(make_settings(tmp_path / "data"), transport="stdio")
     async with Client(server) as c:
         health = (await c.call_tool("health_check", {})).structured_content
-        assert server.deps._library is not None
+        assert server.deps.holder.is_open
     assert health is not None and health["status"] == "ok"
-    assert server.deps._library is None  # closed when the last client left
+    assert not server.deps.holder.is_open  # closed when the last client left
     assert (tmp_path / "data" / "loist.db").is_file()

@@ -16,7 +16,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "mcp.md"
 
 async def test_every_tool_and_resource_template_is_documented(tmp_path: Path) -> None:
     text = DOC.read_text(encoding="utf-8")
-    async with Client(create_mcp_server(make_settings(tmp_path), _no_library)) as c:
+    async with Client(create_mcp_server(make_settings(tmp_path), _no_library())) as c:
         tools = [t.name for t in (await c.list_tools()).tools]
         templates = [t.uri_template for t in (await c.list_resource_templates()).resource_templates]
     headings = [line.removeprefix("### ").strip() for line in text.splitlines() if line.startswith("### ")]

@@ -1,21 +1,22 @@
 """What the tools and resources of one server share: settings, transport and the library.
 
-The library is either handed in — as an object, or as a zero-argument callable when its owner (the
-web app) opens it later in its own lifespan — or, when none is given, opened by the server's
-lifespan and closed when the last user leaves, so stdio and in-memory servers work with nothing but
-a :class:`~loist.config.Settings`.
+The library lives in a :class:`~loist.library.holder.LibraryHolder`. A server handed an open
+library, or nothing, owns its holder: its lifespan enters :meth:`LibraryHolder.opened`, which lends
+the given library, or opens one from the settings on first use and closes it when the last client
+leaves (stdio and in-memory servers work with nothing but a :class:`~loist.config.Settings`). A
+server handed a holder shares it with that holder's owner (the web app), who keeps it open.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
 
-import anyio
-
 from loist.config import Settings
+from loist.library.holder import LibraryHolder
 
 if TYPE_CHECKING:
     from loist.library.service import Library
@@ -45,37 +46,18 @@ def search_uri(query: str) -> str:
 class Deps:
     settings: Settings
     transport: Transport
-    provider: Callable[[], Library] | None = None
-    _library: Library | None = None
-    _owned: bool = False
-    _users: int = 0
-    _lock: anyio.Lock = field(default_factory=anyio.Lock)
+    holder: LibraryHolder
+    shared: bool = False  # the holder belongs to someone else, who keeps it open while we serve
 
     @property
     def library(self) -> Library:
-        if self.provider is not None:
-            return self.provider()
-        if self._library is None:
-            raise RuntimeError("the MCP server's library is not open (server used outside its lifespan)")
-        return self._library
+        return self.holder.library
 
-    async def acquire(self) -> None:
-        """Open the library on first use when none was handed in."""
-        if self.provider is not None:
+    @asynccontextmanager
+    async def in_use(self) -> AsyncIterator[None]:
+        """The server's lifespan: keep the library open while a client is connected."""
+        if self.shared:
+            yield
             return
-        async with self._lock:
-            self._users += 1
-            if self._library is None:
-                from loist.library.service import Library  # deferred: keeps `import loist.mcp` light
-
-                self._library = await Library.open(self.settings)
-                self._owned = True
-
-    async def release(self) -> None:
-        if self.provider is not None:
-            return
-        async with self._lock:
-            self._users -= 1
-            if self._users == 0 and self._owned and self._library is not None:
-                library, self._library, self._owned = self._library, None, False
-                await library.close()
+        async with self.holder.opened(self.settings):
+            yield

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -33,6 +33,7 @@ from starlette.applications import Starlette
 from loist import __version__
 from loist.config import Settings
 from loist.errors import ErrorCode, LoistError
+from loist.library.holder import LibraryHolder
 from loist.mcp.deps import Deps, Transport
 from loist.mcp.resources import register_resources, stream_contents
 from loist.mcp.results import error_result
@@ -112,31 +113,27 @@ def _resource_error(uri: AnyUrl | str, exc: LoistError) -> MCPError:
 
 def create_mcp_server(
     settings: Settings,
-    library: Library | Callable[[], Library] | None = None,
+    library: Library | LibraryHolder | None = None,
     *,
     transport: Transport | None = None,
 ) -> LoistMCPServer:
     """Build a server.
 
-    ``library``: an open :class:`~loist.library.service.Library`; or a zero-argument callable returning it
-    (for an owner that opens it later, in its own lifespan); or ``None`` to let the server's lifespan
-    open one from ``settings`` and close it on exit. ``transport`` defaults to
-    ``settings.server_transport``.
+    ``library``: an open :class:`~loist.library.service.Library` (the caller closes it); or a
+    :class:`~loist.library.holder.LibraryHolder` its owner keeps open while the server runs (the
+    web app's); or ``None`` to let the server's lifespan open one from ``settings`` and close it
+    when the last client leaves. ``transport`` defaults to ``settings.server_transport``.
     """
     chosen: Transport = transport or settings.server_transport
-    deps = Deps(settings=settings, transport=chosen)
-    if callable(library):
-        deps.provider = library
-    elif library is not None:
-        deps._library = library
+    if isinstance(library, LibraryHolder):
+        deps = Deps(settings=settings, transport=chosen, holder=library, shared=True)
+    else:
+        deps = Deps(settings=settings, transport=chosen, holder=LibraryHolder(library, name="the MCP server's library"))
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-        await deps.acquire()
-        try:
+        async with deps.in_use():
             yield {}
-        finally:
-            await deps.release()
 
     server = LoistMCPServer(
         deps,

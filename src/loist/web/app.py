@@ -9,8 +9,9 @@ time, no globals), so tests build as many apps as they like. Composition, outerm
                            /audio/{id}/stream  /audio/{id}/thumbnail  /health/live  /health/ready
                            /static/*  /mcp (BearerAuth -> MCP streamable HTTP session manager)
 
-The lifespan opens the :class:`~loist.library.service.Library` when none was handed in (and closes it),
-then runs the MCP session manager. Errors are mapped to HTTP once, in :mod:`loist.web.errors`.
+The lifespan holds the library open through the app's
+:class:`~loist.library.holder.LibraryHolder` (opening and closing one when none was handed in), then
+runs the MCP session manager, which shares that holder. Errors are mapped to HTTP once, in :mod:`loist.web.errors`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from loist.config import Settings
 from loist.errors import ErrorCode
+from loist.library.holder import LibraryHolder
 from loist.mcp.server import create_mcp_server, mcp_http_app
 from loist.web import embed, health, oembed, stream
 from loist.web.auth import BearerAuth
@@ -59,9 +61,9 @@ class McpEndpoint:
 
 def create_app(settings: Settings, library: Library | None = None) -> Starlette:
     """Build the app. With ``library`` the caller owns it; without, the lifespan opens and closes one."""
-    ctx = WebContext(settings=settings, templates=make_templates(), _library=library)
+    ctx = WebContext(settings=settings, templates=make_templates(), holder=LibraryHolder(library, name="the web app's library"))
 
-    mcp_server = create_mcp_server(settings, lambda: ctx.library, transport="http")
+    mcp_server = create_mcp_server(settings, ctx.holder, transport="http")
     # Builds the session manager, with the SDK's Host/Origin protection configured from
     # EMBED_BASE_URL + ALLOWED_HOSTS (see loist.mcp.server.transport_security). We do not mount the
     # SDK's own app: /mcp is routed here so the bearer check and the error format are ours.
@@ -70,22 +72,12 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        owned = ctx._library is None
-        if owned:
-            from loist.library.service import Library
-
-            ctx._library = await Library.open(settings)
-        try:
-            async with mcp_server.session_manager.run():
-                endpoint.manager = mcp_server.session_manager
-                try:
-                    yield
-                finally:
-                    endpoint.manager = None
-        finally:
-            if owned and ctx._library is not None:
-                lib, ctx._library = ctx._library, None
-                await lib.close()
+        async with ctx.holder.opened(settings), mcp_server.session_manager.run():
+            endpoint.manager = mcp_server.session_manager
+            try:
+                yield
+            finally:
+                endpoint.manager = None
 
     routes: list[BaseRoute] = [
         *embed.routes(ctx),

@@ -1,9 +1,10 @@
 """What every web route needs: the settings, the opened library and the template environment.
 
 One :class:`WebContext` is built per app by :func:`loist.web.app.create_app` and handed to the
-route factories, so handlers close over it instead of reaching for globals. The library is filled
-in by the app's lifespan (it is opened asynchronously), which is why it is a property that fails
-loudly when a request arrives before startup.
+route factories, so handlers close over it instead of reaching for globals. The library lives in
+a :class:`~loist.library.holder.LibraryHolder` the app's lifespan keeps open (it is opened
+asynchronously), which is why it is a property that fails loudly when a request arrives before
+startup.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import jinja2
 
 from loist.config import Settings
 from loist.errors import NotFound
+from loist.library.holder import LibraryHolder
 from loist.storage.base import BlobInfo
 from loist.web.assets import InlineAssets, load_assets
 from loist.web.cache import BLOB_CACHE_TTL_S, TTLCache
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 class WebContext:
     settings: Settings
     templates: jinja2.Environment
-    _library: Library | None = None
+    holder: LibraryHolder
     assets: InlineAssets = field(default_factory=load_assets)
     pages: TTLCache[tuple[str, ...], bytes] = field(default_factory=TTLCache)  # rendered embed/oEmbed bodies
     blobs: TTLCache[tuple[str, str], BlobInfo] = field(
@@ -38,9 +40,7 @@ class WebContext:
 
     @property
     def library(self) -> Library:
-        if self._library is None:
-            raise RuntimeError("the library is not open: the app's lifespan has not run")
-        return self._library
+        return self.holder.library
 
     @property
     def base_url(self) -> str:
