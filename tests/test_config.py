@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from loist.config import Settings, load_settings, mask_url, normalize_database_url
+from loist.config import Settings, build_settings, load_settings, mask_url, normalize_database_url
 from loist.errors import ConfigInvalid, ErrorCode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +153,26 @@ def test_production_refuses_unsafe_settings(monkeypatch: pytest.MonkeyPatch, cha
 def test_invalid_value_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "not-a-port")
     with pytest.raises(ConfigInvalid):
+        load_settings()
+
+
+@pytest.mark.parametrize("build", [build_settings, load_settings])
+def test_one_path_turns_a_refused_value_into_config_invalid(monkeypatch: pytest.MonkeyPatch, build: Any) -> None:
+    monkeypatch.setenv("PORT", "not-a-port")
+    with pytest.raises(ConfigInvalid) as info:
+        build()
+    assert info.value.code == ErrorCode.CONFIG_INVALID
+    assert info.value.message.startswith("invalid configuration: ") and "port" in info.value.message
+    monkeypatch.delenv("PORT")
+    with pytest.raises(ConfigInvalid, match="server_transport"):
+        build(server_transport="carrier-pigeon")  # overrides are validated the same way
+
+
+def test_build_settings_leaves_the_profile_rules_to_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_ENABLED", "true")  # no BEARER_TOKEN: a problem, not a refused value
+    settings = build_settings()
+    assert any("BEARER_TOKEN" in p for p in settings.problems())
+    with pytest.raises(ConfigInvalid, match="BEARER_TOKEN"):
         load_settings()
 
 

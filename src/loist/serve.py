@@ -1,20 +1,19 @@
-"""``loist serve``: run the one server on stdio or streamable HTTP.
+"""``loist serve``: run the one server on the transport the settings choose (``SERVER_TRANSPORT``).
 
-- ``http``: uvicorn runs :func:`loist.web.app.create_app` (``/mcp`` plus the web routes). Where
-  it listens and the public URLs are announced on stderr.
-- ``stdio``: the MCP server speaks JSON-RPC on stdin/stdout (for desktop clients that spawn it);
-  nothing else may write to stdout, so every message goes to stderr.
+- ``http``: uvicorn runs :func:`loist.web.app.create_app` (``/mcp`` plus the web routes) on
+  ``SERVER_HOST``:``PORT``. Where it listens and the public URLs are announced on stderr.
+- ``stdio``: the MCP server (:func:`loist.mcp.server.run_stdio`) speaks JSON-RPC on stdin/stdout
+  (for desktop clients that spawn it), with no web app; nothing else may write to stdout, so
+  every message goes to stderr.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Literal
+from typing import Any
 
 from loist.config import Settings
-
-Transport = Literal["stdio", "http"]
 
 
 def _announce(message: str, data: dict[str, Any] | None = None, *, as_json: bool = False) -> None:
@@ -24,20 +23,15 @@ def _announce(message: str, data: dict[str, Any] | None = None, *, as_json: bool
     print(message, file=sys.stderr, flush=True)
 
 
-def serve(settings: Settings, *, transport: str, host: str, port: int, as_json: bool = False) -> None:
-    """Run until interrupted. ``host``/``port`` override the settings (they are what we bind).
+def serve(settings: Settings, *, as_json: bool = False) -> None:
+    """Run until interrupted.
 
     ``as_json``: the start-up announcement is one JSON object (``event: "serving"``) for scripts.
     """
-    if transport not in ("stdio", "http"):
-        from loist.errors import InvalidArgument
-
-        raise InvalidArgument(f"transport must be stdio or http, got {transport!r}")
-    settings = settings.model_copy(update={"server_host": host, "port": port, "server_transport": transport})
-    if transport == "stdio":
+    if settings.server_transport == "stdio":
         _serve_stdio(settings, as_json)
     else:
-        _serve_http(settings, host, port, as_json)
+        _serve_http(settings, as_json)
 
 
 def _serve_stdio(settings: Settings, as_json: bool = False) -> None:
@@ -54,23 +48,23 @@ def _serve_stdio(settings: Settings, as_json: bool = False) -> None:
     anyio.run(run_stdio, settings)
 
 
-def _serve_http(settings: Settings, host: str, port: int, as_json: bool = False) -> None:
+def _serve_http(settings: Settings, as_json: bool = False) -> None:
     import uvicorn
 
-    from loist.web.app import create_app
+    from loist.web.app import ANNOUNCED_PATHS, create_app
 
     app = create_app(settings)
+    host, port = settings.server_host, settings.port
     shown = f"[{host}]" if ":" in host else host
-    base = settings.public_base_url
+    urls = {name: settings.public_base_url + path for name, path in ANNOUNCED_PATHS.items()}
     _announce(
         f"{settings.server_name}: listening on http://{shown}:{port}\n"
-        f"  MCP endpoint  {base}/mcp{'  (bearer token required)' if settings.auth_enabled else ''}\n"
-        f"  embed pages   {base}/embed/<track id>\n"
-        f"  health        {base}/health/ready",
+        f"  MCP endpoint  {urls['mcp']}{'  (bearer token required)' if settings.auth_enabled else ''}\n"
+        f"  embed pages   {urls['embed'].replace('{id}', '<track id>')}\n"
+        f"  health        {urls['health']}",
         {
             "event": "serving", "server": settings.server_name, "transport": "http",
-            "listen": f"http://{shown}:{port}", "mcp": f"{base}/mcp", "auth": settings.auth_enabled,
-            "embed": f"{base}/embed/{{id}}", "health": f"{base}/health/ready",
+            "listen": f"http://{shown}:{port}", "auth": settings.auth_enabled, **urls,
         },
         as_json=as_json,
     )

@@ -10,6 +10,7 @@ import pytest
 from loist.config import Settings
 from loist.library.holder import LibraryHolder
 from loist.library.service import Library
+from tests.support.closes import record_closes
 
 
 def _settings(tmp_path: Path) -> Settings:
@@ -18,16 +19,7 @@ def _settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def closed(monkeypatch: pytest.MonkeyPatch) -> list[Library]:
-    """Every library closed during the test, in order (a hook on the real ``Library.close``)."""
-    seen: list[Library] = []
-    real_close = Library.close
-
-    async def recording_close(self: Library) -> None:
-        seen.append(self)
-        await real_close(self)
-
-    monkeypatch.setattr(Library, "close", recording_close)
-    return seen
+    return record_closes(monkeypatch)
 
 
 async def test_an_empty_holder_fails_loudly_with_its_name() -> None:

@@ -2,5 +2,6 @@
 
 One module per concern: ``embed`` (player page), ``oembed``, ``stream`` (all byte serving, Range
 handled there only), ``health``, ``auth`` (bearer token for ``/mcp``), ``cors``, ``security``
-(framing and CSP headers), ``errors`` (the one error -> HTTP mapping), ``serve`` (``loist serve``).
+(framing and CSP headers), ``errors`` (the one error -> HTTP mapping), ``context`` (what every
+route shares). Running it is :mod:`loist.serve`'s job (uvicorn for HTTP; stdio needs no web app).
 """

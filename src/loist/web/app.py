@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from loist.library.service import Library
 
 MCP_PATH = "/mcp"
+# What ``loist serve`` announces at start-up: name -> path template ({id}: a track id).
+ANNOUNCED_PATHS = {"mcp": MCP_PATH, "embed": "/embed/{id}", "health": "/health/ready"}
 
 
 class McpEndpoint:

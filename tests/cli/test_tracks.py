@@ -1,58 +1,13 @@
-"""The ``loist`` command line: in-process (Typer's runner) for behaviour, one real subprocess for
-the console script. Each test gets its own embedded library through LOIST_DATA_DIR."""
+"""``loist ingest``, ``show``, ``list``, ``search``, ``delete`` (``loist.cli.tracks``)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
-from loist.cli import app
 from loist.errors import EXIT_CODE, ErrorCode
+from tests.cli.conftest import json_lines, run
 from tests.support.audio import AudioFactory
-
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in list(os.environ):
-        if name.startswith(("DB_", "GCS_", "DATABASE_", "STORAGE_", "AUTH_", "BEARER_", "ENVIRONMENT")):
-            monkeypatch.delenv(name, raising=False)
-    data = tmp_path / "data"
-    monkeypatch.setenv("LOIST_DATA_DIR", str(data))
-    monkeypatch.chdir(tmp_path)
-    return data
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def json_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def test_every_command_has_help_and_a_json_mode() -> None:
-    code, out, _ = run("--help")
-    assert code == 0
-    commands = ["serve", "ingest", "show", "list", "search", "delete", "seed", "smoke", "export", "import"]
-    for name in commands:
-        assert name in out
-        code, help_text, _ = run(name, "--help")
-        assert code == 0, name
-        assert "--json" in help_text, f"{name} has no --json"
-    for group, sub in (("db", "upgrade"), ("db", "current"), ("db", "downgrade"), ("config", "check")):
-        code, help_text, _ = run(group, sub, "--help")
-        assert code == 0 and "--json" in help_text
 
 
 def test_ingest_mixed_inputs_json_lines_and_exit_code(audio_factory: AudioFactory, tmp_path: Path) -> None:
@@ -149,53 +104,11 @@ def test_search_says_when_counting_stopped() -> None:
     assert "0 match(es)" in err and "+" not in err
 
 
-def test_seed_synthetic_is_counted() -> None:
-    code, out, _ = run("seed", "--synthetic", "120", "--json")
-    assert code == 0
-    assert json.loads(out)["added"] == 120
-    code, out, _ = run("list", "--json", "--limit", "1000")
-    assert len(json.loads(out)["items"]) == 120
-
-
-def test_db_commands(embedded: Path) -> None:
-    code, out, _ = run("db", "upgrade", "--json")
-    assert code == 0
-    head = json.loads(out)["current"]
-    code, out, _ = run("db", "current", "--json")
-    assert json.loads(out) == {"current": head, "head": head, "up_to_date": True}
-    code, out, _ = run("db", "downgrade", "base", "--json")
-    assert code == 0 and json.loads(out)["current"] is None
-    code, out, _ = run("db", "current", "--json")
-    assert json.loads(out)["up_to_date"] is False
-
-
-def test_config_check_ok_and_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, _ = run("config", "check", "--json")
-    report = json.loads(out)
-    assert code == 0 and report["ok"] is True and report["problems"] == []
-    monkeypatch.setenv("ENVIRONMENT", "production")
-    monkeypatch.setenv("BEARER_TOKEN", "super-secret-token-value")
-    code, out, _ = run("config", "check", "--json")
-    report = json.loads(out)
-    assert code == EXIT_CODE[ErrorCode.CONFIG_INVALID]
-    assert report["ok"] is False and any("AUTH_ENABLED" in p for p in report["problems"])
-    assert "super-secret-token-value" not in out
-    code, _, err = run("config", "check")
-    assert code == 4 and "problem" in err
-
-
-def test_invalid_configuration_stops_every_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUTH_ENABLED", "true")
-    code, out, _ = run("list", "--json")
-    assert code == EXIT_CODE[ErrorCode.CONFIG_INVALID]
-    assert json.loads(out)["error"]["code"] == "CONFIG_INVALID"
-
-
-def test_console_script_and_python_dash_m(embedded: Path, audio_factory: AudioFactory) -> None:
-    env = {**os.environ, "LOIST_DATA_DIR": str(embedded)}
-    loist = Path(sys.executable).with_name("loist")
-    out = subprocess.run([str(loist), "ingest", "--json", str(audio_factory("mp3"))], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    track_id = json.loads(out.stdout.splitlines()[0])["id"]
-    out = subprocess.run([sys.executable, "-m", "loist", "show", track_id, "--json"], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and json.loads(out.stdout)["id"] == track_id
+def test_a_bad_search_option_names_the_option() -> None:
+    code, out, _ = run("search", "x", "--sort", "loudness", "--json")
+    assert code == EXIT_CODE[ErrorCode.INVALID_ARGUMENT]
+    message = json.loads(out)["error"]["message"]
+    assert message.startswith("invalid search: --sort: ") and "relevance" in message
+    assert "pydantic" not in message  # not the validation library's footer
+    code, _, err = run("search", "x", "--order", "sideways")
+    assert code == EXIT_CODE[ErrorCode.INVALID_ARGUMENT] and "--order" in err

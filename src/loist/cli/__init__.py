@@ -1,0 +1,42 @@
+"""The ``loist`` command line (Typer).
+
+Every command calls the library service (never SQL or blob I/O here), has ``--help``, and a
+``--json`` mode for scripts. Errors map once to exit codes (``loist.errors.EXIT_CODE``, in
+:mod:`loist.cli.runner`): 0 means everything succeeded.
+
+One module per topic: :mod:`~loist.cli.tracks` (ingest, show, list, search, delete),
+:mod:`~loist.cli.admin` (db, config, seed, export, import), :mod:`~loist.cli.server` (serve,
+smoke); :mod:`~loist.cli.render` prints results as text or JSON; :mod:`~loist.cli.runner` loads
+the settings, opens the library, runs one call and maps errors. The table below is the whole
+command set, in the order ``loist --help`` lists it.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from loist.cli import admin, server, tracks
+
+app = typer.Typer(
+    name="loist",
+    help="Loist: a music library server for AI assistants (Music Library MCP).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(admin.db_app, name="db")
+app.add_typer(admin.config_app, name="config")
+app.command()(server.serve)
+app.command()(tracks.ingest)
+app.command()(tracks.show)
+app.command("list")(tracks.list_tracks)
+app.command()(tracks.search)
+app.command()(tracks.delete)
+app.command()(admin.seed)
+app.command()(server.smoke)
+app.command("export")(admin.export_cmd)
+app.command("import")(admin.import_cmd)
+
+
+def main() -> None:
+    app()

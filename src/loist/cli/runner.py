@@ -1,0 +1,68 @@
+"""How a ``loist`` command runs, written once: load the settings, open the library, run one async
+call, close the library, and turn a :class:`~loist.errors.LoistError` into its exit code.
+
+:func:`on_library` is that whole ritual; :func:`settings`, :func:`run` and :func:`guarded` are its
+steps, for the commands that need only some of them (``serve``, ``db``, ``smoke``). Exit codes
+come from :data:`loist.errors.EXIT_CODE`; the two that are not errors are named here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import typer
+
+from loist.cli import render
+from loist.config import Settings, load_settings
+from loist.errors import LoistError
+
+if TYPE_CHECKING:
+    from loist.library.service import Library
+
+T = TypeVar("T")
+
+OK = 0
+SOME_FAILED = 1  # the command ran, but an input, an import item or a smoke check failed
+
+
+def guarded(as_json: bool, step: Callable[[], T]) -> T:
+    """Run ``step``; a :class:`LoistError` is printed (text or JSON) and exits with its code."""
+    try:
+        return step()
+    except LoistError as exc:
+        render.error(exc, as_json)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def settings(as_json: bool, **overrides: Any) -> Settings:
+    """Load and validate the settings, and configure logging from them (LOG_LEVEL, LOG_FORMAT)."""
+    from loist.logs import configure_logging
+
+    loaded = guarded(as_json, lambda: load_settings(**overrides))
+    configure_logging(loaded)
+    return loaded
+
+
+def run(as_json: bool, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run one async call to completion, errors mapped."""
+    return guarded(as_json, lambda: asyncio.run(call()))
+
+
+def on_library(as_json: bool, call: Callable[[Library], Awaitable[T]]) -> T:
+    """Load the settings, open the library, run ``call`` on it and close it; errors mapped."""
+    loaded = settings(as_json)
+
+    async def go() -> T:
+        from loist.library.holder import LibraryHolder  # deferred: `loist --help` stays light
+
+        async with LibraryHolder(name="the command's library").opened(loaded) as library:
+            return await call(library)
+
+    return run(as_json, go)
+
+
+def finish(failed: int | bool) -> NoReturn:
+    """End a command that processes many items: 1 when any failed, else 0."""
+    raise typer.Exit(SOME_FAILED if failed else OK)

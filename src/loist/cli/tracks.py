@@ -1,0 +1,102 @@
+"""Commands on tracks: ``ingest``, ``show``, ``list``, ``search``, ``delete``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from pydantic import ValidationError
+
+from loist.cli import render
+from loist.cli.render import JsonOpt
+from loist.cli.runner import finish, guarded, on_library
+from loist.errors import InvalidArgument
+from loist.model import SearchRequest, Track, TrackStatus
+
+if TYPE_CHECKING:
+    from loist.library.service import Library
+
+TrackId = Annotated[str, typer.Argument(help="Track id (UUID).")]
+
+
+def ingest(
+    sources: Annotated[list[str], typer.Argument(help="URLs, files and folders (recursive), mixed.")],
+    as_json: JsonOpt = False,
+    concurrency: Annotated[int | None, typer.Option(help="Parallel workers (default: one per core).")] = None,
+) -> None:
+    """Ingest audio from URLs, files and folders. Prints one line (or JSON object) per input."""
+    view = render.IngestView(as_json)
+
+    async def go(library: Library) -> None:
+        with view:
+            async for outcome in library.ingest_many(sources, concurrency=concurrency, on_planned=view.planned):
+                view.add(outcome)
+
+    on_library(as_json, go)
+    view.summary()
+    finish(view.failed)
+
+
+def show(track_id: TrackId, as_json: JsonOpt = False) -> None:
+    """Show one track's metadata."""
+
+    async def go(library: Library) -> tuple[Track, str]:
+        track = await library.get(track_id)
+        return track, library.embed_url(track.id)
+
+    track, embed_url = on_library(as_json, go)
+    render.track(track, embed_url, as_json)
+
+
+def list_tracks(
+    as_json: JsonOpt = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Page size.")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="Opaque cursor from a previous page.")] = None,
+    status: Annotated[str | None, typer.Option(help="COMPLETED (default), FAILED, or 'all'.")] = None,
+) -> None:
+    """List tracks, newest first."""
+    chosen = guarded(as_json, lambda: _status(status))
+    page = on_library(as_json, lambda library: library.list(cursor=cursor, limit=limit, status=chosen))
+    render.track_page(page, as_json)
+
+
+def _status(value: str | None) -> TrackStatus | None:
+    """``--status``: COMPLETED when not given, None (every status) for ``all``."""
+    if value is None:
+        return TrackStatus.COMPLETED
+    if value.lower() == "all":
+        return None
+    try:
+        return TrackStatus(value.upper())
+    except ValueError:
+        raise InvalidArgument(f"unknown status {value!r}") from None
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="Search text (see docs/search.md).")] = "",
+    as_json: JsonOpt = False,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+    sort: Annotated[str, typer.Option(help="relevance, title, artist, album, year, duration, added.")] = "relevance",
+    order: Annotated[str | None, typer.Option(help="asc or desc.")] = None,
+    cursor: Annotated[str | None, typer.Option(help="Opaque cursor from a previous page.")] = None,
+    facets: Annotated[bool, typer.Option(help="Also count by genre, format and decade.")] = False,
+) -> None:
+    """Search the library (ranked full text, field:value filters, ranges)."""
+    options = {"query": query, "limit": limit, "sort": sort, "order": order, "cursor": cursor, "facets": facets}
+    request = guarded(as_json, lambda: _search_request(options))
+    result = on_library(as_json, lambda library: library.search(request))
+    render.search_result(result, as_json)
+
+
+def _search_request(options: dict[str, object]) -> SearchRequest:
+    try:
+        return SearchRequest.model_validate(options)
+    except ValidationError as exc:  # name the option and what is wrong with it
+        problems = "; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise InvalidArgument(f"invalid search: {problems}") from None
+
+
+def delete(track_id: TrackId, as_json: JsonOpt = False) -> None:
+    """Delete a track: its row, its audio blob and its thumbnail."""
+    track = on_library(as_json, lambda library: library.delete(track_id))
+    render.deleted(track, as_json)
