@@ -146,18 +146,6 @@ class HealthResult(BaseModel):
     checks: dict[str, Any] = Field(description="Per-component status from the library service.")
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any] | None = None
-
-
-class ErrorResult(BaseModel):
-    """The ``structuredContent`` of every failed call (``isError: true``)."""
-
-    error: ErrorBody
-
-
 # --- output schemas as published -----------------------------------------------------------------
 
 # Keywords that constrain only instances of their own type (JSON Schema 2020-12), and annotations

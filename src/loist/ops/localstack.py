@@ -150,13 +150,6 @@ def _tail(log: Path | None, lines: int = 15) -> str:
     return ("; last log lines:\n  " + "\n  ".join(text)) if text else ""
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2.0).status_code < 500
-    except httpx.HTTPError:
-        return False
-
-
 # --- the database -------------------------------------------------------------------------------
 
 
