@@ -16,8 +16,8 @@ import pytest
 
 from loist.config import Settings
 from loist.errors import ErrorCode, InvalidArgument, InvalidFormat, LoistError, NotFound
-from loist.library.service import Library, parse_track_id
-from loist.model import TrackStatus
+from loist.library.service import Library
+from loist.model import TrackStatus, parse_track_id
 from loist.storage.base import audio_key, thumbnail_key
 from tests.support.audio import AudioFactory
 

@@ -52,6 +52,7 @@ from loist.model import (
     TrackPage,
     TrackStatus,
     new_track_id,
+    parse_track_id,
 )
 from loist.storage import open_blob_store
 from loist.storage.base import BlobInfo, BlobStore
@@ -592,16 +593,6 @@ async def migrate_database(
     elif action == "downgrade":
         await migrate.downgrade(url, revision)
     return await migrate.current(url), migrate.heads()
-
-
-def parse_track_id(value: uuid.UUID | str) -> uuid.UUID:
-    """A track id from user input; anything that is not a UUID is NOT_FOUND (no such track)."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value).strip())
-    except ValueError:
-        raise NotFound(f"no track with id {str(value)[:64]!r}") from None
 
 
 def silent_wav(seconds: float, *, rate: int = 8000) -> bytes:

@@ -8,14 +8,12 @@ loudly when a request arrives before startup.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import jinja2
 
 from loist.config import Settings
-from loist.errors import NotFound
 from loist.storage.base import BlobInfo
 from loist.web.assets import InlineAssets, load_assets
 from loist.web.cache import BLOB_CACHE_TTL_S, TTLCache
@@ -57,10 +55,3 @@ def make_templates() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
 
-
-def parse_track_id(raw: str) -> uuid.UUID:
-    """A track id from a URL path segment. Anything that is not a UUID is simply not found."""
-    try:
-        return uuid.UUID(raw)
-    except (ValueError, AttributeError):
-        raise NotFound(f"no track with id {raw[:64]!r}") from None
