@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import io
 import logging
 import os
 import tempfile
 import time
 import uuid
-import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -41,6 +39,7 @@ from loist.ingest.fetch import download
 from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
 from loist.library.bulk import Stored, analyse_and_store, bulk_worker, put_blobs
+from loist.library.synthetic import SYNTHETIC_BLOB_KEY, generate_tracks, synthetic_blob
 from loist.model import (
     TAG_FIELDS,
     SearchRequest,
@@ -64,7 +63,6 @@ Progress = Callable[[str, int | None, int | None], Awaitable[None] | None]
 # Bulk ingest writes rows in batches of this many; analysis runs in a process pool meanwhile.
 BULK_BATCH = 256
 ANALYSE_CHUNK = 32
-SYNTHETIC_BLOB_KEY = "audio/synthetic/silence.wav"
 
 
 @dataclass(slots=True)
@@ -560,11 +558,9 @@ class Library:
 
     async def seed_synthetic(self, n: int, *, seed: int = 0, batch: int = 5000) -> int:
         """Add ``n`` metadata-only tracks sharing one small silent blob (benchmarks, staging)."""
-        from loist.library.synthetic import generate_tracks
-
         if n < 0:
             raise InvalidArgument("n must be >= 0")
-        data = silent_wav(1.0)
+        data = synthetic_blob()
         if not await asyncio.to_thread(self.store.exists, SYNTHETIC_BLOB_KEY):
             await asyncio.to_thread(self.store.put_bytes, SYNTHETIC_BLOB_KEY, data, "audio/wav")
         added = 0
@@ -593,16 +589,4 @@ async def migrate_database(
     elif action == "downgrade":
         await migrate.downgrade(url, revision)
     return await migrate.current(url), migrate.heads()
-
-
-def silent_wav(seconds: float, *, rate: int = 8000) -> bytes:
-    """A tiny mono 8-bit WAV of silence (the shared blob of synthetic tracks)."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(1)
-        w.setframerate(rate)
-        w.writeframes(b"\x80" * int(rate * seconds))
-    return buf.getvalue()
-
 

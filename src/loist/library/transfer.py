@@ -32,7 +32,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +42,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from pydantic import ValidationError
 
 from loist.errors import InvalidArgument, LoistError, NotFound
-from loist.library.service import SYNTHETIC_BLOB_KEY, Library
+from loist.library.service import Library
+from loist.library.synthetic import SYNTHETIC_BLOB_KEY, write_wav
 from loist.model import AudioInfo, Source, Track, TrackStatus
 from loist.storage import open_blob_store
 from loist.storage.base import BlobStore, audio_key, thumbnail_key
@@ -402,37 +402,13 @@ def silence(workdir: Path, marker: str, fmt: str, duration: float, audio: AudioI
         if done.returncode == 0 and out.exists() and out.stat().st_size > 0:
             return out, audio
         out.unlink(missing_ok=True)
-    return _silent_wav(workdir, marker, duration, rate, channels), AudioInfo(
+    out = workdir / f"silence-{marker}.wav"
+    with out.open("wb") as handle:
+        write_wav(handle, duration, rate=rate, channels=channels, sample_width=2, marker=marker)
+    return out, AudioInfo(
         mime_type="audio/wav", format="wav", codec="pcm_s16le", duration_s=duration, channels=channels,
         sample_rate_hz=rate, bitrate_bps=rate * channels * 16, bit_depth=16,
     )
-
-
-def _silent_wav(workdir: Path, marker: str, duration: float, rate: int, channels: int) -> Path:
-    out = workdir / f"silence-{marker}.wav"
-    frames = int(duration * rate)
-    with wave.open(str(out), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        chunk = b"\x00\x00" * channels * 65536
-        remaining = frames
-        while remaining > 0:
-            n = min(remaining, 65536)
-            w.writeframes(chunk[: n * 2 * channels])
-            remaining -= n
-    with out.open("ab") as handle:  # a trailing marker chunk, so each track's bytes differ
-        payload = marker.encode()[:64].ljust(64, b"\0")
-        handle.write(b"loiS" + len(payload).to_bytes(4, "little") + payload)
-    _fix_riff_size(out)
-    return out
-
-
-def _fix_riff_size(path: Path) -> None:
-    size = path.stat().st_size
-    with path.open("r+b") as handle:
-        handle.seek(4)
-        handle.write((size - 8).to_bytes(4, "little"))
 
 
 def placeholder_jpeg(marker: str) -> bytes:
