@@ -344,13 +344,12 @@ def seed(
 
     async def go() -> dict[str, Any]:
         from loist.library.seeding import seed_audio
-        from loist.library.transfer import wipe_library
 
         started = time.perf_counter()
         result: dict[str, Any] = {}
         async with _library(settings) as lib:
             if wipe:
-                result["wiped"] = await wipe_library(lib)
+                result["wiped"] = await lib.wipe()
             if audio:
                 result["audio"] = (await seed_audio(lib, audio, seed=seed_value)).to_dict()
             result["added"] = await lib.seed_synthetic(synthetic, seed=seed_value) if synthetic else 0
@@ -515,13 +514,13 @@ def import_cmd(
         raise _fail(InvalidArgument(f"--blobs must be copy or silence, got {blobs!r}"), as_json)
 
     async def go() -> dict[str, Any]:
-        from loist.library.transfer import import_file, wipe_library
+        from loist.library.transfer import import_file
 
         started = time.perf_counter()
         result: dict[str, Any] = {}
         async with _library(settings) as lib:
             if wipe:
-                result["wiped"] = await wipe_library(lib)
+                result["wiped"] = await lib.wipe()
             report = await import_file(lib, path, blobs=blobs, source_bucket=source_bucket,  # type: ignore[arg-type]
                                        source_dir=source_dir)
         result.update(report.to_dict())

@@ -131,10 +131,10 @@ async def test_failure_then_success_clears_the_failed_record(library: Library, a
 async def test_catalog_failure_removes_the_new_blob(library: Library, audio_factory: AudioFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     from loist.errors import DatabaseFailed
 
-    async def broken_add(track):  # the database fails after the blob was stored
+    async def broken_add(tracks):  # the database fails after the blob was stored
         raise DatabaseFailed("simulated outage")
 
-    monkeypatch.setattr(library.catalog, "add", broken_add)
+    monkeypatch.setattr(library.catalog, "add_many", broken_add)
     path = audio_factory("ogg", tags={"title": "orphan?"}, artwork=True)
     with pytest.raises(DatabaseFailed):
         await library.ingest_file(path)
@@ -233,7 +233,7 @@ async def test_bulk_ingest_uses_the_process_pool(library: Library, audio_factory
         (folder / f"{i}.mp3").write_bytes(base + b"TAG" + f"{i:<125}".encode())
     outcomes = [o async for o in library.ingest_many([str(folder)], concurrency=2)]
     assert sum(o.ok and o.created for o in outcomes) == 40
-    assert library._pool is not None
+    assert library.pipeline._pool is not None
 
 
 async def test_health_reports_both_parts(library: Library) -> None:
@@ -354,13 +354,13 @@ async def test_bulk_ingest_survives_a_dead_worker(tmp_path: Path, audio_factory:
     lib = await Library.open(Settings(data_dir=tmp_path / "data", _env_file=None))
     try:
         dying = DiesOnce()
-        lib._pool = dying  # type: ignore[assignment]
+        lib.pipeline._pool = dying  # type: ignore[assignment]
         outcomes = [o async for o in lib.ingest_many([str(folder)], concurrency=2)]
         failed = [o for o in outcomes if o.error]
         assert 1 <= dying.calls < 6
         assert len(failed) == 32 * dying.calls and {o.error.code for o in failed} == {ErrorCode.INTERNAL}
         assert sum(o.created for o in outcomes) == 192 - len(failed)
-        assert lib._pool is not dying and lib._pool is not None
+        assert lib.pipeline._pool is not dying and lib.pipeline._pool is not None
         # nothing half-written: each failed file has a FAILED row and nothing was stored for it
         assert await lib.catalog.count(TrackStatus.FAILED) == len(failed)
     finally:

@@ -23,7 +23,7 @@ from loist.config import Settings
 from loist.errors import InvalidArgument
 from loist.ingest.analyze import analyze
 from loist.library.service import Library
-from loist.library.transfer import Anonymizer, export_to_file, import_file, read_export, wipe_library
+from loist.library.transfer import Anonymizer, export_to_file, import_file, read_export
 from loist.model import Track
 from tests.support.audio import AudioFactory
 from tests.support.gcs import gcs_client
@@ -249,7 +249,7 @@ async def test_wipe_refuses_production(tmp_path: Path) -> None:
     try:
         lib.settings = lib.settings.model_copy(update={"environment": "production"})
         with pytest.raises(InvalidArgument, match="production"):
-            await wipe_library(lib)
+            await lib.wipe()
     finally:
         await lib.close()
 
