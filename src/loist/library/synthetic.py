@@ -177,6 +177,22 @@ def _duration(rng: random.Random) -> float:
     return round(min(max(value, 30.0), 1200.0), 3)
 
 
+def _audio(rng: random.Random, fmt: str, codec: str, mime: str) -> AudioInfo:
+    """Technical properties that fit the format (lossless formats have a bit depth, no bitrate)."""
+    lossless = fmt in ("flac", "wav", "aiff")
+    return _construct(
+        AudioInfo,
+        mime_type=mime,
+        format=fmt,
+        codec=codec,
+        duration_s=_duration(rng),
+        channels=2,
+        sample_rate_hz=rng.choice((44100, 48000, 96000)) if lossless else rng.choice((44100, 48000)),
+        bitrate_bps=None if lossless else rng.choice((128000, 192000, 256000, 320000)),
+        bit_depth=rng.choice((16, 24)) if lossless else None,
+    )
+
+
 def generate_tracks(
     n: int,
     *,
@@ -214,7 +230,6 @@ def generate_tracks(
             artist_albums.append(_title(rng))
         album = rng.choice(artist_albums)
         fmt, codec, mime = formats[bisect.bisect(cumulative, rng.random() * cumulative[-1])]
-        lossless = fmt in ("flac", "wav", "aiff")
         created = start + step * index
         year = int(min(2025, max(1950, rng.gauss(1995, 18))))
         tags = _construct(
@@ -232,17 +247,7 @@ def generate_tracks(
             isrc=None,
             comment=None,
         )
-        audio = _construct(
-            AudioInfo,
-            mime_type=mime,
-            format=fmt,
-            codec=codec,
-            duration_s=_duration(rng),
-            channels=2,
-            sample_rate_hz=rng.choice((44100, 48000, 96000)) if lossless else rng.choice((44100, 48000)),
-            bitrate_bps=None if lossless else rng.choice((128000, 192000, 256000, 320000)),
-            bit_depth=rng.choice((16, 24)) if lossless else None,
-        )
+        audio = _audio(rng, fmt, codec, mime)
         yield _construct(
             Track,
             id=uuid.uuid4(),
