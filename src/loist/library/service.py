@@ -41,8 +41,6 @@ from loist.model import (
 from loist.storage import open_blob_store
 from loist.storage.base import BlobInfo, BlobStore
 
-__all__ = ["IngestOutcome", "Library", "Progress", "migrate_database"]
-
 PAGE = 500  # rows per page when walking the whole library (export, wipe)
 
 

@@ -18,7 +18,10 @@ catalogue tags (title, artist, album, ...), technical properties, sha256 and blo
 (``--source-bucket`` on GCS, ``--source-dir`` for a local store) when allowed, else regenerated
 as silence of the same duration and format (ffmpeg; WAV when the format cannot be encoded),
 which gives them a new sha256 and blob key. Importing the same file twice adds nothing: a track
-id already present is skipped, and regenerated silence is deterministic per track id.
+id already present is skipped, and regenerated silence is deterministic per track id. Everything
+goes through the library's public methods: blobs through ``Library.blob_writer`` (which records
+what it created), rows ``IMPORT_BATCH`` at a time through ``Library.import_tracks``; a batch that
+fails deletes the blobs it created and raises, so running the import again finishes the job.
 """
 
 from __future__ import annotations
