@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from loist.errors import NotFound
+
 
 class TrackStatus(StrEnum):
     PENDING = "PENDING"
@@ -137,6 +139,20 @@ class TrackPage(BaseModel):
 
 def new_track_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+def parse_track_id(value: uuid.UUID | str) -> uuid.UUID:
+    """A track id from user input (a tool argument, a URL path segment, a command-line word).
+
+    Surrounding whitespace is ignored; anything that is not a UUID is NOT_FOUND (there is no such
+    track), never a validation error, so a probe cannot tell a malformed id from an unknown one.
+    """
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value).strip())
+    except ValueError:
+        raise NotFound(f"no track with id {str(value)[:64]!r}") from None
 
 
 # --- search (issue #4) ------------------------------------------------------------------------

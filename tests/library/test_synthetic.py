@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import array
+import io
 import itertools
 import re
 import unicodedata
+import wave
+from pathlib import Path
 
 from loist.catalog import Catalog
 from loist.catalog.search import COUNT_LIMIT
-from loist.library.synthetic import generate_tracks
+from loist.library.synthetic import generate_tracks, synthetic_blob, wav_bytes, write_wav
 from loist.model import SearchRequest, Track, TrackStatus
 
 N = 5000
@@ -73,3 +77,40 @@ async def test_seeded_tracks_are_searchable(catalog: Catalog) -> None:
     assert acdc.total > 0
     assert all("AC/DC" in " ".join(filter(None, [h.track.tags.artist, h.track.tags.title, h.track.tags.album,
                                                 h.track.tags.album_artist])) for h in acdc.items)
+
+
+# --- the one WAV maker ----------------------------------------------------------------------------
+
+
+def test_synthetic_blob_is_one_second_of_8bit_silence() -> None:
+    data = synthetic_blob()
+    with wave.open(io.BytesIO(data)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate(), wav.getnframes()) == (1, 1, 8000, 8000)
+        assert set(wav.readframes(8000)) == {0x80}  # unsigned 8-bit silence
+    assert data == synthetic_blob()  # one blob shared by every synthetic track: the same bytes always
+
+
+def test_marked_silence_is_long_deterministic_and_differs_by_marker(tmp_path: Path) -> None:
+    """Longer than one write block; the marker chunk follows the audio and the RIFF size counts it."""
+    seconds, rate = 3.5, 44100  # 154,350 frames: three blocks of at most 65,536
+    paths = {}
+    for name, marker in (("a", "track-a"), ("a-again", "track-a"), ("b", "track-b")):
+        paths[name] = tmp_path / f"{name}.wav"
+        with paths[name].open("wb") as handle:
+            write_wav(handle, seconds, rate=rate, channels=2, sample_width=2, marker=marker)
+    data = paths["a"].read_bytes()
+    assert data == paths["a-again"].read_bytes() and data != paths["b"].read_bytes()
+    assert int.from_bytes(data[4:8], "little") == len(data) - 8
+    assert data[-72:-68] == b"loiS" and data[-64:].rstrip(b"\0") == b"track-a"
+    with wave.open(str(paths["a"])) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, rate)
+        assert wav.getnframes() == int(seconds * rate)
+        assert set(wav.readframes(wav.getnframes())) == {0}
+
+
+def test_noise_is_quiet_and_new_every_time() -> None:
+    first, second = wav_bytes(1.0, sample_width=2, noise=True), wav_bytes(1.0, sample_width=2, noise=True)
+    assert first != second
+    with wave.open(io.BytesIO(first)) as wav:
+        samples = array.array("h", wav.readframes(wav.getnframes()))
+    assert len(samples) == 8000 and -512 <= min(samples) < max(samples) <= 511

@@ -16,18 +16,22 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from loist.config import Settings
-from loist.errors import InvalidArgument
+from loist.errors import DatabaseFailed, InvalidArgument
 from loist.ingest.analyze import analyze
 from loist.library.service import Library
-from loist.library.transfer import Anonymizer, export_to_file, import_file, read_export, wipe_library
+from loist.library.synthetic import SYNTHETIC_BLOB_KEY
+from loist.library.transfer import Anonymizer, export_to_file, import_file, read_export
 from loist.model import Track
+from tests.library.blobs import stored_keys
 from tests.support.audio import AudioFactory
 from tests.support.gcs import gcs_client
 from tests.support.httpserver import LoopbackServer
+from tests.support.pg import REJECTED, rejecting_title
 
 SECRET_QUERY = "SECRET-QUERY-TOKEN-8f3a"
 SECRET_HEADER = "SECRET-HEADER-VALUE-77b1"
@@ -90,6 +94,13 @@ async def fill(lib: Library, audio_factory: AudioFactory, http_server: LoopbackS
         "url path": "alice-smith", "filename": "Alice Smith", "private dir": PRIVATE_DIR, "file name": "Bob Jones",
         "host": http_server.url("/").split("//", 1)[1].rstrip("/"), "tmp path": str(tmp_path),
     }
+
+
+def copy_source(lib: Library) -> dict[str, Any]:
+    """``import_file`` arguments that copy blobs from ``lib``'s store (its bucket or its blob folder)."""
+    if lib.store.name == "gcs":
+        return {"source_bucket": lib.settings.gcs_bucket_name}
+    return {"source_dir": lib.settings.blob_dir}
 
 
 def track_lines(path: Path) -> list[dict]:
@@ -198,10 +209,7 @@ async def test_round_trip_copies_blobs_bucket_to_bucket(
     await fill(prod, audio_factory, http_server, tmp_path)
     out = tmp_path / "export.jsonl"
     await export_to_file(prod, out, anonymize=True, salt="s")
-    if prod.store.name == "gcs":
-        source = {"source_bucket": prod.settings.gcs_bucket_name}
-    else:
-        source = {"source_dir": prod.settings.blob_dir}
+    source = copy_source(prod)
     report = await import_file(staging, out, **source)
     assert (report.created, report.copied, report.regenerated, report.fell_back) == (3, 3, 0, 0)
     for original in track_lines(out):
@@ -223,11 +231,28 @@ async def test_copy_falls_back_to_silence_for_a_blob_it_cannot_copy(
     await export_to_file(prod, out)
     victim: Track = (await prod.list(limit=1)).items[0]
     prod.store.delete(victim.blob_key)  # the copy of this one will fail
-    source = ({"source_bucket": prod.settings.gcs_bucket_name} if prod.store.name == "gcs"
-              else {"source_dir": prod.settings.blob_dir})
+    source = copy_source(prod)
     report = await import_file(staging, out, blobs="copy", **source)
     assert (report.created, report.copied, report.fell_back, report.regenerated) == (3, 2, 1, 1)
     assert (await staging.get(victim.id)).sha256 != victim.sha256
+
+
+async def test_a_copy_that_falls_back_leaves_no_half_copied_blob(
+    pair: tuple[Library, Library], audio_factory: AudioFactory, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    """The audio copies but the thumbnail cannot (gone from the source): the track falls back to
+    regenerated silence, and the audio already copied for it is deleted (no row will point at it)."""
+    prod, staging = pair
+    await fill(prod, audio_factory, http_server, tmp_path)
+    out = tmp_path / "export.jsonl"
+    await export_to_file(prod, out)
+    victim = next(t for t in (await prod.list()).items if t.thumbnail_key)
+    prod.store.delete(victim.thumbnail_key)
+    report = await import_file(staging, out, blobs="copy", **copy_source(prod))
+    assert (report.created, report.copied, report.fell_back, report.regenerated) == (3, 2, 1, 1)
+    regenerated = await staging.get(victim.id)
+    assert regenerated.blob_key != victim.blob_key and staging.store.exists(regenerated.blob_key)
+    assert not staging.store.exists(victim.blob_key)
 
 
 async def test_import_refuses_what_is_not_an_export(tmp_path: Path) -> None:
@@ -244,14 +269,39 @@ async def test_import_refuses_what_is_not_an_export(tmp_path: Path) -> None:
         list(tracks)
 
 
-async def test_wipe_refuses_production(tmp_path: Path) -> None:
-    lib = await Library.open(Settings(data_dir=tmp_path / "d", _env_file=None))
-    try:
-        lib.settings = lib.settings.model_copy(update={"environment": "production"})
-        with pytest.raises(InvalidArgument, match="production"):
-            await wipe_library(lib)
-    finally:
-        await lib.close()
+@pytest.mark.parametrize("blobs", ["copy", "silence"])
+async def test_a_failed_import_batch_leaves_no_blob_it_created(
+    pair: tuple[Library, Library], audio_factory: AudioFactory, http_server: LoopbackServer, tmp_path: Path, blobs: str
+) -> None:
+    """What is forced, and how: staging's database refuses one row of the batch for real (a trigger
+    from tests.support.pg.rejecting_title raises inside the batch's INSERT), after the importer put
+    the batch's blobs in place: copied or regenerated audio, thumbnails and the shared synthetic blob.
+
+    Every blob the batch created goes again. A blob staging held before stays: it belongs to
+    staging's own row (one of the songs was ingested there too, and blob keys are content
+    addresses, so copying that song finds its blob already there).
+    """
+    prod, staging = pair
+    await fill(prod, audio_factory, http_server, tmp_path)
+    await prod.seed_synthetic(1)
+    out = tmp_path / "export.jsonl"
+    await export_to_file(prod, out)
+    own = await staging.ingest_file(tmp_path / "home" / PRIVATE_DIR / "Bob Jones voice memo.flac")
+    before = stored_keys(staging)
+    assert before == {own.blob_key}
+    source = copy_source(prod)
+
+    async with rejecting_title(staging.catalog, "Third Song"):
+        with pytest.raises(DatabaseFailed, match=REJECTED):
+            await import_file(staging, out, blobs=blobs, **source)  # type: ignore[arg-type]
+    assert stored_keys(staging) == before
+    assert [t.id for t in (await staging.list(status=None)).items] == [own.id]
+
+    report = await import_file(staging, out, blobs=blobs, **source)  # type: ignore[arg-type]  # no trigger now
+    assert report.failed == [] and report.created + report.existing == 4
+    written = stored_keys(staging) - before  # what the failed batch had written, and had to remove
+    assert SYNTHETIC_BLOB_KEY in written and len(written) == (5 if blobs == "copy" else 6)
+    assert own.blob_key in stored_keys(staging)
 
 
 def test_cli_export_and_import_round_trip(audio_factory: AudioFactory, tmp_path: Path) -> None:

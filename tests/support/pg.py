@@ -11,6 +11,7 @@
   :class:`~loist.catalog.Catalog`. SQLite copies a migrated template file into ``tmp_path``;
   PostgreSQL reuses the session database and wipes it, so each test costs milliseconds.
 - ``sqlite_catalog_url(tmp_path)`` / ``make_pg_database()`` helpers for tests that need more.
+- ``rejecting_title(catalog, title)``: a real database error on demand, on either dialect (below).
 
 ``LOIST_TEST_PG_SERVER`` overrides the server (default ``postgresql://postgres@127.0.0.1:5432``).
 """
@@ -22,6 +23,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import psycopg
@@ -119,3 +121,39 @@ async def catalog(catalog_url: str) -> AsyncIterator[Catalog]:
         yield cat
     finally:
         await cat.close()
+
+
+REJECTED = "rejected by a test trigger"
+
+
+@asynccontextmanager
+async def rejecting_title(catalog: Catalog, title: str) -> AsyncIterator[None]:
+    """While inside, the database itself refuses to insert a track titled ``title``.
+
+    A ``BEFORE INSERT`` trigger on ``tracks`` raises (``RAISE(ABORT, ...)`` on SQLite, a PL/pgSQL
+    ``RAISE EXCEPTION`` on PostgreSQL), so the statement fails inside the driver and the whole
+    transaction carrying that row rolls back, as a constraint violation or a lost connection would:
+    nothing in Loist is patched. The trigger is dropped on the way out.
+    """
+    if not title.replace(" ", "").isalnum():
+        raise ValueError("the title is written into the trigger's SQL: letters, digits and spaces only")
+    if catalog.dialect == "sqlite":
+        create = [f"CREATE TRIGGER loist_test_reject BEFORE INSERT ON tracks WHEN NEW.title = '{title}' "
+                  f"BEGIN SELECT RAISE(ABORT, '{REJECTED}'); END"]
+        drop = ["DROP TRIGGER IF EXISTS loist_test_reject"]
+    else:
+        create = [
+            "CREATE FUNCTION loist_test_reject() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.title = '{title}' THEN RAISE EXCEPTION '{REJECTED}'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER loist_test_reject BEFORE INSERT ON tracks FOR EACH ROW EXECUTE FUNCTION loist_test_reject()",
+        ]
+        drop = ["DROP TRIGGER IF EXISTS loist_test_reject ON tracks", "DROP FUNCTION IF EXISTS loist_test_reject()"]
+    async with catalog.engine.begin() as conn:
+        for statement in create:
+            await conn.exec_driver_sql(statement)
+    try:
+        yield
+    finally:
+        async with catalog.engine.begin() as conn:
+            for statement in drop:
+                await conn.exec_driver_sql(statement)

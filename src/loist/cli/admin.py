@@ -107,9 +107,7 @@ def _nothing_to_seed() -> NoReturn:
 
 
 async def _wipe(library: Library) -> int:
-    from loist.library.transfer import wipe_library
-
-    return await wipe_library(library)
+    return await library.wipe()
 
 
 # --- moving data between environments ----------------------------------------------------------

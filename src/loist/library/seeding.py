@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loist.errors import InvalidArgument, LoistError
-from loist.library.service import IngestOutcome, Library
+from loist.library.pipeline import IngestOutcome
+from loist.library.service import Library
 
 #: format -> (extension, ffmpeg encoder arguments). The order is the cycle ``--audio N`` uses.
 SEED_FORMATS: dict[str, tuple[str, list[str]]] = {

@@ -1,33 +1,21 @@
 """The library service: the one facade every entry point (MCP, web, CLI) calls.
 
-It orchestrates the engines, which never call each other:
-fetch -> sniff/analyse -> store blob -> write row. It owns the consistency rules:
+It orchestrates the engines, which never call each other. Ingest (fetch -> sniff/analyse -> store
+blob -> write row, and its consistency rules) is :mod:`loist.library.pipeline`, which the facade
+owns and delegates to; reading, editing, deleting, wiping, streaming and the import of tracks
+brought from elsewhere live here. Rules the facade keeps:
 
-* content is unique by sha256: ingesting the same bytes again returns the existing track;
-* a failed ingest leaves no blob behind and at most a ``FAILED`` record with its error code;
-* a blob is deleted only when no row references it any more.
-
-``progress`` callbacks are ``(stage, done, total)`` with stages ``fetching`` (bytes),
-``reading_tags``, ``storing``, ``cataloguing``; they may be sync or async.
+* a blob is deleted only when no row references it any more;
+* an import batch's rows go in through the pipeline's one commit, so a failed batch leaves no blob
+  it created behind, exactly like a failed ingest.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
-import io
-import logging
-import os
-import tempfile
 import time
 import uuid
-import wave
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,74 +23,25 @@ from pydantic import ValidationError
 
 from loist.catalog import Catalog
 from loist.config import Settings
-from loist.errors import Internal, InvalidArgument, LoistError, NotFound
-from loist.ingest.analyze import Analysis, analyze
-from loist.ingest.fetch import download
-from loist.ingest.netguard import AddressPolicy
-from loist.ingest.sources import classify, walk_folder
-from loist.library.bulk import Stored, analyse_and_store, bulk_worker, put_blobs
+from loist.errors import InvalidArgument, LoistError, NotFound
+from loist.library.bulk import NewBlobs
+from loist.library.pipeline import IngestOutcome, Pipeline, Progress
+from loist.library.synthetic import SYNTHETIC_BLOB_KEY, generate_tracks, synthetic_blob
 from loist.model import (
     TAG_FIELDS,
     SearchRequest,
     SearchResult,
-    Source,
     Tags,
     TagsPatch,
     Track,
     TrackPage,
     TrackStatus,
-    new_track_id,
+    parse_track_id,
 )
 from loist.storage import open_blob_store
 from loist.storage.base import BlobInfo, BlobStore
 
-log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int | None, int | None], Awaitable[None] | None]
-
-# Bulk ingest writes rows in batches of this many; analysis runs in a process pool meanwhile.
-BULK_BATCH = 256
-ANALYSE_CHUNK = 32
-SYNTHETIC_BLOB_KEY = "audio/synthetic/silence.wav"
-
-
-@dataclass(slots=True)
-class IngestOutcome:
-    """What happened to one input of a bulk ingest (one per file found, URL or named file)."""
-
-    input: str
-    track: Track | None = None
-    created: bool = False
-    error: LoistError | None = None
-    skipped: bool = False  # a non-audio file met while walking a folder
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"input": self.input}
-        if self.skipped:
-            out["status"] = "SKIPPED"
-        elif self.track is not None:
-            out.update(id=str(self.track.id), status=str(self.track.status), created=self.created)
-            out["track"] = self.track.model_dump(mode="json")
-        if self.error is not None:
-            out["status"] = str(TrackStatus.FAILED)
-            out["error"] = self.error.to_dict()
-        return out
-
-
-async def _emit(progress: Progress | None, stage: str, done: int | None = None, total: int | None = None) -> None:
-    if progress is None:
-        return
-    result = progress(stage, done, total)
-    if inspect.isawaitable(result):
-        await result
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+PAGE = 500  # rows per page when walking the whole library (export, wipe)
 
 
 class Library:
@@ -112,8 +51,7 @@ class Library:
         self.settings = settings
         self.catalog = catalog
         self.store = store
-        self._policy = AddressPolicy(allow_private=settings.allow_private_urls)
-        self._pool: Executor | None = None
+        self.pipeline = Pipeline(settings, catalog, store)
 
     # --- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -141,9 +79,7 @@ class Library:
         return cls(settings, catalog, store)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self.pipeline.close()
         await self.catalog.close()
 
     async def __aenter__(self) -> Library:
@@ -169,7 +105,7 @@ class Library:
 
         return f"{self.settings.public_base_url}/oembed?url={quote(self.embed_url(track_id), safe='')}"
 
-    # --- ingest ----------------------------------------------------------------------------------
+    # --- ingest (the pipeline) -------------------------------------------------------------------
     async def ingest_url(
         self,
         url: str,
@@ -185,275 +121,25 @@ class Library:
         ``mime_type`` is accepted as a caller's hint only: the format is always recognised from
         the bytes. ``max_size_mb`` can lower the server's limit, never raise it.
         """
-        track, _ = await self._ingest_url(
+        track, _ = await self.pipeline.ingest_url(
             url, headers=headers, filename=filename, max_size_mb=max_size_mb, progress=progress
         )
         return track
 
-    async def _ingest_url(
-        self,
-        url: str,
-        *,
-        headers: dict[str, str] | None = None,
-        filename: str | None = None,
-        max_size_mb: float | None = None,
-        progress: Progress | None = None,
-    ) -> tuple[Track, bool]:
-        max_bytes = self.settings.max_file_size_bytes
-        if max_size_mb is not None:
-            if max_size_mb <= 0:
-                raise InvalidArgument("maxSizeMB must be positive")
-            max_bytes = min(max_bytes, int(max_size_mb * 1024 * 1024))
-        source = Source(type="http_url", location=url, original_filename=filename)
-        try:
-            with tempfile.TemporaryDirectory(prefix="loist-dl-") as tmp:
-                fetched = await download(
-                    url,
-                    Path(tmp) / "download",
-                    headers=headers,
-                    max_bytes=max_bytes,
-                    timeout_s=self.settings.download_timeout_s,
-                    policy=self._policy,
-                    progress=progress,
-                )
-                source = source.model_copy(update={"original_filename": filename or fetched.filename})
-                await _emit(progress, "reading_tags")
-                analysis = await asyncio.to_thread(analyze, fetched.path, original_filename=source.original_filename)
-                return await self._store_and_catalog(analysis, fetched.path, source, progress)
-        except LoistError as exc:
-            await self._record_failure(source, exc)
-            raise
-
     async def ingest_file(self, path: str | Path, *, progress: Progress | None = None) -> Track:
         """Analyse, store and catalogue one local file."""
-        track, _ = await self._ingest_file(Path(path), progress=progress)
+        track, _ = await self.pipeline.ingest_file(Path(path), progress=progress)
         return track
 
-    async def _ingest_file(self, path: Path, *, progress: Progress | None = None) -> tuple[Track, bool]:
-        source = Source(type="file", location=str(path), original_filename=path.name)
-        try:
-            if not path.is_file():
-                raise NotFound(f"no such file: {path}")
-            await _emit(progress, "reading_tags")
-            analysis = await asyncio.to_thread(analyze, path, original_filename=path.name)
-            return await self._store_and_catalog(analysis, path, source, progress)
-        except LoistError as exc:
-            await self._record_failure(source, exc)
-            raise
-
-    async def _record_failure(self, source: Source, exc: LoistError) -> None:
-        if source.location is None:
-            return
-        try:
-            await self.catalog.record_failure(source, str(exc.code), exc.message)
-        except LoistError:  # the database itself may be what failed: the original error wins
-            log.warning("could not record failed ingest of %s", source.location, exc_info=True)
-
-    def _new_track(self, analysis: Analysis, source: Source, blob_key: str, thumb_key: str | None) -> Track:
-        now = _now()
-        return Track(
-            id=new_track_id(),
-            status=TrackStatus.COMPLETED,
-            attempts=1,
-            source=source,
-            sha256=analysis.sha256,
-            size_bytes=analysis.size_bytes,
-            audio=analysis.audio,
-            tags=analysis.tags,
-            artwork=analysis.artwork,
-            blob_key=blob_key,
-            thumbnail_key=thumb_key,
-            created_at=now,
-            updated_at=now,
-        )
-
-    def _delete_keys(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            try:
-                self.store.delete(key)
-            except LoistError:
-                log.error("could not remove blob %s after a failed ingest; it is now an orphan", key)
-
-    async def _store_and_catalog(
-        self, analysis: Analysis, path: Path, source: Source, progress: Progress | None
-    ) -> tuple[Track, bool]:
-        existing = await self.catalog.get_by_sha256(analysis.sha256)
-        if existing is not None:
-            await self._clear_failures(source)
-            return existing, False
-        await _emit(progress, "storing")
-        key, thumb, created_keys = await asyncio.to_thread(put_blobs, self.store, analysis, path)
-        await _emit(progress, "cataloguing")
-        try:
-            track, created = await self.catalog.add(self._new_track(analysis, source, key, thumb))
-        except BaseException:
-            await asyncio.to_thread(self._delete_keys, created_keys)
-            raise
-        await self._clear_failures(source)
-        return track, created
-
-    async def _clear_failures(self, source: Source) -> None:
-        if source.location is not None:
-            await self.catalog.clear_failures(source.location)
-
-    async def ingest_many(
+    def ingest_many(
         self,
         inputs: Iterable[str],
         *,
         concurrency: int | None = None,
         on_planned: Callable[[int], None] | None = None,
     ) -> AsyncIterator[IngestOutcome]:
-        """Ingest URLs, files and folders (recursively), yielding one outcome per item as it finishes.
-
-        Local files are analysed in a process pool (both cores work) and catalogued in batches;
-        URLs are downloaded concurrently, at most ``concurrency`` at a time. ``on_planned`` is told
-        how many outcomes to expect once folders are walked (a progress bar's total).
-        """
-        workers = concurrency or self.settings.effective_ingest_concurrency
-        queue: asyncio.Queue[IngestOutcome | None] = asyncio.Queue(maxsize=4 * BULK_BATCH)
-        urls: list[str] = []
-        files: list[tuple[str, Path, bool]] = []  # (input, path, named by the caller)
-        for raw in inputs:
-            kind = classify(raw)
-            if kind == "url":
-                urls.append(raw)
-            elif kind == "folder":
-                files.extend((str(found), found, False) for found in walk_folder(Path(raw)))
-            else:
-                files.append((raw, Path(raw), True))
-        if on_planned is not None:
-            on_planned(len(urls) + len(files))
-
-        async def run_urls() -> None:
-            sem = asyncio.Semaphore(max(1, workers * 2))
-
-            async def one(url: str) -> None:
-                async with sem:
-                    try:
-                        track, created = await self._ingest_url(url)
-                        await queue.put(IngestOutcome(url, track=track, created=created))
-                    except LoistError as exc:
-                        await queue.put(IngestOutcome(url, error=exc))
-
-            await asyncio.gather(*(one(u) for u in urls))
-
-        async def run_files() -> None:
-            async for outcome in self._ingest_files_bulk(files, workers):
-                await queue.put(outcome)
-
-        async def run_all() -> None:
-            try:
-                await asyncio.gather(run_urls(), run_files())
-            finally:
-                await queue.put(None)
-
-        task = asyncio.create_task(run_all())
-        try:
-            while (item := await queue.get()) is not None:
-                yield item
-            await task
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    def _executor(self, workers: int) -> Executor:
-        if self._pool is None:
-            import multiprocessing
-
-            ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-            if os.name == "posix":
-                ctx.set_forkserver_preload(["loist.library.bulk"])
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-        return self._pool
-
-    async def _ingest_files_bulk(
-        self, files: list[tuple[str, Path, bool]], workers: int
-    ) -> AsyncIterator[IngestOutcome]:
-        """Analyse and store blobs in a process pool; catalogue in batches from here.
-
-        Files go to the pool in chunks of ``ANALYSE_CHUNK`` (one round trip per chunk, not per
-        file), at most ``2 x workers`` chunks in flight. Workers write blobs without flushing; one
-        ``store.sync()`` per catalogue batch makes them durable before any row points at them.
-
-        A file met while walking a folder that does not look like audio is skipped (a cover.jpg is
-        not a failure); a file the caller named is always analysed and fails if it is not audio. A
-        worker that dies (a crash in a decoder) fails its chunk with ``INTERNAL`` and is replaced;
-        the rest of the run goes on.
-        """
-        if not files:
-            return
-        loop = asyncio.get_running_loop()
-        pool = self._executor(workers) if len(files) > ANALYSE_CHUNK and workers > 1 else None
-        in_flight = asyncio.Semaphore(max(2, 2 * workers))
-        chunks = [files[i : i + ANALYSE_CHUNK] for i in range(0, len(files), ANALYSE_CHUNK)]
-
-        async def analyse(chunk: list[tuple[str, Path, bool]]) -> list[tuple[str, Path, Stored | LoistError | None]]:
-            nonlocal pool
-            job = [(str(path), named) for _, path, named in chunk]
-            results: list[Stored | LoistError | None]
-            async with in_flight:
-                try:
-                    if pool is not None:
-                        results = await loop.run_in_executor(pool, bulk_worker, self.settings, job)
-                    else:
-                        results = await asyncio.to_thread(analyse_and_store, self.store, job)
-                except BrokenProcessPool as exc:
-                    log.error("an analysis worker died; its chunk of %d files fails", len(job))
-                    if self._pool is pool:  # replace it once, for the chunks still to come
-                        self._pool = None
-                        pool = self._executor(workers)
-                    results = [Internal(f"analysis worker died: {exc}") for _ in job]
-            return [(raw, path, result) for (raw, path, _), result in zip(chunk, results, strict=True)]
-
-        pending = [asyncio.create_task(analyse(chunk)) for chunk in chunks]
-        batch: list[tuple[str, Path, Stored]] = []
-        try:
-            for fut in asyncio.as_completed(pending):
-                for raw, path, result in await fut:
-                    if result is None:
-                        yield IngestOutcome(raw, skipped=True)
-                    elif isinstance(result, LoistError):
-                        source = Source(type="file", location=str(path), original_filename=path.name)
-                        await self._record_failure(source, result)
-                        yield IngestOutcome(raw, error=result)
-                    else:
-                        batch.append((raw, path, result))
-                if len(batch) >= BULK_BATCH:
-                    for outcome in await self._catalog_batch(batch):
-                        yield outcome
-                    batch = []
-            if batch:
-                for outcome in await self._catalog_batch(batch):
-                    yield outcome
-        finally:
-            for task in pending:
-                task.cancel()
-
-    async def _catalog_batch(self, batch: list[tuple[str, Path, Stored]]) -> list[IngestOutcome]:
-        """Flush the batch's blobs once, then write its rows in one transaction."""
-        created_keys = [k for _, _, stored in batch for k in stored.created]
-        tracks = [
-            self._new_track(
-                stored.analysis,
-                Source(type="file", location=str(path), original_filename=path.name),
-                stored.blob_key,
-                stored.thumbnail_key,
-            )
-            for _, path, stored in batch
-        ]
-        try:
-            await asyncio.to_thread(self.store.sync)  # before any row references these blobs
-            results = await self.catalog.add_many(tracks)
-        except LoistError as exc:
-            await asyncio.to_thread(self._delete_keys, created_keys)
-            return [IngestOutcome(raw, error=exc) for raw, _, _ in batch]
-        await self.catalog.clear_failures_many([str(path) for _, path, _ in batch])
-        return [
-            IngestOutcome(raw, track=track, created=created)
-            for (raw, _, _), (track, created) in zip(batch, results, strict=True)
-        ]
+        """Ingest URLs, files and folders; one outcome per item as it finishes (see ``Pipeline.ingest_many``)."""
+        return self.pipeline.ingest_many(inputs, concurrency=concurrency, on_planned=on_planned)
 
     # --- read ------------------------------------------------------------------------------------
     async def get(self, track_id: uuid.UUID | str) -> Track:
@@ -476,6 +162,17 @@ class Library:
         if not 1 <= limit <= 1000:
             raise InvalidArgument("limit must be between 1 and 1000")
         return await self.catalog.list_tracks(cursor=cursor, limit=limit, status=status)
+
+    async def iter_tracks(self, *, status: TrackStatus | None = TrackStatus.COMPLETED) -> AsyncIterator[Track]:
+        """Every track with ``status`` (None: any), newest first, read a page at a time (export, wipe)."""
+        cursor: str | None = None
+        while True:
+            page = await self.list(cursor=cursor, limit=PAGE, status=status)
+            for track in page.items:
+                yield track
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
 
     async def search(self, request: SearchRequest) -> SearchResult:
         return await self.catalog.search(request)
@@ -513,6 +210,44 @@ class Library:
             if key and await self.catalog.count_blob_refs(key) == 0:
                 await asyncio.to_thread(self.store.delete, key)
         return track
+
+    async def wipe(self, *, delete_blobs: bool = True) -> int:
+        """Delete every track (and, by default, the blobs they reference); return how many. Refused in production."""
+        if self.settings.environment == "production":
+            raise InvalidArgument("refusing to wipe a production library (ENVIRONMENT=production)")
+        keys: set[str] = set()
+        count = 0
+        async for track in self.iter_tracks(status=None):
+            count += 1
+            keys.update(k for k in (track.blob_key, track.thumbnail_key) if k)
+        await self.catalog.wipe()
+        if delete_blobs:
+            for key in sorted(keys):
+                await asyncio.to_thread(self.store.delete, key)
+        return count
+
+    # --- tracks from another library (loist import) ----------------------------------------------
+    def blob_writer(self) -> NewBlobs:
+        """Writes into this library's blob store and remembers the blobs it created (one per imported track)."""
+        return NewBlobs(self.store)
+
+    async def import_tracks(self, items: Sequence[tuple[Track, NewBlobs]]) -> list[tuple[Track, bool]]:
+        """Catalogue tracks brought from elsewhere, each with the writer that put its blobs here.
+
+        One transaction, each track deduplicated by sha256 like an ingest; ``(track, created)`` per
+        item. If it fails, every blob these writers created is deleted again and the error raised.
+        """
+        created = [key for _, blobs in items for key in blobs.created]
+        return await self.pipeline.commit([track for track, _ in items], NewBlobs(self.store, created=created))
+
+    async def ensure_synthetic_blob(self, blobs: NewBlobs | None = None) -> int:
+        """Put the small silent blob every synthetic track shares, unless it is there; return its size.
+
+        Through ``blobs`` when given, so a failed import batch deletes it again if that batch wrote it.
+        """
+        data = synthetic_blob()
+        await asyncio.to_thread((blobs or self.blob_writer()).put_bytes, SYNTHETIC_BLOB_KEY, data, "audio/wav")
+        return len(data)
 
     # --- blobs -----------------------------------------------------------------------------------
     async def stream(self, track_id: uuid.UUID | str) -> BlobInfo:
@@ -559,16 +294,12 @@ class Library:
 
     async def seed_synthetic(self, n: int, *, seed: int = 0, batch: int = 5000) -> int:
         """Add ``n`` metadata-only tracks sharing one small silent blob (benchmarks, staging)."""
-        from loist.library.synthetic import generate_tracks
-
         if n < 0:
             raise InvalidArgument("n must be >= 0")
-        data = silent_wav(1.0)
-        if not await asyncio.to_thread(self.store.exists, SYNTHETIC_BLOB_KEY):
-            await asyncio.to_thread(self.store.put_bytes, SYNTHETIC_BLOB_KEY, data, "audio/wav")
+        size = await self.ensure_synthetic_blob()
         added = 0
         chunk: list[Track] = []
-        for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=len(data)):
+        for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=size):
             chunk.append(track)
             if len(chunk) >= batch:
                 added += sum(created for _, created in await self.catalog.add_many(chunk))
@@ -592,26 +323,4 @@ async def migrate_database(
     elif action == "downgrade":
         await migrate.downgrade(url, revision)
     return await migrate.current(url), migrate.heads()
-
-
-def parse_track_id(value: uuid.UUID | str) -> uuid.UUID:
-    """A track id from user input; anything that is not a UUID is NOT_FOUND (no such track)."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value).strip())
-    except ValueError:
-        raise NotFound(f"no track with id {str(value)[:64]!r}") from None
-
-
-def silent_wav(seconds: float, *, rate: int = 8000) -> bytes:
-    """A tiny mono 8-bit WAV of silence (the shared blob of synthetic tracks)."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(1)
-        w.setframerate(rate)
-        w.writeframes(b"\x80" * int(rate * seconds))
-    return buf.getvalue()
-
 

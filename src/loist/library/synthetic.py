@@ -9,18 +9,25 @@ is not real) and points at one shared small blob, so a million of them cost no s
 
 Deterministic: the same ``seed`` gives the same tags in the same order (ids are fresh UUIDs, so a
 library can be seeded twice). Fast: plain ``random.Random`` choices, no I/O.
+
+This is also the one place that makes WAV files (:func:`write_wav`, :func:`wav_bytes`): the shared
+silent blob of synthetic tracks (:data:`SYNTHETIC_BLOB_KEY`), the silence ``loist import``
+regenerates when it cannot encode a format, and the noise ``loist smoke`` ingests.
 """
 
 from __future__ import annotations
 
 import bisect
+import io
 import itertools
 import math
+import os
 import random
 import uuid
+import wave
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from pydantic import BaseModel
 
@@ -102,6 +109,9 @@ SUFFIXES = [
     " (Demo)", " (Extended Mix)", " - Live at Wembley Stadium, London, 1986", " (Instrumental)",
 ]
 ARTISTS_PER_GENRE = 400
+SYNTHETIC_BLOB_KEY = "audio/synthetic/silence.wav"  # the one blob every synthetic track points at
+WAV_BLOCK_FRAMES = 65536  # frames written at a time: long files need little memory
+MARKER_CHUNK = b"loiS"  # a private RIFF chunk (readers skip it) that carries a marker text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -167,6 +177,22 @@ def _duration(rng: random.Random) -> float:
     return round(min(max(value, 30.0), 1200.0), 3)
 
 
+def _audio(rng: random.Random, fmt: str, codec: str, mime: str) -> AudioInfo:
+    """Technical properties that fit the format (lossless formats have a bit depth, no bitrate)."""
+    lossless = fmt in ("flac", "wav", "aiff")
+    return _construct(
+        AudioInfo,
+        mime_type=mime,
+        format=fmt,
+        codec=codec,
+        duration_s=_duration(rng),
+        channels=2,
+        sample_rate_hz=rng.choice((44100, 48000, 96000)) if lossless else rng.choice((44100, 48000)),
+        bitrate_bps=None if lossless else rng.choice((128000, 192000, 256000, 320000)),
+        bit_depth=rng.choice((16, 24)) if lossless else None,
+    )
+
+
 def generate_tracks(
     n: int,
     *,
@@ -204,7 +230,6 @@ def generate_tracks(
             artist_albums.append(_title(rng))
         album = rng.choice(artist_albums)
         fmt, codec, mime = formats[bisect.bisect(cumulative, rng.random() * cumulative[-1])]
-        lossless = fmt in ("flac", "wav", "aiff")
         created = start + step * index
         year = int(min(2025, max(1950, rng.gauss(1995, 18))))
         tags = _construct(
@@ -222,17 +247,7 @@ def generate_tracks(
             isrc=None,
             comment=None,
         )
-        audio = _construct(
-            AudioInfo,
-            mime_type=mime,
-            format=fmt,
-            codec=codec,
-            duration_s=_duration(rng),
-            channels=2,
-            sample_rate_hz=rng.choice((44100, 48000, 96000)) if lossless else rng.choice((44100, 48000)),
-            bitrate_bps=None if lossless else rng.choice((128000, 192000, 256000, 320000)),
-            bit_depth=rng.choice((16, 24)) if lossless else None,
-        )
+        audio = _audio(rng, fmt, codec, mime)
         yield _construct(
             Track,
             id=uuid.uuid4(),
@@ -251,3 +266,65 @@ def generate_tracks(
             created_at=created,
             updated_at=created,
         )
+
+
+# --- WAV files ------------------------------------------------------------------------------------
+
+
+def write_wav(
+    target: BinaryIO,
+    seconds: float,
+    *,
+    rate: int = 8000,
+    channels: int = 1,
+    sample_width: int = 1,
+    noise: bool = False,
+    marker: str | None = None,
+) -> None:
+    """Write a PCM WAV of silence into ``target`` (a seekable binary file), in blocks.
+
+    ``noise``: quiet random samples instead, so every call makes new bytes (a new sha256).
+    ``marker``: a trailing chunk holding this text (at most 64 bytes), so two silences of equal
+    length differ while the same marker always gives the same bytes.
+    """
+    with wave.open(target, "wb") as out:  # wave leaves a file object it was given open
+        out.setnchannels(channels)
+        out.setsampwidth(sample_width)
+        out.setframerate(rate)
+        silence = b"" if noise else _samples(WAV_BLOCK_FRAMES * channels, sample_width, noise=False)
+        remaining = int(seconds * rate)
+        while remaining > 0:
+            frames = min(remaining, WAV_BLOCK_FRAMES)
+            size = frames * channels * sample_width
+            out.writeframes(_samples(frames * channels, sample_width, noise=True) if noise else silence[:size])
+            remaining -= frames
+    if marker is not None:
+        payload = marker.encode()[:64].ljust(64, b"\0")
+        target.write(MARKER_CHUNK + len(payload).to_bytes(4, "little") + payload)
+        end = target.tell()
+        target.seek(4)  # the RIFF size now counts the marker chunk too
+        target.write((end - 8).to_bytes(4, "little"))
+        target.seek(end)
+
+
+def wav_bytes(seconds: float, **options: Any) -> bytes:
+    """:func:`write_wav` into memory (short files: the synthetic blob, the smoke check's noise)."""
+    buf = io.BytesIO()
+    write_wav(buf, seconds, **options)
+    return buf.getvalue()
+
+
+def synthetic_blob() -> bytes:
+    """The content of :data:`SYNTHETIC_BLOB_KEY`: one second of 8 kHz mono 8-bit silence."""
+    return wav_bytes(1.0)
+
+
+def _samples(count: int, sample_width: int, *, noise: bool) -> bytes:
+    """``count`` little-endian PCM samples: silence, or noise a few steps either side of it."""
+    if not noise:
+        return (b"\x80" if sample_width == 1 else bytes(sample_width)) * count
+    data = bytearray(os.urandom(count * sample_width))
+    centre = 0x80 if sample_width == 1 else 0
+    for i in range(sample_width - 1, len(data), sample_width):  # the most significant byte: keep it quiet
+        data[i] = (centre + data[i] % 4 - 2) & 0xFF
+    return bytes(data)

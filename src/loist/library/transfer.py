@@ -18,7 +18,10 @@ catalogue tags (title, artist, album, ...), technical properties, sha256 and blo
 (``--source-bucket`` on GCS, ``--source-dir`` for a local store) when allowed, else regenerated
 as silence of the same duration and format (ffmpeg; WAV when the format cannot be encoded),
 which gives them a new sha256 and blob key. Importing the same file twice adds nothing: a track
-id already present is skipped, and regenerated silence is deterministic per track id.
+id already present is skipped, and regenerated silence is deterministic per track id. Everything
+goes through the library's public methods: blobs through ``Library.blob_writer`` (which records
+what it created), rows ``IMPORT_BATCH`` at a time through ``Library.import_tracks``; a batch that
+fails deletes the blobs it created and raises, so running the import again finishes the job.
 """
 
 from __future__ import annotations
@@ -32,8 +35,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import wave
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -43,14 +45,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from pydantic import ValidationError
 
 from loist.errors import InvalidArgument, LoistError, NotFound
-from loist.library.service import SYNTHETIC_BLOB_KEY, Library
+from loist.library.bulk import NewBlobs
+from loist.library.service import Library
+from loist.library.synthetic import SYNTHETIC_BLOB_KEY, write_wav
 from loist.model import AudioInfo, Source, Track, TrackStatus
 from loist.storage import open_blob_store
 from loist.storage.base import BlobStore, audio_key, thumbnail_key
 
 FORMAT_NAME = "loist-export"
 FORMAT_VERSION = 1
-PAGE = 500
+IMPORT_BATCH = 100  # rows per transaction on import
 ANON_HOST = "anon.invalid"  # RFC 2606: can never resolve, so an anonymised URL is never fetched
 ANONYMIZED_FIELDS = (
     "source.location",
@@ -141,17 +145,6 @@ class ExportReport:
         return {"path": self.path, "tracks": self.tracks, "anonymized": self.anonymized}
 
 
-async def iter_tracks(library: Library) -> AsyncIterator[Track]:
-    cursor: str | None = None
-    while True:
-        page = await library.list(cursor=cursor, limit=PAGE, status=TrackStatus.COMPLETED)
-        for track in page.items:
-            yield track
-        if not page.next_cursor:
-            return
-        cursor = page.next_cursor
-
-
 def export_header(library: Library, anonymizer: Anonymizer | None) -> dict[str, Any]:
     from loist import __version__
 
@@ -163,9 +156,9 @@ def export_header(library: Library, anonymizer: Anonymizer | None) -> dict[str, 
         "exported_at": datetime.now(UTC).isoformat(),
         "source": {
             "environment": settings.environment,
-            "database": library.catalog.dialect,
-            "storage": library.store.name,
-            "bucket": settings.gcs_bucket_name if library.store.name == "gcs" else None,
+            "database": settings.database_dialect,
+            "storage": settings.storage_backend,
+            "bucket": settings.gcs_bucket_name if settings.storage_backend == "gcs" else None,
         },
         "schema": {
             "track_fields": list(Track.model_fields),
@@ -183,7 +176,7 @@ async def export_library(library: Library, out: TextIO, *, anonymize: bool = Fal
     anonymizer = Anonymizer(salt) if anonymize else None
     out.write(json.dumps(export_header(library, anonymizer), ensure_ascii=False) + "\n")
     count = 0
-    async for track in iter_tracks(library):
+    async for track in library.iter_tracks(status=TrackStatus.COMPLETED):
         if anonymizer is not None:
             track = anonymizer.track(track)
         out.write(json.dumps({"track": track.model_dump(mode="json")}, ensure_ascii=False) + "\n")
@@ -273,7 +266,12 @@ def source_store(library: Library, *, source_bucket: str | None, source_dir: Pat
 
 
 class Importer:
-    """Loads tracks into one library; blobs by copy or regenerated silence."""
+    """Loads tracks into one library; blobs by copy or regenerated silence.
+
+    Each track's blobs are written through its own writer from :meth:`Library.blob_writer`, and
+    rows go in through :meth:`Library.import_tracks` a batch at a time: a track that fails to
+    prepare, or a batch whose rows fail to go in, leaves none of the blobs it created behind.
+    """
 
     def __init__(self, library: Library, mode: BlobMode, source: BlobStore | None, workdir: Path) -> None:
         if mode == "copy" and source is None:
@@ -284,85 +282,89 @@ class Importer:
         self.workdir = workdir
         self.report = ImportReport()
 
-    @property
-    def store(self) -> BlobStore:
-        return self.library.store
-
     async def run(self, tracks: Iterator[Track]) -> ImportReport:
-        batch: list[Track] = []
+        batch: list[tuple[Track, NewBlobs]] = []
         for track in tracks:
             self.report.read += 1
-            if await self.library.catalog.get(track.id) is not None:
+            if await self._present(track):
                 self.report.existing += 1
                 continue
+            blobs = self.library.blob_writer()
             try:
-                prepared = await self.prepare(track)
+                prepared = await self.prepare(track, blobs)
             except LoistError as exc:
+                await asyncio.to_thread(blobs.discard)
                 self.report.failed.append({"id": str(track.id), "code": str(exc.code), "message": exc.message})
                 continue
-            batch.append(prepared)
-            if len(batch) >= 100:
+            batch.append((prepared, blobs))
+            if len(batch) >= IMPORT_BATCH:
                 await self._add(batch)
                 batch = []
         if batch:
             await self._add(batch)
         return self.report
 
-    async def _add(self, batch: list[Track]) -> None:
-        for _track, created in await self.library.catalog.add_many(batch):
+    async def _present(self, track: Track) -> bool:
+        try:
+            await self.library.get(track.id)
+        except NotFound:
+            return False
+        return True
+
+    async def _add(self, batch: list[tuple[Track, NewBlobs]]) -> None:
+        for _track, created in await self.library.import_tracks(batch):
             if created:
                 self.report.created += 1
             else:
                 self.report.existing += 1
 
-    async def prepare(self, track: Track) -> Track:
-        """The track as it will be stored here, its blobs in place."""
+    async def prepare(self, track: Track, blobs: NewBlobs) -> Track:
+        """The track as it will be stored here, its blobs put in place through ``blobs``."""
         now = datetime.now(UTC)
         source = track.source.model_copy(update={"type": "import"})
         base = track.model_copy(update={"source": source, "updated_at": now})
         if track.blob_key == SYNTHETIC_BLOB_KEY:
-            await self.library.seed_synthetic(0)  # puts the shared silent blob if missing
+            await self.library.ensure_synthetic_blob(blobs)
             self.report.regenerated += 1
             return base
         if self.mode == "copy":
             try:
-                await asyncio.to_thread(self._copy_blobs, track)
+                await asyncio.to_thread(self._copy_blobs, track, blobs)
                 self.report.copied += 1
                 return base
             except LoistError:
+                await asyncio.to_thread(blobs.discard)  # half a copy (audio without its thumbnail) goes
                 self.report.fell_back += 1
-        return await asyncio.to_thread(self._regenerate, base)
+        return await asyncio.to_thread(self._regenerate, base, blobs)
 
-    def _copy_blobs(self, track: Track) -> None:
+    def _copy_blobs(self, track: Track, blobs: NewBlobs) -> None:
         assert self.source is not None
         for key in (track.blob_key, track.thumbnail_key):
-            if not key or self.store.exists(key):
+            if not key or blobs.exists(key):
                 continue
             with tempfile.NamedTemporaryFile(dir=self.workdir, delete=False) as tmp:
                 local = Path(tmp.name)
             try:
                 info = self.source.stat(key)
                 self.source.download_to(key, local)
-                self.store.put_file(key, local, info.content_type)
+                blobs.put_file(key, local, info.content_type)
             finally:
                 local.unlink(missing_ok=True)
 
-    def _regenerate(self, track: Track) -> Track:
+    def _regenerate(self, track: Track, blobs: NewBlobs) -> Track:
         duration = track.audio.duration_s if track.audio.duration_s and track.audio.duration_s > 0 else 1.0
         fmt = (track.audio.format or "").lower()
         path, audio = silence(self.workdir, track.id.hex, fmt, duration, track.audio)
         try:
             data_sha, size = _sha256_file(path)
             key = audio_key(data_sha, path.suffix)
-            if not self.store.exists(key):
-                self.store.put_file(key, path, audio.mime_type)
+            blobs.put_file(key, path, audio.mime_type)
         finally:
             path.unlink(missing_ok=True)
         thumb: str | None = None
         if track.thumbnail_key or track.artwork.present:
             thumb = thumbnail_key(data_sha)
-            if not self.store.exists(thumb):
-                self.store.put_bytes(thumb, placeholder_jpeg(track.id.hex), "image/jpeg")
+            blobs.put_bytes(thumb, placeholder_jpeg(track.id.hex), "image/jpeg")
         self.report.regenerated += 1
         return track.model_copy(update={"sha256": data_sha, "size_bytes": size, "blob_key": key,
                                         "thumbnail_key": thumb, "audio": audio})
@@ -402,37 +404,13 @@ def silence(workdir: Path, marker: str, fmt: str, duration: float, audio: AudioI
         if done.returncode == 0 and out.exists() and out.stat().st_size > 0:
             return out, audio
         out.unlink(missing_ok=True)
-    return _silent_wav(workdir, marker, duration, rate, channels), AudioInfo(
+    out = workdir / f"silence-{marker}.wav"
+    with out.open("wb") as handle:
+        write_wav(handle, duration, rate=rate, channels=channels, sample_width=2, marker=marker)
+    return out, AudioInfo(
         mime_type="audio/wav", format="wav", codec="pcm_s16le", duration_s=duration, channels=channels,
         sample_rate_hz=rate, bitrate_bps=rate * channels * 16, bit_depth=16,
     )
-
-
-def _silent_wav(workdir: Path, marker: str, duration: float, rate: int, channels: int) -> Path:
-    out = workdir / f"silence-{marker}.wav"
-    frames = int(duration * rate)
-    with wave.open(str(out), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        chunk = b"\x00\x00" * channels * 65536
-        remaining = frames
-        while remaining > 0:
-            n = min(remaining, 65536)
-            w.writeframes(chunk[: n * 2 * channels])
-            remaining -= n
-    with out.open("ab") as handle:  # a trailing marker chunk, so each track's bytes differ
-        payload = marker.encode()[:64].ljust(64, b"\0")
-        handle.write(b"loiS" + len(payload).to_bytes(4, "little") + payload)
-    _fix_riff_size(out)
-    return out
-
-
-def _fix_riff_size(path: Path) -> None:
-    size = path.stat().st_size
-    with path.open("r+b") as handle:
-        handle.seek(4)
-        handle.write((size - 8).to_bytes(4, "little"))
 
 
 def placeholder_jpeg(marker: str) -> bytes:
@@ -464,29 +442,3 @@ async def import_file(
     if progress is not None:
         progress(report)
     return report
-
-
-# --- wipe ---------------------------------------------------------------------------------------
-
-
-async def wipe_library(library: Library, *, delete_blobs: bool = True) -> int:
-    """Delete every track (and, by default, the blobs they reference). Refused in production."""
-    if library.settings.environment == "production":
-        raise InvalidArgument("refusing to wipe a production library (ENVIRONMENT=production)")
-    keys: set[str] = set()
-    count = 0
-    cursor: str | None = None
-    while True:
-        page = await library.list(cursor=cursor, limit=1000, status=None)
-        for track in page.items:
-            count += 1
-            keys.update(k for k in (track.blob_key, track.thumbnail_key) if k)
-        if not page.next_cursor:
-            break
-        cursor = page.next_cursor
-    await library.catalog.wipe()
-    if delete_blobs:
-        for key in sorted(keys):
-            await asyncio.to_thread(library.store.delete, key)
-    return count
-

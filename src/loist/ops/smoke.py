@@ -21,13 +21,10 @@ The token is never printed: every message passes through :meth:`Smoke.scrub`.
 from __future__ import annotations
 
 import asyncio
-import io
 import ipaddress
-import os
 import threading
 import time
 import uuid
-import wave
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +37,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from loist.errors import InvalidArgument
+from loist.library.synthetic import wav_bytes
 
 REQUIRED_TOOLS = (
     "process_audio_complete",
@@ -104,19 +102,9 @@ def _expect(condition: bool, reason: str) -> None:
 # --- the audio the check ingests ---------------------------------------------------------------
 
 
-def smoke_wav(seconds: float = 1.0, rate: int = 8000) -> bytes:
-    """A short mono 16-bit WAV of quiet random noise: new bytes (a new sha256) on every call."""
-    frames = int(seconds * rate)
-    noise = bytearray(os.urandom(frames * 2))
-    for i in range(1, len(noise), 2):  # keep it quiet: high byte in -2..1
-        noise[i] = (noise[i] % 4) - 2 & 0xFF
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(noise))
-    return buf.getvalue()
+def smoke_wav() -> bytes:
+    """One second of quiet 16-bit noise at 8 kHz: new bytes (a new sha256) on every call."""
+    return wav_bytes(1.0, sample_width=2, noise=True)
 
 
 def is_loopback_url(url: str) -> bool:

@@ -9,14 +9,12 @@ startup.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import jinja2
 
 from loist.config import Settings
-from loist.errors import NotFound
 from loist.library.holder import LibraryHolder
 from loist.storage.base import BlobInfo
 from loist.web.assets import InlineAssets, load_assets
@@ -57,10 +55,3 @@ def make_templates() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
 
-
-def parse_track_id(raw: str) -> uuid.UUID:
-    """A track id from a URL path segment. Anything that is not a UUID is simply not found."""
-    try:
-        return uuid.UUID(raw)
-    except (ValueError, AttributeError):
-        raise NotFound(f"no track with id {raw[:64]!r}") from None

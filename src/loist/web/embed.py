@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from loist.model import Track
-from loist.web.context import WebContext, parse_track_id
+from loist.model import Track, parse_track_id
+from loist.web.context import WebContext
 from loist.web.security import embed_csp, origin_of
 
 PLAYER_WIDTH = 480  # the iframe size we advertise (oEmbed, twitter:player)

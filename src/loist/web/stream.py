@@ -26,8 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from loist.model import parse_track_id
 from loist.storage.base import BlobInfo
-from loist.web.context import WebContext, parse_track_id
+from loist.web.context import WebContext
 from loist.web.errors import error_body
 
 CACHE_CONTROL = "public, max-age=300"
