@@ -28,8 +28,6 @@ quoted), hence the file-wide S608 exemption and the ``# nosec B608`` marks on ea
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import hashlib
 import itertools
@@ -48,6 +46,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from loist.catalog.cursor import decode_cursor, encode_cursor, invalid_cursor, peek_cursor
 from loist.catalog.errors import database_failed
 from loist.catalog.normalize import normalize_genre
 from loist.catalog.query import (
@@ -61,8 +60,9 @@ from loist.catalog.query import (
     search_columns,
     similarity,
 )
+from loist.catalog.rows import row_to_track
 from loist.catalog.schema import track_genres, tracks
-from loist.errors import InvalidArgument, LoistError
+from loist.errors import LoistError
 from loist.model import SearchFilters, SearchHit, SearchRequest, SearchResult, TrackStatus
 
 
@@ -488,39 +488,22 @@ def _encode_cursor(fingerprint: str, key: list[Any], total: int, fuzzy: bool, ca
     """The cursor: the last row's sort key, the search's fingerprint, the total of page one (and
     whether it is a lower bound), and whether page one came from the fuzzy pass (later pages must
     come from the same pass)."""
-    payload = {"f": fingerprint, "k": key, "t": total, "z": int(fuzzy), "g": int(capped)}
-    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _cursor_data(cursor: str) -> Any:
-    padded = cursor + "=" * (-len(cursor) % 4)
-    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    return encode_cursor({"f": fingerprint, "k": key, "t": total, "z": int(fuzzy), "g": int(capped)})
 
 
 def _cursor_is_fuzzy(cursor: str | None) -> bool:
     """Peek at the pass flag; a bad cursor says no here and is rejected by :func:`_decode_cursor`."""
-    if not cursor:
-        return False
-    try:
-        return _cursor_data(cursor).get("z") == 1
-    except (ValueError, TypeError, AttributeError, binascii.Error, UnicodeError):
-        return False
+    data = peek_cursor(cursor) if cursor else None
+    return data is not None and data.get("z") == 1
 
 
 def _decode_cursor(cursor: str, fingerprint: str, size: int) -> tuple[list[Any], int, bool]:
-    try:
-        data = _cursor_data(cursor)
-        key, total, capped = data["k"], data["t"], data.get("g") == 1
-        ok = isinstance(key, list) and len(key) == size and data["f"] == fingerprint
-        ok = ok and isinstance(total, int) and total >= 0
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError):
-        ok = False
-    if not ok:
-        raise InvalidArgument(
-            "invalid cursor: pass back the next_cursor of a previous page of the same search "
-            "(same query, filters and sort)"
-        )
+    data = decode_cursor(cursor)
+    key, total, capped = data.get("k"), data.get("t"), data.get("g") == 1
+    if not (isinstance(key, list) and len(key) == size and data.get("f") == fingerprint):
+        raise invalid_cursor()
+    if not (isinstance(total, int) and total >= 0):
+        raise invalid_cursor()
     return key, total, capped
 
 
@@ -898,7 +881,7 @@ def _bind_key(kind: str, value: Any) -> sa.ColumnElement[Any]:
             raise TypeError(value)
         return sa.literal(value, sa.Text())
     except (TypeError, ValueError) as exc:
-        raise InvalidArgument("invalid cursor: pass back the next_cursor of a previous page") from exc
+        raise invalid_cursor() from exc
 
 
 # --- running a search --------------------------------------------------------------------------
@@ -1053,7 +1036,7 @@ async def _walk_page(
         try:
             after = (float(cursor[0]), int(cursor[1]) if sqlite else uuid.UUID(cursor[1]))
         except (TypeError, ValueError) as exc:
-            raise InvalidArgument("invalid cursor: pass back the next_cursor of a previous page") from exc
+            raise invalid_cursor() from exc
     # Plain SQL text: one small SELECT per list, built by string (SQLAlchemy constructs for dozens of
     # subqueries cost more Python time than the index reads). Only bound parameters carry values.
     base: dict[str, Any] = {}
@@ -1171,8 +1154,6 @@ async def _run(
     fuzzy_pass: bool = False,
 ) -> SearchResult:
     """One pass: the page (keyset, two phases), the total and the facets."""
-    from loist.catalog.store import row_to_track  # the one row -> Track conversion
-
     builder = _Builder(dialect, parsed, request.filters)
     sort = request.sort
     order = request.order or ("desc" if sort in ("relevance", "added") else "asc")
