@@ -7,7 +7,7 @@ import re
 import unicodedata
 
 from loist.catalog import Catalog
-from loist.catalog.search import COUNT_LIMIT
+from loist.catalog.search.tuning import COUNT_LIMIT
 from loist.library.synthetic import generate_tracks
 from loist.model import SearchRequest, Track, TrackStatus
 
