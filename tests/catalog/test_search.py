@@ -183,9 +183,10 @@ async def test_typo_tolerance_finds_the_nearest_words(library: Catalog) -> None:
 async def test_the_typo_pass_replaces_the_misspelt_word_with_the_nearest_ones(library: Catalog) -> None:
     """The unknown word is in no track: the second search tries only its nearest words (ties and
     near-ties of the best, by the one Python similarity), not the word itself."""
-    from loist.catalog.query import parse_query, similarity
+    from loist.catalog.query import parse_query
     from loist.catalog.search import tuning
     from loist.catalog.search.fuzzy import fuzzy_rewrite
+    from loist.catalog.text import similarity
 
     async with library._engine.connect() as conn:
         rewritten = await fuzzy_rewrite(conn, library.dialect, parse_query("beyonse "))

@@ -7,8 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from loist.catalog.normalize import genre_rows
-from loist.catalog.query import search_columns
+from loist.catalog.text import genre_rows, search_columns
 from loist.model import TAG_FIELDS, ArtworkInfo, AudioInfo, Source, Tags, Track, TrackStatus
 
 AUDIO_FIELDS: tuple[str, ...] = tuple(AudioInfo.model_fields)
@@ -52,7 +51,7 @@ def track_to_row(track: Track) -> dict[str, Any]:
     for field in TAG_FIELDS:
         row[field] = getattr(track.tags, field)
     row["genres"] = list(track.tags.genres)
-    row.update(search_columns(track.tags))  # the search index's tokens (loist.catalog.query)
+    row.update(search_columns(track.tags))  # the search index's tokens (loist.catalog.text)
     for field, column in _ARTWORK_COLUMNS.items():
         row[column] = getattr(track.artwork, field)
     return row

@@ -25,11 +25,10 @@ from loist.catalog import sqlite_bulk
 from loist.catalog.cursor import decode_cursor, encode_cursor, invalid_cursor
 from loist.catalog.engine import build_engine
 from loist.catalog.errors import database_failed
-from loist.catalog.normalize import genre_rows
-from loist.catalog.query import search_columns
 from loist.catalog.rows import genre_keys, row_to_track, track_to_row, utc
 from loist.catalog.schema import GENRE_KEYS, TRACK_COLUMNS, pg_tracks, track_columns, track_genres, tracks
 from loist.catalog.search import run_search
+from loist.catalog.text import genre_rows, search_columns
 from loist.errors import DatabaseFailed, InvalidArgument, LoistError
 from loist.model import (
     TAG_FIELDS,

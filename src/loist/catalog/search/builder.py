@@ -24,12 +24,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from loist.catalog.normalize import normalize_genre
-from loist.catalog.query import ParsedQuery, Term, Token, fold
+from loist.catalog.query import ParsedQuery, Term, Token
 from loist.catalog.schema import track_genres, tracks
 from loist.catalog.search import tuning
 from loist.catalog.search.index import COMPLETED, FTS_TABLE, PG_SEARCH_TABLE, PG_VECTOR
 from loist.catalog.search.tuning import RANKING, impact_sql
+from loist.catalog.text import fold, normalize_genre
 from loist.model import SearchFilters
 
 

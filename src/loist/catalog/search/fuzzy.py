@@ -14,10 +14,11 @@ from dataclasses import replace
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loist.catalog.query import ParsedQuery, Term, Token, inner_trigrams, similarity
+from loist.catalog.query import ParsedQuery, Term, Token
 from loist.catalog.search import tuning
 from loist.catalog.search.builder import next_prefix
 from loist.catalog.search.index import VOCAB_TABLE, VOCAB_TRGM_TABLE
+from loist.catalog.text import inner_trigrams, similarity
 
 
 def _fuzzable(token: Token) -> bool:

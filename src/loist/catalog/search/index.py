@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from loist.catalog.query import SEARCH_COLUMNS, search_columns
 from loist.catalog.search.tuning import FIELD_IDS, RANKING, impact_sql
+from loist.catalog.text import SEARCH_COLUMNS, search_columns
 from loist.model import TrackStatus
 
 FTS_TABLE = "tracks_fts"

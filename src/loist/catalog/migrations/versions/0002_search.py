@@ -5,7 +5,7 @@ Revises: 0001
 Create Date: 2026-11-25
 
 - ``tracks.search_{title,artist,album,genre,composer,label}``: the tokens of each field, written by
-  the catalog from :func:`loist.catalog.query.search_columns` (folding happens in Python, once, so
+  the catalog from :func:`loist.catalog.text.search_columns` (folding happens in Python, once, so
   both engines index the same tokens). Existing rows are backfilled here.
 - SQLite: an FTS5 table ``tracks_fts`` kept in sync by triggers; a vocabulary ``search_vocab`` with
   an FTS5 ``trigram`` index for typo tolerance.
@@ -24,7 +24,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from loist.catalog.query import SEARCH_COLUMNS
 from loist.catalog.search.index import (
     FTS_TABLE,
     PG_VECTOR,
@@ -35,6 +34,7 @@ from loist.catalog.search.index import (
     pg_vector_expression,
     rebuild_search_index,
 )
+from loist.catalog.text import SEARCH_COLUMNS
 
 revision: str = "0002"
 down_revision: str | None = "0001"
