@@ -44,7 +44,6 @@ STATUS_VALUES: tuple[str, ...] = tuple(status.value for status in TrackStatus)
 # PostgreSQL indexes md5(source_location): a B-tree entry is limited to ~2.7 KB and signed URLs can
 # be longer. SQLite has no such limit and indexes the column itself.
 FAILED_LOCATION_INDEX = "uq_tracks_failed_location"
-FAILED_WHERE = "status = 'FAILED'"
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
