@@ -92,6 +92,11 @@ async def _rows_and_keys(url: str) -> tuple[dict[uuid.UUID, set[tuple[str, str]]
             if engine.dialect.name == "postgresql":
                 found = await conn.execute(sa.text(f"SELECT id, {GENRE_KEYS} FROM tracks"))  # noqa: S608
                 keys = {track_id: list(values) for track_id, values in found}
+                # the key triggers of 0004 (off while 0006 runs) are on again
+                enabled = await conn.execute(sa.text(
+                    "SELECT tgname, tgenabled::text FROM pg_trigger WHERE tgrelid = 'track_genres'::regclass AND NOT tgisinternal"
+                ))
+                assert dict(enabled.all()) == {"track_genres_keys_insert": "O", "track_genres_keys_delete": "O"}
     finally:
         await engine.dispose()
     return rows, keys

@@ -16,7 +16,8 @@ Only tracks with a non-ASCII character in their genres can change (both folds ag
 only those are read: their ``track_genres`` rows are recomputed from ``tracks.genres`` exactly as the
 catalog writes them (the first spelling of a key wins: "Søren" and "Soren" on one track become one
 row), and rewritten when they differ; on PostgreSQL ``genre_keys`` is set to the sorted keys in the
-same transaction. The downgrade does the same with the fold of 0005, kept below (frozen), so the
+same transaction (once per track: the key triggers of 0004 are off while this runs, inside its
+transaction). The downgrade does the same with the fold of 0005, kept below (frozen), so the
 rows "Søren"/"søren" and "Soren"/"soren" come back. Safe to re-run.
 """
 
@@ -56,6 +57,14 @@ _CANDIDATES = {
 }
 
 
+# PostgreSQL: the keys of one track as the catalog writes them, and the triggers of 0004 that also keep them.
+_KEYS_SELECT = (
+    'SELECT coalesce(array_agg(genre_norm ORDER BY genre_norm COLLATE "C"), \'{}\') FROM track_genres '
+    "WHERE track_id = "
+)
+_KEY_TRIGGERS = ("track_genres_keys_insert", "track_genres_keys_delete")
+
+
 def _fold_0005(text: str) -> str:
     """The genre key as revisions 0004 and 0005 wrote it (``loist.catalog.normalize``, frozen here)."""
     decomposed = unicodedata.normalize("NFKD", text)
@@ -73,27 +82,48 @@ def downgrade() -> None:
 
 def _refold(bind: Connection, key: Callable[[str], str]) -> None:
     """Rewrite the genre rows (and PostgreSQL genre keys) of every track whose keys ``key`` changes."""
-    candidates: list[uuid.UUID] = [row[0] for row in bind.exec_driver_sql(_CANDIDATES[bind.dialect.name])]
-    candidates = [value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)) for value in candidates]
+    candidates = [_uuid(row[0]) for row in bind.exec_driver_sql(_CANDIDATES[bind.dialect.name])]
+    if not candidates:
+        return
+    pg = bind.dialect.name == "postgresql"
+    if pg:
+        # The keys are set once per track below; the triggers of 0004 would rewrite each track twice
+        # more (after the delete, after the insert). Off inside this transaction only (the lock this
+        # takes keeps every other writer of track_genres waiting until it commits anyway).
+        for trigger in _KEY_TRIGGERS:
+            bind.exec_driver_sql(f"ALTER TABLE track_genres DISABLE TRIGGER {trigger}")
     for start in range(0, len(candidates), CHUNK):
         chunk = candidates[start : start + CHUNK]
-        genres = dict(bind.execute(sa.select(_tracks.c.id, _tracks.c.genres).where(_tracks.c.id.in_(chunk))).all())
-        stored: dict[uuid.UUID, set[tuple[str, str]]] = {track_id: set() for track_id in genres}
-        rows = bind.execute(
-            sa.select(_track_genres.c.track_id, _track_genres.c.genre, _track_genres.c.genre_norm).where(
-                _track_genres.c.track_id.in_(chunk)
-            )
-        )
-        for track_id, genre, norm in rows:
-            stored.setdefault(track_id, set()).add((genre, norm))
-        wanted = {track_id: genre_rows(list(values or []), key) for track_id, values in genres.items()}
-        changed = {track_id: pairs for track_id, pairs in wanted.items() if set(pairs) != stored[track_id]}
+        changed = _changed(bind, chunk, key)
         if changed:
             _rewrite(bind, changed)
+    if pg:
+        for trigger in _KEY_TRIGGERS:
+            bind.exec_driver_sql(f"ALTER TABLE track_genres ENABLE TRIGGER {trigger}")
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _changed(bind: Connection, chunk: list[uuid.UUID], key: Callable[[str], str]) -> dict[uuid.UUID, list[tuple[str, str]]]:
+    """The tracks of ``chunk`` whose genre rows ``key`` changes, with their new rows."""
+    genres = dict(bind.execute(sa.select(_tracks.c.id, _tracks.c.genres).where(_tracks.c.id.in_(chunk))).all())
+    stored: dict[uuid.UUID, set[tuple[str, str]]] = {track_id: set() for track_id in genres}
+    rows = bind.execute(
+        sa.select(_track_genres.c.track_id, _track_genres.c.genre, _track_genres.c.genre_norm).where(
+            _track_genres.c.track_id.in_(chunk)
+        )
+    )
+    for track_id, genre, norm in rows:
+        stored.setdefault(track_id, set()).add((genre, norm))
+    wanted = {track_id: genre_rows(list(values or []), key) for track_id, values in genres.items()}
+    return {track_id: pairs for track_id, pairs in wanted.items() if set(pairs) != stored[track_id]}
 
 
 def _rewrite(bind: Connection, changed: dict[uuid.UUID, list[tuple[str, str]]]) -> None:
-    bind.execute(sa.delete(_track_genres).where(_track_genres.c.track_id.in_(list(changed))))
+    ids = list(changed)
+    bind.execute(sa.delete(_track_genres).where(_track_genres.c.track_id.in_(ids)))
     params: list[dict[str, Any]] = [
         {"track_id": track_id, "genre": genre, "genre_norm": norm}
         for track_id, pairs in changed.items()
@@ -102,12 +132,11 @@ def _rewrite(bind: Connection, changed: dict[uuid.UUID, list[tuple[str, str]]]) 
     for start in range(0, len(params), ROWS_PER_INSERT):
         bind.execute(sa.insert(_track_genres).values(params[start : start + ROWS_PER_INSERT]))
     if bind.dialect.name == "postgresql":
-        # The keys exactly as the catalog writes them (sorted in Python); the triggers of 0004 have kept
-        # them in step with the rows already, so this rewrites a row only where their order differs.
-        keys = sa.bindparam("keys", type_=postgresql.ARRAY(sa.Text()))
+        # The keys exactly as the catalog writes them: sorted by code point (Python's order; "C").
         bind.execute(
             sa.text(
-                "UPDATE tracks SET genre_keys = :keys WHERE id = :id AND genre_keys IS DISTINCT FROM :keys"
-            ).bindparams(keys, sa.bindparam("id", type_=sa.Uuid())),
-            [{"id": track_id, "keys": sorted(norm for _, norm in pairs)} for track_id, pairs in changed.items()],
+                f"UPDATE tracks SET genre_keys = ({_KEYS_SELECT}tracks.id) WHERE id = ANY(:ids) "  # noqa: S608  # nosec B608 (a module constant)
+                f"AND genre_keys IS DISTINCT FROM ({_KEYS_SELECT}tracks.id)"
+            ).bindparams(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Uuid()))),
+            {"ids": ids},
         )
