@@ -199,7 +199,7 @@ class SearchResult(BaseModel):
     items: list[SearchHit]
     total: int
     # "eq": ``total`` is exact; "gte": at least ``total`` tracks match (counting stops at a bound,
-    # loist.catalog.search.COUNT_LIMIT, so a broad search does not pay for an exact count).
+    # loist.catalog.search.tuning.COUNT_LIMIT, so a broad search does not pay for an exact count).
     total_relation: Literal["eq", "gte"] = "eq"
     next_cursor: str | None = None
     facets: dict[str, dict[str, int]] | None = None  # {"genre": {...}, "format": {...}, "decade": {...}}

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from loist.catalog import Catalog
 from loist.catalog.engine import build_engine
 from loist.catalog.migrate import current, downgrade, upgrade
-from loist.catalog.normalize import genre_rows
+from loist.catalog.rows import genre_keys, track_to_row
 from loist.catalog.schema import GENRE_KEYS, GENRE_KEYS_INDEX, track_genres, tracks
-from loist.catalog.store import genre_keys, track_to_row
+from loist.catalog.text import genre_rows
 from loist.model import AudioInfo, RangeFilter, SearchFilters, SearchRequest, Source, Tags, Track
 from tests.catalog.factories import make_track
 from tests.support.pg import sqlite_catalog_url

@@ -1,4 +1,4 @@
-"""The query parser and the normaliser (pure functions: no database)."""
+"""The query parser (pure functions: no database)."""
 
 from __future__ import annotations
 
@@ -7,42 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loist.catalog.query import (
-    MAX_QUERY_CHARS,
-    MAX_TERMS,
-    MAX_TOKEN_CHARS,
-    Token,
-    index_tokens,
-    parse_query,
-    similarity,
-)
+from loist.catalog.query import MAX_QUERY_CHARS, MAX_TERMS, Token, parse_query
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("text", "tokens"),
-    [
-        ("Sigur Rós", ["sigur", "ros"]),
-        ("AC/DC", ["ac", "dc", "acdc"]),
-        ("R.E.M.", ["r", "e", "m", "rem"]),
-        ("Guns N' Roses", ["guns", "n", "roses"]),
-        ("Motörhead", ["motorhead"]),
-        ("MØ", ["mo"]),
-        ("Straße", ["strasse"]),
-        ("東京タワー", ["東京", "京タ", "タワ", "ワー", "ー"]),
-        ("안녕", ["안녕", "녕"]),
-        ("Кино", ["кино"]),
-        ("فيروز", ["فيروز"]),
-        ("🔥 fire", ["🔥", "fire"]),
-        ("ｆｕｌｌｗｉｄｔｈ", ["fullwidth"]),
-        ("a" * 100, ["a" * MAX_TOKEN_CHARS]),
-        ("", []),
-        ("&|! -- ...", []),
-    ],
-)
-def test_index_tokens(text: str, tokens: list[str]) -> None:
-    assert index_tokens(text) == tokens
 
 
 def _texts(query: str) -> list[list[list[str]]]:
@@ -133,13 +100,6 @@ def test_limits() -> None:
     assert len(parsed.terms) == MAX_TERMS
     parsed = parse_query("x " * MAX_QUERY_CHARS + "needle", now=NOW)
     assert all(token.text != "needle" for term in parsed.terms for token in term.tokens())
-
-
-def test_similarity_is_pg_trgm_similarity() -> None:
-    # SELECT similarity('beyonse', 'beyonce') -> 0.45454547 on PostgreSQL
-    assert similarity("beyonse", "beyonce") == pytest.approx(0.4545, abs=1e-3)
-    assert similarity("word", "word") == 1.0
-    assert similarity("abc", "xyz") == 0.0
 
 
 def test_every_documented_example_parses_to_something() -> None:

@@ -183,17 +183,19 @@ async def test_typo_tolerance_finds_the_nearest_words(library: Catalog) -> None:
 async def test_the_typo_pass_replaces_the_misspelt_word_with_the_nearest_ones(library: Catalog) -> None:
     """The unknown word is in no track: the second search tries only its nearest words (ties and
     near-ties of the best, by the one Python similarity), not the word itself."""
-    from loist.catalog import search as search_module
-    from loist.catalog.query import parse_query, similarity
+    from loist.catalog.query import parse_query
+    from loist.catalog.search import tuning
+    from loist.catalog.search.fuzzy import fuzzy_rewrite
+    from loist.catalog.text import similarity
 
     async with library._engine.connect() as conn:
-        rewritten = await search_module._fuzzy_rewrite(conn, library.dialect, parse_query("beyonse "))
+        rewritten = await fuzzy_rewrite(conn, library.dialect, parse_query("beyonse "))
     assert rewritten is not None
     (token,) = [token for term in rewritten.terms for group in term.alternatives for token in group]
     tried = [token.text, *token.fuzzy]
     assert "beyonse" not in tried and "beyonce" in tried and not token.prefix
     best = similarity("beyonse", tried[0])
-    assert all(similarity("beyonse", word) >= best - search_module.FUZZY_MARGIN - 1e-9 for word in tried)
+    assert all(similarity("beyonse", word) >= best - tuning.FUZZY_MARGIN - 1e-9 for word in tried)
 
 
 @pytest.mark.parametrize(
@@ -338,12 +340,12 @@ async def test_random_strings_never_fail(library: Catalog) -> None:
 async def test_counting_stops_at_the_bound_and_says_so(library: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     """Beyond COUNT_LIMIT the total is the bound and a lower bound ("gte"), the same on both
     engines whichever way the count is made (window, index count, bounded count)."""
-    from loist.catalog import search as search_module
+    from loist.catalog.search import tuning
 
     everything = await search(library, "", limit=100)
     assert everything.total_relation == "eq"
     assert everything.total == len(everything.items) == len(COMPLETED_TITLES)
-    monkeypatch.setattr(search_module, "COUNT_LIMIT", 3)
+    monkeypatch.setattr(tuning, "COUNT_LIMIT", 3)
     for query, kwargs in [
         ("", {}),  # bounded count over tracks
         ("acdc -zzz", {}),  # negation: bounded count with the text condition
@@ -362,7 +364,7 @@ async def test_counting_stops_at_the_bound_and_says_so(library: Catalog, monkeyp
     # Text alone (FTS5 window / PostgreSQL side table): "paradise" matches 3, under the bound.
     few = await search(library, "paradise")
     assert (few.total, few.total_relation) == (3, "eq")
-    monkeypatch.setattr(search_module, "COUNT_LIMIT", 2)
+    monkeypatch.setattr(tuning, "COUNT_LIMIT", 2)
     capped = await search(library, "paradise")
     assert (capped.total, capped.total_relation) == (2, "gte")
     assert len(capped.items) == 3  # the page itself is not cut by the bound
@@ -372,10 +374,10 @@ def test_the_counting_bound_is_the_documented_one() -> None:
     """A UI shows "1,000+": the bound, docs/search.md, docs/mcp.md and the tool schema agree."""
     from pathlib import Path
 
-    from loist.catalog import search as search_module
+    from loist.catalog.search import tuning
     from loist.mcp.schemas import SearchOutput
 
-    assert search_module.COUNT_LIMIT == 1_000
+    assert tuning.COUNT_LIMIT == 1_000
     root = Path(__file__).resolve().parents[2]
     assert "exact up to 1,000" in (root / "docs" / "search.md").read_text()
     assert "exact up to 1,000" in (root / "docs" / "mcp.md").read_text()
@@ -397,7 +399,7 @@ async def test_walking_the_sort_index_gives_the_same_pages(
 ) -> None:
     """SQLite picks between sorting the matches and walking the sort index by the match count; the
     pages (order, scores, totals, cursors) must not depend on that choice. Forced both ways here."""
-    from loist.catalog import search as search_module
+    from loist.catalog.search import tuning
 
     async def pages(query: str) -> list[tuple[list[str], list[float], int, str]]:
         out = []
@@ -410,8 +412,8 @@ async def test_walking_the_sort_index_gives_the_same_pages(
             result = await search(library, query, sort=sort, order=order, limit=2, cursor=result.next_cursor)
 
     for query in ["paradise", "acdc", "hell -train", "zzzz"]:
-        monkeypatch.setattr(search_module, "WALK_FACTOR", 10**9)  # never walk
+        monkeypatch.setattr(tuning, "WALK_FACTOR", 10**9)  # never walk
         sorted_matches = await pages(query)
-        monkeypatch.setattr(search_module, "WALK_FACTOR", 0)  # always walk
+        monkeypatch.setattr(tuning, "WALK_FACTOR", 0)  # always walk
         walked = await pages(query)
         assert walked == sorted_matches, query

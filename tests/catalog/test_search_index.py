@@ -11,8 +11,9 @@ from alembic.runtime.migration import MigrationContext
 
 from loist.catalog import Catalog
 from loist.catalog.migrate import upgrade
-from loist.catalog.query import search_columns
-from loist.catalog.search import RANKING, rebuild_search_index
+from loist.catalog.search.index import rebuild_search_index
+from loist.catalog.search.tuning import RANKING
+from loist.catalog.text import search_columns
 from loist.model import SearchRequest, Tags
 from tests.catalog.factories import make_track
 from tests.support.pg import sqlite_catalog_url

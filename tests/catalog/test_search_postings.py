@@ -14,16 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from loist.catalog import Catalog
-from loist.catalog import search as search_module
 from loist.catalog.migrate import downgrade, upgrade
-from loist.catalog.search import (
-    FIELD_IDS,
-    IMPACT_DAMPING,
-    IMPACT_SCALE,
-    POSTINGS_TABLE,
-    RANKING,
-    refill_postings,
-)
+from loist.catalog.search import tuning, walk
+from loist.catalog.search.index import POSTINGS_TABLE, refill_postings
+from loist.catalog.search.tuning import FIELD_IDS, IMPACT_DAMPING, IMPACT_SCALE, RANKING
 from loist.model import SearchRequest, Tags, TrackStatus
 from tests.catalog.factories import make_track
 from tests.support.pg import sqlite_catalog_url
@@ -132,15 +126,15 @@ async def test_a_word_in_several_fields_counts_once_at_its_best(library: Catalog
 async def test_the_walk_gives_the_pages_a_full_ranking_gives(
     library: Catalog, monkeypatch: pytest.MonkeyPatch, query: str, order: str | None
 ) -> None:
-    monkeypatch.setattr(search_module, "WALK_POSTINGS", False)
+    monkeypatch.setattr(tuning, "WALK_POSTINGS", False)
     ranked = await pages(library, query, order=order)
-    monkeypatch.setattr(search_module, "WALK_POSTINGS", True)
+    monkeypatch.setattr(tuning, "WALK_POSTINGS", True)
     walked = await pages(library, query, order=order)
     assert walked == ranked
     for limit in (1, 3, 100):
-        monkeypatch.setattr(search_module, "WALK_POSTINGS", False)
+        monkeypatch.setattr(tuning, "WALK_POSTINGS", False)
         ranked = await pages(library, query, limit=limit, order=order)
-        monkeypatch.setattr(search_module, "WALK_POSTINGS", True)
+        monkeypatch.setattr(tuning, "WALK_POSTINGS", True)
         assert await pages(library, query, limit=limit, order=order) == ranked
 
 
@@ -151,10 +145,10 @@ async def test_past_a_cursor_lists_are_read_further_or_the_walk_gives_up(
 ) -> None:
     """Deep pages drop postings of tracks already shown; a list is read further, or (past
     WALK_MAX_READ) the page is ranked in full: the pages are the same."""
-    monkeypatch.setattr(search_module, "WALK_MAX_READ", max_read)
-    monkeypatch.setattr(search_module, "WALK_POSTINGS", False)
+    monkeypatch.setattr(tuning, "WALK_MAX_READ", max_read)
+    monkeypatch.setattr(tuning, "WALK_POSTINGS", False)
     ranked = await pages(library, query, limit=1)
-    monkeypatch.setattr(search_module, "WALK_POSTINGS", True)
+    monkeypatch.setattr(tuning, "WALK_POSTINGS", True)
     assert await pages(library, query, limit=1) == ranked
 
 
@@ -162,14 +156,14 @@ async def test_past_a_cursor_lists_are_read_further_or_the_walk_gives_up(
 def walks_taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Records, for each search that tried the walk, whether the walk answered it."""
     taken: list[bool] = []
-    original = search_module._walk_page
+    original = walk.walk_page
 
     async def spy(*args: Any, **kwargs: Any) -> Any:
         inner = await original(*args, **kwargs)
         taken.append(inner is not None)
         return inner
 
-    monkeypatch.setattr(search_module, "_walk_page", spy)
+    monkeypatch.setattr(walk, "walk_page", spy)
     return taken
 
 
@@ -187,9 +181,9 @@ async def test_a_prefix_with_too_many_completions_is_ranked_in_full(
     library: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # "ro" + "c": rock, rocket, rockin, rockers, rocky: five words
-    monkeypatch.setattr(search_module, "WALK_MAX_WORDS", 4)
+    monkeypatch.setattr(tuning, "WALK_MAX_WORDS", 4)
     capped = await pages(library, "roc")
-    monkeypatch.setattr(search_module, "WALK_MAX_WORDS", 16)
+    monkeypatch.setattr(tuning, "WALK_MAX_WORDS", 16)
     assert await pages(library, "roc") == capped
     assert capped[0][1] == [impact("title", 1)] * 2
 

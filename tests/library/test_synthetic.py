@@ -11,7 +11,7 @@ import wave
 from pathlib import Path
 
 from loist.catalog import Catalog
-from loist.catalog.search import COUNT_LIMIT
+from loist.catalog.search.tuning import COUNT_LIMIT
 from loist.library.synthetic import generate_tracks, synthetic_blob, wav_bytes, write_wav
 from loist.model import SearchRequest, Track, TrackStatus
 

@@ -8,7 +8,7 @@ the authority on what exists in a database; these objects describe the same thin
 
 ``track_genres`` is a child table kept in sync by the catalog in the same transaction as every write
 to ``tracks``; search uses it for genre filters and facets (``genre_norm`` is casefolded and
-accent-folded, see :func:`loist.catalog.normalize.normalize_genre`).
+accent-folded, see :func:`loist.catalog.text.normalize_genre`).
 
 PostgreSQL only: ``tracks.genre_keys`` (migration 0004), a ``text[]`` of the same ``genre_norm`` values
 with a GIN index, written by the catalog in the same statement as the row. It is not part of the
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
-from loist.catalog.query import SEARCH_COLUMNS
+from loist.catalog.text import SEARCH_COLUMNS
 from loist.model import TrackStatus
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -44,7 +44,6 @@ STATUS_VALUES: tuple[str, ...] = tuple(status.value for status in TrackStatus)
 # PostgreSQL indexes md5(source_location): a B-tree entry is limited to ~2.7 KB and signed URLs can
 # be longer. SQLite has no such limit and indexes the column itself.
 FAILED_LOCATION_INDEX = "uq_tracks_failed_location"
-FAILED_WHERE = "status = 'FAILED'"
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -110,7 +109,7 @@ tracks = sa.Table(
     sa.Column("label", sa.Text()),
     sa.Column("isrc", sa.Text()),
     sa.Column("comment", sa.Text()),
-    # Search tokens of the tags (added by migration 0002_search, derived by loist.catalog.query,
+    # Search tokens of the tags (added by migration 0002_search, derived by loist.catalog.text,
     # written by the catalog with every insert and tag update). Not part of Track.
     *(sa.Column(name, sa.Text(), nullable=False, server_default="") for name in SEARCH_COLUMNS.values()),
     # artwork
@@ -157,7 +156,7 @@ GENRE_KEYS = "genre_keys"
 GENRE_KEYS_INDEX = f"ix_tracks_{GENRE_KEYS}"
 # ``tracks`` as PostgreSQL has it, genre_keys included: the catalog writes rows through this copy (on
 # its own MetaData, so the schema comparison and SQLite never see the column). Queries that read the
-# column refer to it as ``tracks.genre_keys`` text (loist.catalog.search).
+# column refer to it as ``tracks.genre_keys`` text (loist.catalog.search.builder, .facets).
 pg_tracks = tracks.to_metadata(sa.MetaData(naming_convention=NAMING_CONVENTION))
 pg_tracks.append_column(
     sa.Column(GENRE_KEYS, postgresql.ARRAY(sa.Text()), nullable=False, server_default=sa.text("'{}'"))

@@ -19,8 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loist.catalog.normalize import genre_rows
 from loist.catalog.schema import ROW_COLUMNS, tracks
+from loist.catalog.text import genre_rows
 
 _INSERT_TRACKS = (  # column names come from schema.py, never from input
     f"INSERT INTO tracks ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))}) "  # noqa: S608 # nosec B608

@@ -10,11 +10,8 @@ driver failure leaves as :class:`DatabaseFailed` with the password masked.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -25,16 +22,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loist.catalog import sqlite_bulk
+from loist.catalog.cursor import decode_cursor, encode_cursor, invalid_cursor
 from loist.catalog.engine import build_engine
 from loist.catalog.errors import database_failed
-from loist.catalog.normalize import genre_rows
-from loist.catalog.query import search_columns
+from loist.catalog.rows import genre_keys, row_to_track, track_to_row, utc
 from loist.catalog.schema import GENRE_KEYS, TRACK_COLUMNS, pg_tracks, track_columns, track_genres, tracks
+from loist.catalog.search import run_search
+from loist.catalog.text import genre_rows, search_columns
 from loist.errors import DatabaseFailed, InvalidArgument, LoistError
 from loist.model import (
     TAG_FIELDS,
-    ArtworkInfo,
-    AudioInfo,
     SearchRequest,
     SearchResult,
     Source,
@@ -49,108 +46,26 @@ MAX_PAGE_SIZE = 1000
 # Bound parameters per statement stay far below SQLite's and asyncpg's limits (32766 / 32767).
 IN_CHUNK = 500
 
-AUDIO_FIELDS: tuple[str, ...] = tuple(AudioInfo.model_fields)
-_ARTWORK_COLUMNS: dict[str, str] = {
-    "present": "artwork_present",
-    "width": "artwork_width",
-    "height": "artwork_height",
-}
-_SOURCE_COLUMNS: dict[str, str] = {
-    "type": "source_type",
-    "location": "source_location",
-    "original_filename": "original_filename",
-}
-
-
-# --- row <-> Track: the only two places that know how a Track is laid out in a row -------------
-
-
 GENRE_ROWS_PER_INSERT = 2000  # x 3 parameters: well under every driver's limit
-
-
-def genre_keys(genres: Iterable[str]) -> list[str]:
-    """PostgreSQL's ``tracks.genre_keys`` for a track: its ``track_genres.genre_norm`` values, sorted."""
-    return sorted(norm for _, norm in genre_rows(list(genres)))
-
-
-def track_to_row(track: Track) -> dict[str, Any]:
-    """The ``tracks`` row for a Track (nested models flattened; names unchanged), search tokens included."""
-    row: dict[str, Any] = {
-        "id": track.id,
-        "status": track.status.value,
-        "error_code": track.error_code,
-        "error_message": track.error_message,
-        "attempts": track.attempts,
-        "sha256": track.sha256,
-        "size_bytes": track.size_bytes,
-        "blob_key": track.blob_key,
-        "thumbnail_key": track.thumbnail_key,
-        "created_at": _utc(track.created_at),
-        "updated_at": _utc(track.updated_at),
-    }
-    for field, column in _SOURCE_COLUMNS.items():
-        row[column] = getattr(track.source, field)
-    for field in AUDIO_FIELDS:
-        row[field] = getattr(track.audio, field)
-    for field in TAG_FIELDS:
-        row[field] = getattr(track.tags, field)
-    row["genres"] = list(track.tags.genres)
-    row.update(search_columns(track.tags))  # the search index's tokens (loist.catalog.query)
-    for field, column in _ARTWORK_COLUMNS.items():
-        row[column] = getattr(track.artwork, field)
-    return row
-
-
-def row_to_track(row: Mapping[str, Any]) -> Track:
-    """The Track for a ``tracks`` row (a ``RowMapping`` or a dict with the same keys)."""
-    return Track(
-        id=row["id"],
-        status=TrackStatus(row["status"]),
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        attempts=row["attempts"],
-        source=Source(**{field: row[column] for field, column in _SOURCE_COLUMNS.items()}),
-        sha256=row["sha256"],
-        size_bytes=row["size_bytes"],
-        audio=AudioInfo(**{field: row[field] for field in AUDIO_FIELDS}),
-        tags=Tags(
-            **{field: row[field] for field in TAG_FIELDS if field != "genres"}, genres=row["genres"] or []
-        ),
-        artwork=ArtworkInfo(**{field: row[column] for field, column in _ARTWORK_COLUMNS.items()}),
-        blob_key=row["blob_key"],
-        thumbnail_key=row["thumbnail_key"],
-        created_at=_utc(row["created_at"]),
-        updated_at=_utc(row["updated_at"]),
-    )
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# --- cursors ----------------------------------------------------------------------------------
+# --- listing cursors (the codec: loist.catalog.cursor) -------------------------------------------
 
 
-def encode_cursor(created_at: datetime, track_id: uuid.UUID) -> str:
-    payload = json.dumps({"c": _utc(created_at).isoformat(), "i": str(track_id)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+def _list_cursor(created_at: datetime, track_id: uuid.UUID) -> str:
+    return encode_cursor({"c": utc(created_at).isoformat(), "i": str(track_id)})
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def _list_position(cursor: str) -> tuple[datetime, uuid.UUID]:
+    data = decode_cursor(cursor)
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        created_at = _utc(datetime.fromisoformat(data["c"]))
-        track_id = uuid.UUID(data["i"])
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError) as exc:
-        raise InvalidArgument("invalid cursor: pass back the next_cursor of a previous page") from exc
-    return created_at, track_id
+        return utc(datetime.fromisoformat(data["c"])), uuid.UUID(data["i"])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise invalid_cursor() from exc
 
 
 # --- the catalog ------------------------------------------------------------------------------
@@ -421,7 +336,7 @@ class Catalog:
         if status is not None:
             query = query.where(tracks.c.status == TrackStatus(status).value)
         if cursor:
-            created_at, last_id = decode_cursor(cursor)
+            created_at, last_id = _list_position(cursor)
             query = query.where(
                 sa.or_(
                     tracks.c.created_at < created_at,
@@ -431,7 +346,7 @@ class Catalog:
         async with self._tx() as conn:
             rows = (await conn.execute(query)).mappings().all()
         items = [row_to_track(row) for row in rows[:limit]]
-        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+        next_cursor = _list_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
         return TrackPage(items=items, next_cursor=next_cursor)
 
     async def count(self, status: TrackStatus | None = None) -> int:
@@ -452,14 +367,12 @@ class Catalog:
             return int((await conn.execute(query)).scalar_one())
 
     async def search(self, request: SearchRequest) -> SearchResult:
-        from loist.catalog.search import run_search
-
         return await run_search(self._engine, self.dialect, request)
 
 
 def _normalized(track: Track) -> Track:
     """``track`` with UTC timestamps, as it reads back from the database."""
-    created, updated = _utc(track.created_at), _utc(track.updated_at)
+    created, updated = utc(track.created_at), utc(track.updated_at)
     if created is track.created_at and updated is track.updated_at:
         return track
     return track.model_copy(update={"created_at": created, "updated_at": updated})

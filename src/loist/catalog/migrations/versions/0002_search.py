@@ -5,7 +5,7 @@ Revises: 0001
 Create Date: 2026-11-25
 
 - ``tracks.search_{title,artist,album,genre,composer,label}``: the tokens of each field, written by
-  the catalog from :func:`loist.catalog.query.search_columns` (folding happens in Python, once, so
+  the catalog from :func:`loist.catalog.text.search_columns` (folding happens in Python, once, so
   both engines index the same tokens). Existing rows are backfilled here.
 - SQLite: an FTS5 table ``tracks_fts`` kept in sync by triggers; a vocabulary ``search_vocab`` with
   an FTS5 ``trigram`` index for typo tolerance.
@@ -14,7 +14,7 @@ Create Date: 2026-11-25
 - B-tree indexes for the sort orders.
 
 Safe to re-run: everything is created only when missing. A later migration that recreates
-``tracks`` (SQLite batch mode) must call :func:`loist.catalog.search.rebuild_search_index`.
+``tracks`` (SQLite batch mode) must call :func:`loist.catalog.search.index.rebuild_search_index`.
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from loist.catalog.query import SEARCH_COLUMNS
-from loist.catalog.search import (
+from loist.catalog.search.index import (
     FTS_TABLE,
     PG_VECTOR,
     SQLITE_TRIGGERS,
     VOCAB_TABLE,
     VOCAB_TRGM_TABLE,
-    _pg_vector_expression,
     backfill_search_columns,
+    pg_vector_expression,
     rebuild_search_index,
 )
+from loist.catalog.text import SEARCH_COLUMNS
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -63,13 +63,13 @@ def upgrade() -> None:
         if PG_VECTOR not in existing:
             bind.exec_driver_sql(  # not op.execute: the expression's ':1A' is no bind parameter
                 f"ALTER TABLE tracks ADD COLUMN {PG_VECTOR} tsvector "
-                f"GENERATED ALWAYS AS ({_pg_vector_expression()}) STORED"
+                f"GENERATED ALWAYS AS ({pg_vector_expression()}) STORED"
             )
         op.execute(f"CREATE INDEX IF NOT EXISTS ix_tracks_{PG_VECTOR} ON tracks USING gin ({PG_VECTOR})")
     for name, (sqlite_columns, pg_columns) in SORT_INDEXES.items():
         if dialect == "postgresql":
             # Partial: every search has "status = 'COMPLETED'", and then a count over a range is an
-            # index-only scan. (SQLite's planner could not use a partial index there, see search.py.)
+            # index-only scan. (SQLite's planner could not use a partial index there, see loist.catalog.search.builder.)
             op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON tracks ({pg_columns}) WHERE status = 'COMPLETED'")
         else:
             op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON tracks ({sqlite_columns})")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from loist.catalog.search import PG_SEARCH_TABLE, pg_refill_search_table, pg_search_table_ddl
+from loist.catalog.search.index import PG_SEARCH_TABLE, pg_refill_search_table, pg_search_table_ddl
 
 revision: str = "0003"
 down_revision: str | None = "0002"

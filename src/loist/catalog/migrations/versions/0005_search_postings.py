@@ -6,7 +6,7 @@ Create Date: 2026-11-25
 
 Ranking a broad word by scoring every match grows with the library (at 1M tracks a common word
 matches 40,000-80,000 tracks: 100-300 ms). The relevance score is now a sum of per-field *impacts*
-that depend only on the field and the track (``loist.catalog.search.impact_sql``), so they are
+that depend only on the field and the track (``loist.catalog.search.tuning.impact_sql``), so they are
 stored: ``search_postings(term, field, impact, track)`` with its primary key in that order, kept by
 triggers on ``tracks`` (COMPLETED tracks only, like the full-text indexes; on PostgreSQL
 statement-level, over transition tables, so a batch of tracks is one insert). A single word or prefix
@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from loist.catalog.search import (
+from loist.catalog.search.index import (
     POSTINGS_TABLE,
     SQLITE_POSTINGS_TRIGGERS,
     install_postings,

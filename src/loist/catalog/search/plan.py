@@ -1,0 +1,184 @@
+"""Planning one pass of a search: which path answers it, decided before any page row is read.
+
+- **The postings walk** (:mod:`loist.catalog.search.walk`): one word or prefix alone, by relevance
+  best first, reads its page from the front of the postings instead of scoring every match.
+- **The sort-index walk** (SQLite): text alone sorted by another key, with many matches, walks the
+  sort index and tests each row against the match list (the first page's rows come early) instead of
+  sorting every match. The answer is the same either way; the choice uses the (bounded) match count
+  and the table size.
+- Otherwise the matches are found through the full-text index, filtered, scored and sorted.
+
+The total is counted on the first page and carried by the cursor: deep pages cost one query. When the
+page must visit every match anyway it counts them in the same pass with a window (:attr:`Plan.window`);
+otherwise a separate, bounded count (:attr:`Plan.count`) runs (on PostgreSQL on a second connection,
+at the same time as the page).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loist.catalog.query import ParsedQuery
+from loist.catalog.schema import tracks
+from loist.catalog.search import tuning, walk
+from loist.catalog.search.builder import Builder, Match
+from loist.catalog.search.paging import (
+    Position,
+    SortKeys,
+    decode_search_cursor,
+    request_fingerprint,
+    sort_keys,
+)
+from loist.model import SearchRequest
+
+
+@dataclass
+class Plan:
+    """How one pass runs. Phase 1 selects the page's keys (``rid``, ``score``, the sort keys) from
+    ``source`` where ``where`` holds; phase 2 reads the page's full rows."""
+
+    builder: Builder
+    sort: str
+    order: str
+    fingerprint: str
+    conditions: list[sa.ColumnElement[bool]]  # the non-text conditions, the status check first
+    position: Position | None = None  # where the cursor says this page starts
+    total: int | None = None  # known already: carried by the cursor, or found on the way
+    capped: bool = False  # ... and a lower bound
+    walked: walk.Scored | None = None  # the page's (rid, score) read from the postings
+    walk_count: sa.Executable | None = None  # counts the matches by the words the walk found
+    match: Match | None = None
+    keys: SortKeys = field(default_factory=list)
+    source: sa.FromClause = tracks
+    rid: sa.ColumnElement[Any] = field(default_factory=lambda: sa.literal_column("0"))
+    score: sa.ColumnElement[Any] = field(default_factory=lambda: sa.literal_column("0", type_=sa.Integer()))
+    where: list[sa.ColumnElement[bool]] = field(default_factory=list)
+    index_walk: bool = False  # SQLite: the sort index is walked
+    window: bool = False  # the page counts the matches too (a window over every match)
+
+    @property
+    def matched(self) -> list[sa.ColumnElement[bool]]:
+        """'This ``tracks`` row matches': for counts and facets."""
+        return ([] if self.match is None else [self.match.condition]) + self.conditions
+
+    def count(self) -> sa.Executable:
+        """The statement counting the matches, up to COUNT_LIMIT + 1."""
+        if self.walk_count is not None:
+            return self.walk_count
+        return count_statement(self.builder, self.match, self.conditions)
+
+
+async def plan_pass(conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery) -> Plan:
+    """Decide how ``request`` (with the query ``parsed``) runs; the walk's page is read on the way."""
+    builder = Builder(dialect, parsed, request.filters)
+    order = request.order or ("desc" if request.sort in ("relevance", "added") else "asc")
+    plan = Plan(builder, request.sort, order, request_fingerprint(request, order), builder.conditions())
+    if request.cursor:
+        plan.position = decode_search_cursor(request.cursor, plan.fingerprint, 2)  # every sort has two keys
+        plan.total, plan.capped = plan.position.total, plan.position.capped
+    await _walk_postings(conn, plan, request)
+    plan.match = builder.match(plan.sort, scored=plan.walked is None)
+    plan.keys = sort_keys(dialect, plan.sort, plan.match)
+    _phase_one(plan)
+    await _walk_sort_index(conn, plan, request.limit)
+    plan.window = _window(plan, request)
+    return plan
+
+
+async def _walk_postings(conn: AsyncConnection, plan: Plan, request: SearchRequest) -> None:
+    """Relevance of one word or prefix, best first: read the best postings instead of scoring every
+    match. (Best first only: a track's score is its best posting, which a walk from the bottom meets
+    last.) Otherwise, on PostgreSQL, such a term is still counted by its prefix's completions."""
+    builder, parsed = plan.builder, plan.builder.parsed
+    # One term of single words or prefixes, and no filter, range or exclusion:
+    alone = walk.walkable(parsed) and len(builder.conditions(post_filters=False)) == 1
+    if tuning.WALK_POSTINGS and alone and plan.sort == "relevance" and plan.order == "desc":
+        key = None if plan.position is None else plan.position.key
+        walked = await walk.walk_page(conn, builder, request, key)
+        if walked is not None:
+            plan.walked, plan.walk_count = walked.page, walked.count
+            if plan.total is None and walked.total is not None:
+                plan.total = walked.total
+    elif builder.dialect == "postgresql" and plan.total is None and alone:
+        # Sorted by another key: count by the prefix's completions all the same (see walk.words_count).
+        term = parsed.positive[0]
+        if any(token.prefix for (token,) in term.alternatives):
+            words = await walk.term_words(conn, term)
+            if words is not None:
+                plan.walk_count = walk.words_count(builder, term, words)
+
+
+def _phase_one(plan: Plan) -> None:
+    """Where the page's keys come from: every track, or the text matches joined to their rows."""
+    match = plan.match
+    if match is None:
+        plan.source, plan.rid, plan.where = tracks, plan.builder.track_key(), plan.conditions
+        return
+    plan.source, plan.rid, plan.score = match.source, match.rid, match.score
+    # SQLite: the FTS5 index holds only COMPLETED tracks: [0], the status check, is implied by the join.
+    plan.where = [match.condition, *plan.conditions] if plan.builder.dialect == "postgresql" else plan.conditions[1:]
+
+
+async def _walk_sort_index(conn: AsyncConnection, plan: Plan, limit: int) -> None:
+    """SQLite, text alone sorted by another key, many matches: walk the sort index and test each row
+    against the match list instead of sorting every match."""
+    match = plan.match
+    if (
+        plan.builder.dialect != "sqlite"
+        or match is None
+        or match.walk_condition is None
+        or match.walk_count is None
+        or plan.sort == "relevance"
+        or len(plan.conditions) != 1
+    ):
+        return
+    size = int((await conn.execute(sa.text("SELECT coalesce(max(rowid), 0) FROM tracks"))).scalar_one())
+    threshold = tuning.WALK_FACTOR * (limit + 1) * size
+    # Count far enough for both the decision and the (capped) total, no further.
+    bound = max(tuning.COUNT_LIMIT + 1, math.isqrt(threshold) + 1)
+    matches = int((await conn.execute(match.walk_count, {"walk_bound": bound})).scalar_one())
+    plan.index_walk = matches * matches >= threshold
+    if plan.index_walk:
+        plan.source, plan.where = tracks, [plan.conditions[0], match.walk_condition]
+        plan.rid = plan.builder.track_key()
+        if plan.total is None:
+            plan.total = matches
+
+
+def _window(plan: Plan, request: SearchRequest) -> bool:
+    """Whether the page counts the matches (when it visits every match anyway: text ranked in full;
+    on SQLite also text sorted by another key and a genre filter driving the plan)."""
+    if plan.walked is not None or request.cursor:
+        return False
+    if plan.builder.dialect == "sqlite":
+        return not plan.index_walk and (plan.match is not None or bool(request.filters.genre))
+    # Text ranked by relevance: the page scores every match anyway, so it counts them too (one
+    # pass, rather than a second scan competing for the same two cores).
+    # (Not for a genre filter alone: its GIN bitmap, ANDed with the other conditions' indexes, lets
+    # the page stop early, and a window would make it visit every match: 10 ms against 624 at 1M.)
+    return plan.match is not None and plan.sort == "relevance"
+
+
+def count_statement(builder: Builder, match: Match | None, conditions: list[sa.ColumnElement[bool]]) -> sa.Executable:
+    """The statement counting the matches, up to COUNT_LIMIT + 1."""
+    if match is not None and len(conditions) == 1:
+        return match.fts_count
+    counted = ([] if match is None else [match.condition]) + conditions
+    parsed, filters = builder.parsed, builder.filters
+    if builder.dialect == "sqlite" and (parsed.year or parsed.duration or filters.year or filters.duration):
+        counted = ([] if match is None else [match.condition]) + builder.conditions(indexed_ranges=True)
+    bounded = sa.select(sa.literal_column("1")).select_from(tracks).where(*counted).limit(tuning.COUNT_LIMIT + 1)
+    statement = sa.select(sa.func.count()).select_from(bounded.subquery("c"))
+    if builder.dialect == "postgresql" and match is not None:
+        # Text and other conditions, counted on ``tracks``: the text's matches are only reachable through
+        # the GIN index as a bitmap, but with LIMIT and a 10x overestimate of the text's matches the
+        # planner scans the table or an unrelated index and filters (240 ms at 1M tracks for
+        # "breaking duration:10:00.."); a BitmapAnd of the GIN and range indexes visits only the rows
+        # matching both (22 ms). Set for this statement's transaction only.
+        statement = statement.execution_options(loist_bitmap_only=True)
+    return statement

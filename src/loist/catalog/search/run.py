@@ -1,0 +1,153 @@
+"""Running a search: the exact pass, the typo pass when it finds too little, and each pass's page
+(keyset, two phases), total, cursor and facets, as its :class:`~loist.catalog.search.plan.Plan` says."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from loist.catalog.errors import database_failed
+from loist.catalog.query import ParsedQuery, parse_query
+from loist.catalog.rows import row_to_track
+from loist.catalog.schema import tracks
+from loist.catalog.search import tuning
+from loist.catalog.search.facets import facets
+from loist.catalog.search.fuzzy import fuzzy_rewrite
+from loist.catalog.search.paging import after, cursor_is_fuzzy, cursor_key, encode_search_cursor
+from loist.catalog.search.plan import Plan, plan_pass
+from loist.errors import LoistError
+from loist.model import SearchHit, SearchRequest, SearchResult
+
+
+async def run_search(engine: AsyncEngine, dialect: str, request: SearchRequest) -> SearchResult:
+    """Run ``request`` against the catalog on ``engine`` (``dialect``: ``sqlite`` or ``postgresql``)."""
+    parsed = parse_query(request.query)
+    try:
+        async with engine.connect() as conn:
+            result = await _passes(engine, conn, dialect, request, parsed)
+            await conn.rollback()
+            return result
+    except LoistError:
+        raise
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        raise database_failed(exc, engine.url, action="search") from None
+
+
+async def _passes(
+    engine: AsyncEngine, conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery
+) -> SearchResult:
+    """The exact pass, then the typo pass when the first page found fewer than FUZZY_BELOW tracks; a
+    cursor from a typo pass continues in the typo pass."""
+    if cursor_is_fuzzy(request.cursor) and parsed.has_text:
+        fuzzy = await fuzzy_rewrite(conn, dialect, parsed)
+        if fuzzy is not None:
+            return await _run(engine, conn, dialect, request, fuzzy, fuzzy_pass=True)
+    result = await _run(engine, conn, dialect, request, parsed)
+    if request.cursor or result.total >= tuning.FUZZY_BELOW or not parsed.has_text:
+        return result
+    fuzzy = await fuzzy_rewrite(conn, dialect, parsed)
+    if fuzzy is None:
+        return result
+    return await _run(engine, conn, dialect, request, fuzzy, fuzzy_pass=True)
+
+
+async def _run(
+    engine: AsyncEngine,
+    conn: AsyncConnection,
+    dialect: str,
+    request: SearchRequest,
+    parsed: ParsedQuery,
+    *,
+    fuzzy_pass: bool = False,
+) -> SearchResult:
+    """One pass: the page, the total and the facets."""
+    plan = await plan_pass(conn, dialect, request, parsed)
+    rows, total = await _rows_and_total(engine, conn, plan, request.limit)
+    capped = plan.capped
+    if total > tuning.COUNT_LIMIT:  # the same bound on both engines, however the count was made
+        total, capped = tuning.COUNT_LIMIT, True
+    items = [SearchHit(track=row_to_track(row), score=float(row["score"] or 0)) for row in rows[: request.limit]]
+    next_cursor = None
+    if len(rows) > request.limit:
+        key = cursor_key(plan.keys, rows[request.limit - 1])
+        next_cursor = encode_search_cursor(plan.fingerprint, key, total, fuzzy_pass, capped)
+    return SearchResult(
+        items=items,
+        total=total,
+        total_relation="gte" if capped else "eq",
+        next_cursor=next_cursor,
+        facets=await facets(conn, plan.matched) if request.facets else None,
+    )
+
+
+def _page_statement(plan: Plan, limit: int) -> sa.Select[Any]:
+    """Phase 1 selects the page's keys only (narrow rows sort fast); phase 2 the full rows of that page."""
+    direction = sa.desc if plan.order == "desc" else sa.asc
+    keys = plan.keys
+    inner = sa.select(
+        plan.rid.label("rid"), plan.score.label("score"), *(e.label(f"_k{i}") for i, (e, _) in enumerate(keys))
+    ).select_from(plan.source).where(*plan.where)
+    if plan.window:
+        inner = inner.add_columns(sa.func.count().over().label("_total"))
+    if plan.position is not None:
+        inner = inner.where(after(keys, plan.position.key, plan.order))
+    page = inner.order_by(*(direction(expression) for expression, _ in keys)).limit(limit + 1).subquery("p")
+    match = plan.match
+    score = page.c.score if match is None or match.page_score is None else match.page_score
+    return (
+        sa.select(
+            *tracks.c,
+            score.label("score"),
+            page.c.rid.label("_rid"),
+            *(page.c[f"_k{i}"] for i in range(len(keys))),
+            *([page.c._total] if plan.window else []),
+        )
+        .select_from(page.join(tracks, plan.builder.track_key() == page.c.rid))
+        .order_by(*(direction(page.c[f"_k{i}"]) for i in range(len(keys))))
+    )
+
+
+async def _fetch_page(conn: AsyncConnection, plan: Plan, page: sa.Select[Any]) -> Sequence[Any]:
+    if plan.walked is None:
+        return (await conn.execute(page)).mappings().all()
+    # The walk's page: its rows by key, in the walk's order.
+    if not plan.walked:
+        return []
+    join_key = plan.builder.track_key()
+    found = sa.select(*tracks.c, join_key.label("_rid")).where(
+        join_key.in_(sa.bindparam("page_keys", expanding=True, type_=join_key.type))
+    )
+    rows = (await conn.execute(found, {"page_keys": [key for key, _ in plan.walked]})).mappings()
+    by_key = {row["_rid"]: row for row in rows}
+    return [{**by_key[key], "score": value, "_k0": value, "_k1": key} for key, value in plan.walked if key in by_key]
+
+
+async def _rows_and_total(
+    engine: AsyncEngine, conn: AsyncConnection, plan: Plan, limit: int
+) -> tuple[Sequence[Any], int]:
+    """The page's rows (up to ``limit + 1``) and the (bounded) number of matches."""
+    page = _page_statement(plan, limit)  # built even for the walk's page: it checks the cursor's key
+    if plan.total is not None:
+        return await _fetch_page(conn, plan, page), plan.total
+    if plan.builder.dialect == "postgresql" and not plan.window:
+        # The page and the total are independent: on PostgreSQL they run at once, on two
+        # connections (the server has more than one core; latency is the slower of the two).
+        rows, total = await asyncio.gather(_fetch_page(conn, plan, page), _count_on_own_connection(engine, plan.count()))
+        return rows, total
+    rows = await _fetch_page(conn, plan, page)
+    if plan.window:
+        return rows, int(rows[0]["_total"]) if rows else 0
+    return rows, int((await conn.execute(plan.count())).scalar_one())
+
+
+async def _count_on_own_connection(engine: AsyncEngine, count: sa.Executable) -> int:
+    async with engine.connect() as other:
+        if count.get_execution_options().get("loist_bitmap_only"):
+            await other.execute(sa.text("SET LOCAL enable_seqscan = off"))
+            await other.execute(sa.text("SET LOCAL enable_indexscan = off"))
+        return int((await other.execute(count)).scalar_one())

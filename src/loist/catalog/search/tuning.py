@@ -1,0 +1,89 @@
+"""Search as data: the ranking table, the score formula, and every bound and threshold search obeys.
+
+**The score**: one integer formula, computed the same way by both engines. A track's relevance for a
+query is the sum, over the query's positive terms, of the term's *impact* in the track: the best, over
+the fields the term may match (one field for ``artist:x``), of
+
+    impact = weight x IMPACT_SCALE // (tokens in that field + IMPACT_DAMPING)
+
+(integer division). A match in a short field counts more than one in a long field (bm25's length
+normalisation without corpus statistics), a title or artist match more than an album match, and so
+on down the :data:`RANKING` table. Because an impact depends only on the field and the track, it is
+stored with each (token, field, track) in ``search_postings`` (the *postings*, kept by triggers,
+:mod:`loist.catalog.search.index`), ordered by impact: the best matches of a single word or prefix are
+read from the front of that index instead of scoring every match (:mod:`loist.catalog.search.walk`).
+Both engines compute the same integers, from the same ``search_*`` token columns, so they rank
+identically.
+
+The other modules read the bounds through this module (``tuning.COUNT_LIMIT``), at call time: a test
+may change one (``monkeypatch.setattr(tuning, "WALK_POSTINGS", False)``) and every path follows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldWeight:
+    column: str
+    weight: float  # relative importance of a match in this field
+    pg_label: str  # the tsvector weight class holding it (PostgreSQL has four: A-D)
+
+
+# The ranking table: each field's weight in the score and, on PostgreSQL, the tsvector weight class its
+# tokens carry (used to restrict ``field:`` terms to their class).
+RANKING: dict[str, FieldWeight] = {
+    "title": FieldWeight("search_title", 10.0, "A"),
+    "artist": FieldWeight("search_artist", 10.0, "B"),
+    "album": FieldWeight("search_album", 4.0, "C"),
+    "genre": FieldWeight("search_genre", 2.0, "D"),
+    "composer": FieldWeight("search_composer", 2.0, "D"),
+    "label": FieldWeight("search_label", 2.0, "D"),
+}
+FIELD_IDS: dict[str, int] = {name: index for index, name in enumerate(RANKING)}  # stored as ``field``
+
+IMPACT_SCALE = 1000
+IMPACT_DAMPING = 3
+
+
+def impact_sql(column: str, weight: float) -> str:
+    """The impact of a match in ``column`` (an SQL column reference), as integer SQL for both engines."""
+    tokens = f"(length({column}) - length(replace({column}, ' ', '')) + 1)"
+    return f"({round(weight * IMPACT_SCALE)} / ({tokens} + {IMPACT_DAMPING}))"
+
+
+# --- counting and facets ---------------------------------------------------------------------------
+
+# Counting stops here: beyond it ``total`` is this bound and ``total_relation`` is "gte" (Elasticsearch's
+# convention; a search UI shows "1,000+"). An exact count of a broad match costs more than the page:
+# measured at 100K tracks, a range's capped count takes ~3 ms at 1,000 against 11-20 ms at 10,000.
+COUNT_LIMIT = 1_000
+FACET_LIMIT = 50  # values per facet, the largest first
+
+# --- walking an index instead of ranking every match -------------------------------------------------
+
+# The postings walk (relevance of one word or prefix alone). Tests switch it off to check that both
+# ways give the same pages.
+WALK_POSTINGS = True
+# The walk reads at most this many distinct words (a prefix's completions, a typo's replacements);
+# a prefix with more completions is ranked the general way (every match scored).
+WALK_MAX_WORDS = 16
+# ... and past a cursor reads at most this many postings in a round (a list that lost postings of
+# tracks already shown is read further; a postings' primary-key lookup each, ~3 us at 1M tracks).
+WALK_MAX_READ = 8192
+# SQLite, text sorted by another key: walk the sort index when matches² >= this x (limit+1) x tracks,
+# i.e. when the page's rows are expected within a few times fewer index entries than there are matches.
+WALK_FACTOR = 2
+
+# --- the typo pass ---------------------------------------------------------------------------------
+
+FUZZY_BELOW = 3  # run the fuzzy pass when the exact pass finds fewer tracks than this
+FUZZY_MIN_SIMILARITY = 0.4  # pg_trgm says 0.3; 0.4 keeps "foret" -> forest without forty other words
+FUZZY_EXPANSIONS = 3  # nearest vocabulary words tried per misspelt word
+# ... and only those within this much of the nearest one's similarity: "strangr" tries "strange"
+# (0.6), not also "stranger"/"stranges" (0.545); "beyonse" keeps "beyond" (0.5) and "beyonce" (0.455).
+# Each extra word widens the second pass (at 100K tracks a common word matches thousands of tracks,
+# all ranked): the typo kind's p95 fell from ~30 to ~20 ms.
+FUZZY_MARGIN = 0.05
+FUZZY_CANDIDATES = 64  # vocabulary words the trigram index proposes, before the exact similarity
