@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     frame_ancestors: str = "*"
 
+    # --- HTTP connections (loist.web.protocol) ---------------------------------------------------
+    http_max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    http_max_headers: int = Field(default=100, ge=8, le=10_000)
+    http_header_timeout_s: float = Field(default=10, gt=0, le=3600)
+    http_body_timeout_s: float = Field(default=30, gt=0, le=3600)
+    http_keepalive_timeout_s: float = Field(default=5, gt=0, le=3600)
+
     # --- logging ---------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -27,6 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import TextResourceContents
 
 from loist.config import Settings
+from loist.serve import uvicorn_config
 from loist.web.app import create_app
 from tests.mcp.conftest import make_settings
 from tests.mcp.test_catalogue import TOOL_ORDER
@@ -60,7 +61,7 @@ def running(settings_for: Any) -> Iterator[str]:
     sock.listen(128)
     port = sock.getsockname()[1]
     settings: Settings = settings_for(port)
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    config = uvicorn_config(create_app(settings), settings, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()
