@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     gcs_bucket_name: str | None = None
     gcs_project_id: str | None = None
     signed_url_ttl_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    storage_min_free_mb: float = Field(default=256, ge=0)  # local backend: less free space is "not ready"
 
     # --- ingest ----------------------------------------------------------------------------------
     max_file_size_mb: float = Field(default=500, gt=0)

@@ -19,6 +19,7 @@ import inspect
 import io
 import logging
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -35,7 +36,7 @@ from pydantic import ValidationError
 
 from loist.catalog import Catalog
 from loist.config import Settings
-from loist.errors import Internal, InvalidArgument, LoistError, NotFound
+from loist.errors import Internal, InvalidArgument, LoistError, NotFound, StorageFailed
 from loist.ingest.analyze import Analysis, analyze
 from loist.ingest.fetch import download
 from loist.ingest.netguard import AddressPolicy
@@ -538,7 +539,9 @@ class Library:
 
     # --- operations ------------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
-        """Database and storage reachability; ``ok`` is False when either is down."""
+        """Database and storage reachability; ``ok`` is False when either is down. On the local
+        backend, a disk with less than ``STORAGE_MIN_FREE_MB`` free fails the storage check
+        (``STORAGE_FAILED``, ``details.reason`` ``LOW_DISK_SPACE``)."""
         checks: dict[str, Any] = {}
         for name, probe in (("database", self.catalog.ping()), ("storage", asyncio.to_thread(self.store.ping))):
             started = time.perf_counter()
@@ -547,6 +550,17 @@ class Library:
                 checks[name] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
             except LoistError as exc:
                 checks[name] = {"ok": False, "error": exc.to_dict()}
+        if self.store.name == "local" and checks["storage"]["ok"]:  # a full disk fails every write
+            free = (await asyncio.to_thread(shutil.disk_usage, self.settings.blob_dir)).free
+            minimum = int(self.settings.storage_min_free_mb * 1024 * 1024)
+            checks["storage"]["free_bytes"] = free
+            if free < minimum:
+                low = StorageFailed(
+                    f"the disk of the blob folder has {free / 2**20:.0f} MB free, less than "
+                    f"STORAGE_MIN_FREE_MB={self.settings.storage_min_free_mb:g}: ingests and edits will fail",
+                    details={"reason": "LOW_DISK_SPACE", "free_bytes": free, "min_free_bytes": minimum},
+                )
+                checks["storage"].update(ok=False, error=low.to_dict())
         from loist import __version__
 
         return {
