@@ -34,6 +34,7 @@ from tests.mcp.test_catalogue import TOOL_ORDER
 from tests.mcp.test_tools import assert_error, assert_ok
 from tests.support.audio import AudioFactory
 from tests.support.httpserver import LoopbackServer
+from tests.support.logwatch import watching_logs
 
 pytestmark = pytest.mark.e2e
 
@@ -217,32 +218,6 @@ async def test_stateless_endpoint_answers_405_to_everything_but_post(open_server
     assert r.status_code == 405
     assert r.headers["allow"] == "POST"
     assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
-
-
-class LogWaiter(logging.Handler):
-    """Collects records (any thread) and sets ``seen`` when one matches ``until``."""
-
-    def __init__(self, until: Any) -> None:
-        super().__init__(logging.DEBUG)
-        self.until, self.records, self.seen = until, [], threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        if self.until(record):
-            self.seen.set()
-
-
-@contextmanager
-def watching_logs(until: Any) -> Iterator[LogWaiter]:
-    waiter, root = LogWaiter(until), logging.getLogger()
-    level = root.level
-    root.addHandler(waiter)
-    root.setLevel(logging.INFO)
-    try:
-        yield waiter
-    finally:
-        root.removeHandler(waiter)
-        root.setLevel(level)
 
 
 def _left_or_error(record: logging.LogRecord) -> bool:
