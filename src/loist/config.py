@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     gcs_bucket_name: str | None = None
     gcs_project_id: str | None = None
     signed_url_ttl_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    storage_min_free_mb: float = Field(default=256, ge=0)  # local backend: less free space is "not ready"
 
     # --- ingest ----------------------------------------------------------------------------------
     max_file_size_mb: float = Field(default=500, gt=0)
@@ -80,6 +81,13 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     frame_ancestors: str = "*"
+
+    # --- HTTP connections (loist.web.protocol) ---------------------------------------------------
+    http_max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    http_max_headers: int = Field(default=100, ge=8, le=10_000)
+    http_header_timeout_s: float = Field(default=10, gt=0, le=3600)
+    http_body_timeout_s: float = Field(default=30, gt=0, le=3600)
+    http_keepalive_timeout_s: float = Field(default=5, gt=0, le=3600)
 
     # --- logging ---------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loist.config import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def _announce(message: str, data: dict[str, Any] | None = None, *, as_json: bool = False) -> None:
@@ -48,6 +51,24 @@ def _serve_stdio(settings: Settings, as_json: bool = False) -> None:
     anyio.run(run_stdio, settings)
 
 
+def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
+    """How uvicorn runs the app: httptools with our connection limits (:mod:`loist.web.protocol`),
+    our logging, no ``Server`` header. ``options`` (host, port, ...) are passed to uvicorn as well
+    (tests use this to quieten the log)."""
+    import uvicorn
+
+    from loist.web.protocol import HttpLimits, protocol_class
+
+    chosen: dict[str, Any] = {
+        "http": protocol_class(HttpLimits.from_settings(settings)),
+        "log_level": settings.log_level.lower(),
+        "log_config": None,  # uvicorn's loggers propagate to the root handler of loist.logs (LOG_FORMAT)
+        "lifespan": "on",
+        "server_header": False,
+    }
+    return uvicorn.Config(app, **{**chosen, **options})
+
+
 def _serve_http(settings: Settings, as_json: bool = False) -> None:
     import uvicorn
 
@@ -68,15 +89,7 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
         },
         as_json=as_json,
     )
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # uvicorn's loggers propagate to the root handler of loist.logs (LOG_FORMAT)
-        lifespan="on",
-        server_header=False,
-    )
+    config = uvicorn_config(app, settings, host=host, port=port)
     try:
         uvicorn.Server(config).run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a graceful shutdown: that is a clean exit

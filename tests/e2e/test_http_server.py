@@ -117,7 +117,8 @@ def test_loist_serve_process(seeded_dir: tuple[Path, str], tmp_path: Path, as_js
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOIST_", "DATABASE_", "DB_", "GCS_", "STORAGE_"))}
-    env.update(LOIST_DATA_DIR=str(data_dir), EMBED_BASE_URL=f"http://127.0.0.1:{port}", LOG_LEVEL="INFO")
+    env.update(LOIST_DATA_DIR=str(data_dir), EMBED_BASE_URL=f"http://127.0.0.1:{port}", LOG_LEVEL="INFO",
+               HTTP_MAX_HEADERS="12")
     proc = subprocess.Popen(
         [sys.executable, "-m", "loist", "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port),
          *(["--json"] if as_json else [])],
@@ -129,6 +130,9 @@ def test_loist_serve_process(seeded_dir: tuple[Path, str], tmp_path: Path, as_js
         with httpx.Client(base_url=base) as http:
             assert http.get("/health/ready").json()["status"] == "ok"
             assert http.get(f"/embed/{track_id}").status_code == 200
+            # the connection limits of the settings are the ones uvicorn applies (loist.web.protocol)
+            crowded = http.get("/health/live", headers={f"X-{n}": "1" for n in range(12)})
+            assert crowded.status_code == 431 and crowded.json()["error"]["code"] == "INVALID_ARGUMENT"
     finally:
         proc.send_signal(signal.SIGINT)
         try:

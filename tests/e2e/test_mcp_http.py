@@ -9,6 +9,8 @@ the bearer token; raw HTTP requests check the 401 answers and the Host/Origin al
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -25,12 +27,14 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import TextResourceContents
 
 from loist.config import Settings
+from loist.serve import uvicorn_config
 from loist.web.app import create_app
 from tests.mcp.conftest import make_settings
 from tests.mcp.test_catalogue import TOOL_ORDER
 from tests.mcp.test_tools import assert_error, assert_ok
 from tests.support.audio import AudioFactory
 from tests.support.httpserver import LoopbackServer
+from tests.support.logwatch import watching_logs
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +62,7 @@ def running(settings_for: Any) -> Iterator[str]:
     sock.listen(128)
     port = sock.getsockname()[1]
     settings: Settings = settings_for(port)
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    config = uvicorn_config(create_app(settings), settings, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()
@@ -202,3 +206,64 @@ async def test_official_client_without_token_is_refused(locked_server: str) -> N
             listed = [t.name for t in (await c.list_tools()).tools]
     assert caught.group_contains(MCPError, match="error response")
     assert listed == []
+
+
+# --- what the stateless endpoint refuses, and clients that leave -----------------------------------
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PUT"])
+async def test_stateless_endpoint_answers_405_to_everything_but_post(open_server: str, method: str) -> None:
+    """A bare GET used to open an event stream that never ended; the client's timeout bounds the
+    old behaviour here, so on the old code this test fails instead of hanging."""
+    async with httpx.AsyncClient(timeout=10.0) as raw:
+        r = await raw.request(method, f"{open_server}/mcp", headers={"Accept": "text/event-stream, application/json"})
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
+    assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
+
+
+def _left_or_error(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR or (record.name == "loist.web.mcp_route" and "left" in record.getMessage())
+
+
+def _post_head(base: str, length: int) -> bytes:
+    port = base.rsplit(":", 1)[1]
+    return (f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json, text/event-stream\r\n"
+            f"Content-Type: application/json\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {length}\r\n\r\n"
+            ).encode()
+
+
+def test_client_leaving_mid_request_is_info_without_traceback(open_server: str) -> None:
+    """The SDK logged this as ERROR "Error handling POST request" with a ClientDisconnect traceback."""
+    with watching_logs(_left_or_error) as logs:
+        with socket.create_connection(("127.0.0.1", int(open_server.rsplit(":", 1)[1]))) as sock:
+            sock.sendall(_post_head(open_server, 1000) + b'{"jsonrpc": "2.0", ')  # then hang up
+        assert logs.seen.wait(20), "nothing was logged about the client that left"
+    left = [r for r in logs.records if _left_or_error(r)]
+    assert [(r.levelno, r.exc_info) for r in left] == [(logging.INFO, None)], [r.getMessage() for r in left]
+    assert "before sending its whole request" in left[0].getMessage()
+
+
+def test_client_leaving_mid_response_is_info_without_traceback(open_server: str, http_server: LoopbackServer) -> None:
+    """The client hangs up while its tool call is still downloading (the loopback source stalls)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def stall(handler: Any) -> None:
+        entered.set()
+        release.wait(30)
+        handler.send_error(404)
+
+    url = http_server.route("/stall.wav", stall)
+    call = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "process_audio_complete", "arguments": {"source": {"type": "http_url", "url": url}}}}).encode()
+    try:
+        with watching_logs(_left_or_error) as logs:
+            with socket.create_connection(("127.0.0.1", int(open_server.rsplit(":", 1)[1]))) as sock:
+                sock.settimeout(20)
+                sock.sendall(_post_head(open_server, len(call)) + call)
+                assert sock.recv(12) == b"HTTP/1.1 200"  # the event stream has started
+                assert entered.wait(20), "the tool never started its download"
+            assert logs.seen.wait(20), "nothing was logged about the client that left"
+    finally:
+        release.set()
+    left = [r for r in logs.records if _left_or_error(r)]
+    assert [(r.levelno, r.exc_info) for r in left] == [(logging.INFO, None)], [r.getMessage() for r in left]
+    assert "before its response was complete" in left[0].getMessage()

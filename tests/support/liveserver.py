@@ -3,6 +3,8 @@
 ``live_server(make_app)`` binds 127.0.0.1:0 first, so the app can be built knowing its own base
 URL (``make_app(base_url)``; e.g. for ``EMBED_BASE_URL``), serves it with uvicorn (lifespan on)
 and yields the base URL once ``/health/live`` answers. Readiness is a bounded poll, not a sleep.
+An app from ``create_app`` runs as ``loist serve`` runs it (:func:`loist.serve.uvicorn_config`,
+with the HTTP connection limits of its settings).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from contextlib import contextmanager
 import httpx
 import uvicorn
 from starlette.types import ASGIApp
+
+from loist.serve import uvicorn_config
 
 READY_TIMEOUT_S = 20.0
 
@@ -44,7 +48,12 @@ def live_server(make_app: Callable[[str], ASGIApp]) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(make_app(base_url), lifespan="on", log_level="warning", access_log=False)
+    app = make_app(base_url)
+    web = getattr(getattr(app, "state", None), "web", None)  # create_app's context: serve it as `loist serve` does
+    if web is not None:
+        config = uvicorn_config(app, web.settings, log_level="warning", access_log=False)
+    else:
+        config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="uvicorn")
     thread.start()

@@ -3,6 +3,7 @@ and the GCS redirect to a signed URL."""
 
 from __future__ import annotations
 
+import logging
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -75,6 +76,36 @@ async def test_multi_range_gets_full_body(backend: tuple[WebWorld, httpx.AsyncCl
     r = await client.get(f"/audio/{world.with_art.id}/stream", headers={"Range": "bytes=0-1,10-20"})
     assert r.status_code == 200
     assert r.content == _file(world)
+
+
+@pytest.mark.parametrize("route", ["stream", "thumbnail"])
+@pytest.mark.parametrize(
+    ("range_header", "status"),
+    [
+        ("bytes=²-", 200),  # ignored (RFC 9110 14.2): not ASCII digits
+        ("bytes=0-¹", 200),
+        ("bytes=-³", 200),
+        (f"bytes={'9' * 5000}-", 416),  # well-formed, starts past the end
+        (f"bytes=0-{'9' * 5000}", 206),  # well-formed, end clamped: the whole blob
+        (f"bytes=-{'9' * 5000}", 206),
+    ],
+    ids=["superscript-start", "superscript-end", "superscript-suffix", "huge-start", "huge-end", "huge-suffix"],
+)
+async def test_malformed_ranges_are_ignored_or_416_never_500(
+    backend: tuple[WebWorld, httpx.AsyncClient], caplog: pytest.LogCaptureFixture, route: str, range_header: str,
+    status: int,
+) -> None:
+    world, client = backend
+    url = f"/audio/{world.with_art.id}/{route}"
+    whole = (await client.get(url)).content
+    with caplog.at_level(logging.INFO):
+        r = await client.get(url, headers={"Range": range_header.encode("latin-1")})  # as a client sends it
+    assert r.status_code == status
+    if status in (200, 206):
+        assert r.content == whole
+    else:
+        assert r.headers["content-range"] == f"bytes */{len(whole)}"
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
 
 
 async def test_conditional_requests(backend: tuple[WebWorld, httpx.AsyncClient]) -> None:

@@ -13,6 +13,7 @@ brought from elsewhere live here. Rules the facade keeps:
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 
 from loist.catalog import Catalog
 from loist.config import Settings
-from loist.errors import InvalidArgument, LoistError, NotFound
+from loist.errors import InvalidArgument, LoistError, NotFound, StorageFailed
 from loist.library.bulk import NewBlobs
 from loist.library.pipeline import IngestOutcome, Pipeline, Progress
 from loist.library.synthetic import SYNTHETIC_BLOB_KEY, generate_tracks, synthetic_blob
@@ -273,7 +274,9 @@ class Library:
 
     # --- operations ------------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
-        """Database and storage reachability; ``ok`` is False when either is down."""
+        """Database and storage reachability; ``ok`` is False when either is down. On the local
+        backend, a disk with less than ``STORAGE_MIN_FREE_MB`` free fails the storage check
+        (``STORAGE_FAILED``, ``details.reason`` ``LOW_DISK_SPACE``)."""
         checks: dict[str, Any] = {}
         for name, probe in (("database", self.catalog.ping()), ("storage", asyncio.to_thread(self.store.ping))):
             started = time.perf_counter()
@@ -282,6 +285,17 @@ class Library:
                 checks[name] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
             except LoistError as exc:
                 checks[name] = {"ok": False, "error": exc.to_dict()}
+        if self.store.name == "local" and checks["storage"]["ok"]:  # a full disk fails every write
+            free = (await asyncio.to_thread(shutil.disk_usage, self.settings.blob_dir)).free
+            minimum = int(self.settings.storage_min_free_mb * 1024 * 1024)
+            checks["storage"]["free_bytes"] = free
+            if free < minimum:
+                low = StorageFailed(
+                    f"the disk of the blob folder has {free / 2**20:.0f} MB free, less than "
+                    f"STORAGE_MIN_FREE_MB={self.settings.storage_min_free_mb:g}: ingests and edits will fail",
+                    details={"reason": "LOW_DISK_SPACE", "free_bytes": free, "min_free_bytes": minimum},
+                )
+                checks["storage"].update(ok=False, error=low.to_dict())
         from loist import __version__
 
         return {

@@ -7,7 +7,7 @@ time, no globals), so tests build as many apps as they like. Composition, outerm
     ScopedCORS             CORS_ORIGINS, only for /audio/*, /oembed, /.well-known/oembed.json
     Starlette router       /embed/{id}  /oembed  /.well-known/oembed.json
                            /audio/{id}/stream  /audio/{id}/thumbnail  /health/live  /health/ready
-                           /static/*  /mcp (BearerAuth -> MCP streamable HTTP session manager)
+                           /static/*  /mcp (BearerAuth -> McpEndpoint -> MCP streamable HTTP session manager)
 
 The lifespan holds the library open through the app's
 :class:`~loist.library.holder.LibraryHolder` (opening and closing one when none was handed in), then
@@ -24,41 +24,24 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
 
 from loist.config import Settings
-from loist.errors import ErrorCode
 from loist.library.holder import LibraryHolder
 from loist.mcp.server import create_mcp_server, mcp_http_app
 from loist.web import embed, health, oembed, stream
 from loist.web.auth import BearerAuth
 from loist.web.context import WebContext, make_templates
 from loist.web.cors import ScopedCORS
-from loist.web.errors import error_json, exception_handlers
+from loist.web.errors import exception_handlers
+from loist.web.mcp_route import McpEndpoint
 from loist.web.security import SecurityHeaders
 
 if TYPE_CHECKING:
-    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-
     from loist.library.service import Library
 
 MCP_PATH = "/mcp"
 # What ``loist serve`` announces at start-up: name -> path template ({id}: a track id).
 ANNOUNCED_PATHS = {"mcp": MCP_PATH, "embed": "/embed/{id}", "health": "/health/ready"}
-
-
-class McpEndpoint:
-    """ASGI endpoint for ``/mcp``: hands requests to the MCP session manager while it runs."""
-
-    def __init__(self) -> None:
-        self.manager: StreamableHTTPSessionManager | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.manager is None:
-            response = error_json(503, str(ErrorCode.NOT_READY), "the MCP endpoint is not running yet (server starting or stopping)")
-            await response(scope, receive, send)
-            return
-        await self.manager.handle_request(scope, receive, send)
 
 
 def create_app(settings: Settings, library: Library | None = None) -> Starlette:

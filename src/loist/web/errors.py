@@ -4,6 +4,11 @@ A :class:`loist.errors.LoistError` becomes the status from :data:`loist.errors.H
 a JSON body ``{"error": {"code", "message"}}``; Starlette's own HTTP errors (unknown route, wrong
 method) get the same body shape. Requests for an embed page get an HTML page instead, because a
 person (or an iframe) is looking at it.
+
+These routes are public. A 4xx message is about the caller's request and is shown as it is; a 5xx
+is the server's trouble, and its message can name the deployment (a database URL with user, host
+and port; a bucket; a folder), so the body carries the code and a generic message from
+:data:`PUBLIC_MESSAGE`, and the real message goes to the server log at WARNING.
 """
 
 from __future__ import annotations
@@ -27,6 +32,24 @@ _STATUS_CODE: dict[int, ErrorCode] = {
     404: ErrorCode.NOT_FOUND,
     429: ErrorCode.RATE_LIMITED,
 }
+
+
+# What a public body says for a server-side failure; the details are in the server log.
+PUBLIC_MESSAGE: dict[ErrorCode, str] = {
+    ErrorCode.DATABASE_FAILED: "the music catalog is unavailable right now; try again later",
+    ErrorCode.STORAGE_FAILED: "the audio storage is unavailable right now; try again later",
+    ErrorCode.NOT_READY: "the server is starting or stopping; try again shortly",
+    ErrorCode.TIMEOUT: "the server took too long to answer; try again later",
+    ErrorCode.FETCH_FAILED: "fetching the source failed",
+}
+GENERIC_MESSAGE = "internal server error"
+
+
+def public_message(exc: LoistError) -> str:
+    """The message a public response may carry for ``exc`` (see the module docstring)."""
+    if exc.http_status < 500:
+        return exc.message
+    return PUBLIC_MESSAGE.get(exc.code, GENERIC_MESSAGE)
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -55,10 +78,13 @@ def exception_handlers(ctx: WebContext) -> dict[Any, Any]:
     async def loist_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoistError)
         status = exc.http_status
+        message = public_message(exc)
+        if status >= 500:
+            log.warning("%s %s -> %d %s: %s", request.method, request.url.path, status, exc.code, exc.message)
         if _wants_html(request):
             title = "Track not found" if status == 404 else "Something went wrong"
-            return _html_error(ctx, status, title, exc.message)
-        return error_json(status, str(exc.code), exc.message)
+            return _html_error(ctx, status, title, message)
+        return error_json(status, str(exc.code), message)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

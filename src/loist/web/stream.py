@@ -49,36 +49,57 @@ class RangeNotSatisfiable(Exception):
     """The Range header is well-formed but no byte of it lies inside the blob."""
 
 
+# A byte position longer than this many significant digits is beyond any blob (10**18 bytes is an
+# exabyte): it is compared as "huge" instead of being converted (``int()`` refuses strings of more
+# than 4,300 digits, and converting long ones costs quadratic time).
+MAX_POSITION_DIGITS = 18
+_ASCII_DIGITS = frozenset("0123456789")
+_HTTP_WHITESPACE = " \t"
+
+
+def _position(text: str) -> int | None:
+    """A byte position from a Range header: ASCII digits only (``"²".isdigit()`` is True, but it is
+    not a number HTTP knows). None when ``text`` is not one; a number too long to matter is capped
+    just above :data:`MAX_POSITION_DIGITS` digits, which no blob size reaches."""
+    if not text or not _ASCII_DIGITS.issuperset(text):
+        return None
+    significant = text.lstrip("0")
+    if len(significant) > MAX_POSITION_DIGITS:
+        return 10**MAX_POSITION_DIGITS
+    return int(significant or "0")
+
+
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """The single byte range a ``Range`` header asks for, or None to serve the whole blob.
 
-    None for: no header, a unit other than bytes, malformed syntax (ignored, per RFC 9110) and
-    multi-range requests (we answer those with the full body). Raises :class:`RangeNotSatisfiable`
-    for a valid single range outside the blob.
+    None for: no header, a unit other than bytes, malformed syntax (ignored, per RFC 9110 section
+    14.2) and multi-range requests (we answer those with the full body). Raises
+    :class:`RangeNotSatisfiable` for a valid single range outside the blob. Never raises anything
+    else, whatever the header holds (this is the only place Range is parsed).
     """
     if not header:
         return None
-    unit, sep, spec = header.strip().partition("=")
-    if not sep or unit.strip().lower() != "bytes" or "," in spec:
+    unit, sep, spec = header.strip(_HTTP_WHITESPACE).partition("=")
+    if not sep or unit.strip(_HTTP_WHITESPACE).lower() != "bytes" or "," in spec:
         return None
-    first, dash, last = spec.strip().partition("-")
+    first_text, dash, last_text = spec.strip(_HTTP_WHITESPACE).partition("-")
     if not dash:
         return None
-    first, last = first.strip(), last.strip()
-    if first and not first.isdigit() or last and not last.isdigit() or not (first or last):
+    first_text, last_text = first_text.strip(_HTTP_WHITESPACE), last_text.strip(_HTTP_WHITESPACE)
+    first, last = _position(first_text), _position(last_text)
+    if (first_text and first is None) or (last_text and last is None) or (first is None and last is None):
         return None
-    if not first:  # suffix: the last N bytes
-        suffix = int(last)
-        if suffix == 0 or size == 0:
+    if first is None:  # suffix: the last N bytes
+        assert last is not None
+        if last == 0 or size == 0:
             raise RangeNotSatisfiable
-        return ByteRange(max(0, size - suffix), size - 1)
-    start = int(first)
-    if last and int(last) < start:
+        return ByteRange(max(0, size - last), size - 1)
+    if last is not None and last < first:
         return None  # syntactically invalid: ignored
-    end = int(last) if last else size - 1
-    if start >= size:
+    if first >= size:
         raise RangeNotSatisfiable
-    return ByteRange(start, min(end, size - 1))
+    end = size - 1 if last is None else min(last, size - 1)
+    return ByteRange(first, end)
 
 
 def _etag(info: BlobInfo) -> str:

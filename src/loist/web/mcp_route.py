@@ -1,0 +1,86 @@
+"""``/mcp``: the ASGI endpoint in front of the MCP SDK's streamable-HTTP session manager.
+
+What it adds to the SDK (``mcp`` 2.3.0), and why:
+
+- **Stateless means POST only.** The server runs the SDK's stateless mode (any instance answers
+  any request). There a ``GET`` would open a server-to-client event stream that nothing ever
+  writes to and that never ends, and ``DELETE`` has no session to end, so every method but
+  ``POST`` is answered ``405`` with ``Allow: POST`` (what the streamable-HTTP specification allows
+  and what the SDK's newer protocol path answers too). The official client opens no ``GET`` stream
+  without a session id, so it never notices.
+- **A client that leaves is not a server error.** The request body is read here, before the SDK
+  sees the request: a client that disconnects mid-body is logged at INFO (the SDK logged it as an
+  ERROR with a traceback and tried to answer 500 to nobody). The body is then handed to the SDK
+  unchanged. A client that leaves before its response is complete is logged at INFO too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.types import Message, Receive, Scope, Send
+
+from loist.errors import ErrorCode
+from loist.web.errors import error_json
+
+if TYPE_CHECKING:
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+log = logging.getLogger(__name__)
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client disconnected before sending all of it."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands over ``body`` once, then the client's later messages (disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+class McpEndpoint:
+    """Hands requests to the MCP session manager while it runs (the app's lifespan sets it)."""
+
+    def __init__(self) -> None:
+        self.manager: StreamableHTTPSessionManager | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        manager = self.manager
+        if manager is None:
+            message = "the MCP endpoint is not running yet (server starting or stopping)"
+            await error_json(503, str(ErrorCode.NOT_READY), message)(scope, receive, send)
+            return
+        if manager.stateless and scope["method"] != "POST":
+            message = "this MCP endpoint is stateless: send JSON-RPC messages with POST (no event stream, no session)"
+            response = error_json(405, str(ErrorCode.INVALID_ARGUMENT), message, headers={"Allow": "POST"})
+            await response(scope, receive, send)
+            return
+        body = await read_body(receive)
+        if body is None:
+            log.info("client left POST /mcp before sending its whole request; nothing was run")
+            return
+        finished = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal finished
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
+            await send(message)
+
+        await manager.handle_request(scope, replay(body, receive), tracking_send)
+        if not finished:
+            log.info("client left POST /mcp before its response was complete")
