@@ -220,6 +220,25 @@ async def test_stateless_endpoint_answers_405_to_everything_but_post(open_server
     assert r.json()["error"]["code"] == "INVALID_ARGUMENT"
 
 
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_an_oversized_body_is_refused_before_it_is_held(open_server: str, declared: bool) -> None:
+    """A body over MAX_BODY_BYTES gets 413 SIZE_EXCEEDED, whether Content-Length says so up front
+    or the bytes of a chunked body do; the SDK used to read any body whole into memory."""
+    from loist.web.mcp_route import MAX_BODY_BYTES
+
+    payload = b"{" + b" " * MAX_BODY_BYTES + b"}"
+
+    async def chunks() -> Any:
+        for start in range(0, len(payload), 65536):
+            yield payload[start : start + 65536]
+
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(timeout=10.0) as raw:
+        r = await raw.post(f"{open_server}/mcp", headers=headers, content=payload if declared else chunks())
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "SIZE_EXCEEDED"
+
+
 def _left_or_error(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.ERROR or (record.name == "loist.web.mcp_route" and "left" in record.getMessage())
 

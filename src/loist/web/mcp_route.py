@@ -12,6 +12,10 @@ What it adds to the SDK (``mcp`` 2.3.0), and why:
   sees the request: a client that disconnects mid-body is logged at INFO (the SDK logged it as an
   ERROR with a traceback and tried to answer 500 to nobody). The body is then handed to the SDK
   unchanged. A client that leaves before its response is complete is logged at INFO too.
+- **A bounded body.** JSON-RPC messages are a few kilobytes (the largest, ``update_metadata`` with
+  every tag at its limit, is under 64 KiB), so a body over ``MAX_BODY_BYTES`` is refused with 413
+  ``SIZE_EXCEEDED`` as soon as its ``Content-Length`` or its bytes say so; nothing larger is held in
+  memory (the SDK would read any body whole).
 """
 
 from __future__ import annotations
@@ -29,15 +33,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES = 1024 * 1024
 
-async def read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None when the client disconnected before sending all of it."""
+
+class BodyTooLarge(Exception):
+    """The request body is over ``MAX_BODY_BYTES``."""
+
+
+def declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() and len(value) <= 18 else None
+    return None
+
+
+async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The whole request body, or None when the client disconnected before sending all of it.
+
+    Raises :class:`BodyTooLarge` as soon as more than ``limit`` bytes have arrived.
+    """
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
@@ -69,7 +94,14 @@ class McpEndpoint:
             response = error_json(405, str(ErrorCode.INVALID_ARGUMENT), message, headers={"Allow": "POST"})
             await response(scope, receive, send)
             return
-        body = await read_body(receive)
+        try:
+            if (declared_length(scope) or 0) > MAX_BODY_BYTES:
+                raise BodyTooLarge
+            body = await read_body(receive)
+        except BodyTooLarge:
+            message = f"an MCP request body may be at most {MAX_BODY_BYTES} bytes"
+            await error_json(413, str(ErrorCode.SIZE_EXCEEDED), message)(scope, receive, send)
+            return
         if body is None:
             log.info("client left POST /mcp before sending its whole request; nothing was run")
             return
