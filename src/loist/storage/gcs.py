@@ -109,7 +109,7 @@ class GcsBlobStore:
         self._timeout = self.limits.timeout_s
         self._read_retry = _bounded(retry, self.limits.read_deadline_s)
         self._write_retry = _bounded(retry, self.limits.write_deadline_s)
-        self._client = client
+        self._client = _quiet(client) if client is not None else None
         self._bucket: storage.Bucket | None = None
         self._lock = threading.Lock()
 
@@ -123,7 +123,7 @@ class GcsBlobStore:
         with self._lock:
             if self._client is None:
                 try:
-                    self._client = storage.Client(project=self.project)
+                    self._client = _quiet(storage.Client(project=self.project))
                 except google.auth.exceptions.DefaultCredentialsError:
                     raise StorageFailed(
                         "no Google credentials found for Cloud Storage: run on Cloud Run / GCE, set "
@@ -404,6 +404,19 @@ def _info(key: str, blob: storage.Blob) -> BlobInfo:
         etag=etag,
         updated=updated.astimezone(UTC),
     )
+
+
+def _quiet(client: storage.Client) -> storage.Client:
+    """Turn off the client's background bucket-metadata fetch (google-cloud-storage >= 3.x).
+
+    It only decorates OpenTelemetry spans, which we do not emit, yet on a client's first call it
+    starts a thread that GETs the bucket (needing storage.buckets.get, which the runtime account
+    lacks) with the client's default two minutes of retries: against a dead service that is an
+    unbounded request outside every deadline here.
+    """
+    if getattr(client, "_bucket_metadata_cache", None) is not None:
+        client._bucket_metadata_cache = None
+    return client
 
 
 def _bounded(retry: Retry | None, deadline_s: float) -> Retry | None:
