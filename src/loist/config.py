@@ -62,7 +62,13 @@ class Settings(BaseSettings):
     gcs_bucket_name: str | None = None
     gcs_project_id: str | None = None
     signed_url_ttl_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    storage_threads: int = Field(default=16, ge=1, le=256)  # the bounded pool blocking storage work runs in
     storage_min_free_mb: float = Field(default=256, ge=0)  # local backend: less free space is "not ready"
+    gcs_timeout_s: float = Field(default=5, gt=0, le=300)  # each HTTP request: connect, each wait for bytes
+    gcs_read_deadline_s: float = Field(default=5, ge=0, le=600)  # retrying a stat or ranged read
+    gcs_retry_deadline_s: float = Field(default=15, ge=0, le=600)  # retrying an upload, delete, download
+    gcs_breaker_failures: int = Field(default=3, ge=0, le=1000)  # 0: no circuit breaker
+    gcs_breaker_cooldown_s: float = Field(default=30, gt=0, le=3600)
 
     # --- ingest ----------------------------------------------------------------------------------
     max_file_size_mb: float = Field(default=500, gt=0)
@@ -81,6 +87,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     frame_ancestors: str = "*"
+    health_timeout_s: float = Field(default=2, gt=0, le=60)  # /health/ready answers within this
 
     # --- HTTP connections (loist.web.protocol) ---------------------------------------------------
     http_max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)

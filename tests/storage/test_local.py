@@ -137,6 +137,17 @@ def test_ping_fails_for_a_missing_or_non_folder_root(tmp_path: Path) -> None:
         LocalBlobStore(tmp_path / "file").ping()
 
 
+def test_ping_tells_a_full_disk_from_a_healthy_one(tmp_path: Path) -> None:
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize  # the real file system's
+    healthy = open_blob_store(make_settings(storage_backend="local", storage_path=tmp_path))
+    healthy.ping()  # the default threshold (STORAGE_MIN_FREE_MB=100) on a disk with room
+    full_mb = free / (1024 * 1024) + 1024  # more than this disk has: it is "full" by the setting
+    full = open_blob_store(make_settings(storage_backend="local", storage_path=tmp_path, storage_min_free_mb=full_mb))
+    with pytest.raises(StorageFailed, match=r"is full: \d+ MB free, less than STORAGE_MIN_FREE_MB") as caught:
+        full.ping()
+    assert caught.value.details["min_free_bytes"] > caught.value.details["free_bytes"]
+
+
 def test_open_blob_store_reports_an_unusable_folder(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(StorageFailed, match="cannot create the blob folder"):

@@ -60,7 +60,8 @@ async def test_ready_is_503_when_the_bucket_is_missing(
     body = r.json()
     assert body["status"] == "unavailable"
     assert body["reason"] == "storage: STORAGE_FAILED"
-    assert body["checks"]["storage"] == {"ok": False, "backend": "gcs", "code": "STORAGE_FAILED"}
+    storage = body["checks"]["storage"]
+    assert storage == {"ok": False, "backend": "gcs", "code": "STORAGE_FAILED", "latency_ms": storage["latency_ms"]}
     assert body["checks"]["database"]["ok"] is True
     assert "no-such-bucket-for-loist" not in r.text  # the deployment's names stay in the log
     assert "no-such-bucket-for-loist" in caplog.text

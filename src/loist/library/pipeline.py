@@ -37,6 +37,7 @@ from loist.ingest.fetch import download
 from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
 from loist.library.bulk import NewBlobs, Stored, analyse_and_store, bulk_worker, put_blobs
+from loist.library.storage_pool import StoragePool
 from loist.model import Source, Track, TrackStatus, new_track_id
 from loist.storage.base import BlobStore
 
@@ -117,10 +118,11 @@ def new_track(analysis: Analysis, source: Source, blob_key: str, thumb_key: str 
 class Pipeline:
     """Ingest into one catalog and blob store; owns the analysis process pool (``close`` ends it)."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, store: BlobStore) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog, store: BlobStore, storage_pool: StoragePool) -> None:
         self.settings = settings
         self.catalog = catalog
         self.store = store
+        self.storage_pool = storage_pool  # every blocking store call runs here (loist.library.storage_pool)
         self._policy = AddressPolicy(allow_private=settings.allow_private_urls)
         self._pool: Executor | None = None
 
@@ -137,10 +139,10 @@ class Pipeline:
         was written, so nothing references them.
         """
         try:
-            await asyncio.to_thread(blobs.flush)  # before any row references these blobs
+            await self.storage_pool.run(blobs.flush)  # before any row references these blobs
             return await self.catalog.add_many(tracks)
         except BaseException:
-            await asyncio.to_thread(blobs.discard)
+            await self.storage_pool.run(blobs.discard)
             raise
 
     # --- one input -------------------------------------------------------------------------------
@@ -209,7 +211,7 @@ class Pipeline:
             return existing, False
         await _emit(progress, "storing")
         blobs = NewBlobs(self.store)
-        key, thumb = await asyncio.to_thread(put_blobs, blobs, analysis, path)
+        key, thumb = await self.storage_pool.run(put_blobs, blobs, analysis, path)
         await _emit(progress, "cataloguing")
         [(track, created)] = await self.commit([new_track(analysis, source, key, thumb)], blobs)
         await self._clear_failures(source)
@@ -311,7 +313,7 @@ class Pipeline:
                     if pool is not None:
                         results = await loop.run_in_executor(pool, bulk_worker, self.settings, job)
                     else:
-                        results = await asyncio.to_thread(analyse_and_store, self.store, job)
+                        results = await self.storage_pool.run(analyse_and_store, self.store, job)
                 except BrokenProcessPool as exc:
                     log.error("an analysis worker died; its chunk of %d files fails", len(job))
                     if self._pool is pool:  # replace it once, for the chunks still to come

@@ -13,10 +13,9 @@ brought from elsewhere live here. Rules the facade keeps:
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,9 +23,10 @@ from pydantic import ValidationError
 
 from loist.catalog import Catalog
 from loist.config import Settings
-from loist.errors import InvalidArgument, LoistError, NotFound, StorageFailed
+from loist.errors import DatabaseFailed, InvalidArgument, LoistError, NotFound, StorageFailed
 from loist.library.bulk import NewBlobs
 from loist.library.pipeline import IngestOutcome, Pipeline, Progress
+from loist.library.storage_pool import StoragePool
 from loist.library.synthetic import SYNTHETIC_BLOB_KEY, generate_tracks, synthetic_blob
 from loist.model import (
     TAG_FIELDS,
@@ -46,13 +46,18 @@ PAGE = 500  # rows per page when walking the whole library (export, wipe)
 
 
 class Library:
-    """One open library: a catalog, a blob store and the settings they were built from."""
+    """One open library: a catalog, a blob store and the settings they were built from.
+
+    Every blocking call on ``store`` runs through ``storage_pool`` (``await
+    library.storage_pool.run(fn, ...)``), entry points included: see :mod:`loist.library.storage_pool`.
+    """
 
     def __init__(self, settings: Settings, catalog: Catalog, store: BlobStore) -> None:
         self.settings = settings
         self.catalog = catalog
         self.store = store
-        self.pipeline = Pipeline(settings, catalog, store)
+        self.storage_pool = StoragePool(settings.storage_threads)
+        self.pipeline = Pipeline(settings, catalog, store, self.storage_pool)
 
     # --- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -81,6 +86,7 @@ class Library:
 
     async def close(self) -> None:
         self.pipeline.close()
+        self.storage_pool.close()
         await self.catalog.close()
 
     async def __aenter__(self) -> Library:
@@ -209,7 +215,7 @@ class Library:
             raise NotFound(f"no track with id {tid}")
         for key in (track.blob_key, track.thumbnail_key):
             if key and await self.catalog.count_blob_refs(key) == 0:
-                await asyncio.to_thread(self.store.delete, key)
+                await self.storage_pool.run(self.store.delete, key)
         return track
 
     async def wipe(self, *, delete_blobs: bool = True) -> int:
@@ -224,7 +230,7 @@ class Library:
         await self.catalog.wipe()
         if delete_blobs:
             for key in sorted(keys):
-                await asyncio.to_thread(self.store.delete, key)
+                await self.storage_pool.run(self.store.delete, key)
         return count
 
     # --- tracks from another library (loist import) ----------------------------------------------
@@ -247,55 +253,61 @@ class Library:
         Through ``blobs`` when given, so a failed import batch deletes it again if that batch wrote it.
         """
         data = synthetic_blob()
-        await asyncio.to_thread((blobs or self.blob_writer()).put_bytes, SYNTHETIC_BLOB_KEY, data, "audio/wav")
+        await self.storage_pool.run((blobs or self.blob_writer()).put_bytes, SYNTHETIC_BLOB_KEY, data, "audio/wav")
         return len(data)
 
     # --- blobs -----------------------------------------------------------------------------------
     async def stream(self, track_id: uuid.UUID | str) -> BlobInfo:
         track = await self.get_playable(track_id)
         assert track.blob_key is not None
-        return await asyncio.to_thread(self.store.stat, track.blob_key)
+        return await self.storage_pool.run(self.store.stat, track.blob_key)
 
     async def thumbnail(self, track_id: uuid.UUID | str) -> BlobInfo:
         track = await self.get(track_id)
         if not track.thumbnail_key:
             raise NotFound(f"track {track.id} has no artwork")
-        return await asyncio.to_thread(self.store.stat, track.thumbnail_key)
+        return await self.storage_pool.run(self.store.stat, track.thumbnail_key)
 
     def iter_blob(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Blocking (opening and each step): call it, and step it, through ``storage_pool.run``."""
         return self.store.iter_range(key, start, end)
 
     def read_blob(self, key: str, start: int, end: int, *, nowait: bool = False) -> bytes | bytearray | None:
-        """A small bounded range in one piece; ``nowait``: None unless cached (see ``BlobStore.read_range``)."""
+        """A small bounded range in one piece; ``nowait``: None unless cached (see ``BlobStore.read_range``).
+
+        Blocking unless ``nowait``: call it through ``storage_pool.run``.
+        """
         return self.store.read_range(key, start, end, nowait=nowait)
 
     def signed_url(self, key: str) -> str | None:
+        """Blocking on GCS (IAM signing): call it through ``storage_pool.run``."""
         return self.store.signed_url(key, self.settings.signed_url_ttl_s)
 
     # --- operations ------------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
-        """Database and storage reachability; ``ok`` is False when either is down. On the local
-        backend, a disk with less than ``STORAGE_MIN_FREE_MB`` free fails the storage check
-        (``STORAGE_FAILED``, ``details.reason`` ``LOW_DISK_SPACE``)."""
-        checks: dict[str, Any] = {}
-        for name, probe in (("database", self.catalog.ping()), ("storage", asyncio.to_thread(self.store.ping))):
-            started = time.perf_counter()
+        """Database and storage reachability; ``ok`` is False when either is down.
+
+        Answers within ``HEALTH_TIMEOUT_S`` whatever the dependencies do: both probes run at once,
+        each with that hard timeout, and the storage probe runs in a thread of its own (never
+        behind stream reads waiting for the storage pool). A probe that does not answer in time
+        reports its dependency as failing (``DATABASE_FAILED`` / ``STORAGE_FAILED``).
+        """
+        budget = self.settings.health_timeout_s
+
+        async def database() -> None:
             try:
-                await probe
-                checks[name] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-            except LoistError as exc:
-                checks[name] = {"ok": False, "error": exc.to_dict()}
-        if self.store.name == "local" and checks["storage"]["ok"]:  # a full disk fails every write
-            free = (await asyncio.to_thread(shutil.disk_usage, self.settings.blob_dir)).free
-            minimum = int(self.settings.storage_min_free_mb * 1024 * 1024)
-            checks["storage"]["free_bytes"] = free
-            if free < minimum:
-                low = StorageFailed(
-                    f"the disk of the blob folder has {free / 2**20:.0f} MB free, less than "
-                    f"STORAGE_MIN_FREE_MB={self.settings.storage_min_free_mb:g}: ingests and edits will fail",
-                    details={"reason": "LOW_DISK_SPACE", "free_bytes": free, "min_free_bytes": minimum},
-                )
-                checks["storage"].update(ok=False, error=low.to_dict())
+                await asyncio.wait_for(self.catalog.ping(), budget)
+            except TimeoutError:
+                raise DatabaseFailed(f"the database did not answer within {budget:g} s") from None
+
+        async def storage() -> None:
+            try:
+                await self.storage_pool.probe(self.store.ping, budget)
+            except TimeoutError:
+                raise StorageFailed(f"the {self.store.name} storage did not answer within {budget:g} s") from None
+
+        db, st = await asyncio.gather(_timed(database()), _timed(storage()))
+        checks = {"database": db, "storage": st}
         from loist import __version__
 
         return {
@@ -321,6 +333,16 @@ class Library:
         if chunk:
             added += sum(created for _, created in await self.catalog.add_many(chunk))
         return added
+
+
+async def _timed(probe: Awaitable[None]) -> dict[str, Any]:
+    started = time.perf_counter()
+    result: dict[str, Any] = {"ok": True}
+    try:
+        await probe
+    except LoistError as exc:
+        result = {"ok": False, "error": exc.to_dict()}
+    return {**result, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
 async def migrate_database(

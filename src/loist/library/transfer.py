@@ -26,7 +26,6 @@ fails deletes the blobs it created and raises, so running the import again finis
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import io
@@ -293,7 +292,7 @@ class Importer:
             try:
                 prepared = await self.prepare(track, blobs)
             except LoistError as exc:
-                await asyncio.to_thread(blobs.discard)
+                await self.library.storage_pool.run(blobs.discard)
                 self.report.failed.append({"id": str(track.id), "code": str(exc.code), "message": exc.message})
                 continue
             batch.append((prepared, blobs))
@@ -329,13 +328,13 @@ class Importer:
             return base
         if self.mode == "copy":
             try:
-                await asyncio.to_thread(self._copy_blobs, track, blobs)
+                await self.library.storage_pool.run(self._copy_blobs, track, blobs)
                 self.report.copied += 1
                 return base
             except LoistError:
-                await asyncio.to_thread(blobs.discard)  # half a copy (audio without its thumbnail) goes
+                await self.library.storage_pool.run(blobs.discard)  # half a copy (audio without its thumbnail) goes
                 self.report.fell_back += 1
-        return await asyncio.to_thread(self._regenerate, base, blobs)
+        return await self.library.storage_pool.run(self._regenerate, base, blobs)
 
     def _copy_blobs(self, track: Track, blobs: NewBlobs) -> None:
         assert self.source is not None

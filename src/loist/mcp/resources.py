@@ -15,7 +15,6 @@ would stall the client.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -39,7 +38,7 @@ async def _read_blob(deps: Deps, key: str) -> bytes:
     def read() -> bytes:
         return b"".join(deps.library.iter_blob(key))
 
-    return await asyncio.to_thread(read)
+    return await deps.library.storage_pool.run(read)
 
 
 def stream_info(deps: Deps, track: Track) -> dict[str, Any]:

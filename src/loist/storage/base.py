@@ -2,7 +2,7 @@
 
 Blobs are immutable and content-addressed (see :func:`audio_key`, :func:`thumbnail_key`). All I/O is
 streamed: nothing here holds a whole audio file in memory. Methods are synchronous (the GCS client
-is); the library service runs them in a worker thread. Every backend failure is raised as
+is); the library runs them in its bounded storage pool (``loist.library.storage_pool``). Every backend failure is raised as
 :class:`loist.errors.StorageFailed`; a missing key as :class:`loist.errors.NotFound`.
 """
 

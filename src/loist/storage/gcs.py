@@ -8,8 +8,15 @@ Why it looks the way it does:
 - Reads stream in ranged windows of ``RANGE_WINDOW`` bytes, pinned to the object's generation, so a
   stream never holds more than one window and never mixes two versions of an object.
 - GCS writes are atomic by nature: an object only appears when its upload is finalised.
-- Keys are content-addressed, so retrying an upload or a delete is idempotent: both use the
-  client's default retry policy.
+- Every call is bounded (:class:`GcsLimits`, from ``GCS_TIMEOUT_S``, ``GCS_READ_DEADLINE_S`` and
+  ``GCS_RETRY_DEADLINE_S``): each HTTP request has a timeout, and retries stop starting once the
+  call's deadline has passed, so a call gives up after at most its deadline plus one timeout
+  instead of the client's default two minutes. Only idempotent calls are retried, which all of
+  ours are: reads, listing, deletes (a missing key is not an error) and uploads, which are
+  content-addressed and carry ``if_generation_match=0`` (a retried upload that had landed gets 412,
+  meaning "already there, same bytes", and never replaces a generation a reader is pinned to).
+- A :class:`~loist.storage.breaker.CircuitBreaker` (``GCS_BREAKER_FAILURES`` calls in a row found
+  the service unreachable) makes further calls fail at once for ``GCS_BREAKER_COOLDOWN_S``.
 - Every Google / transport exception becomes :class:`StorageFailed` (``NotFound`` for a missing
   key), with a message that names the operation, the key and the bucket and never a credential.
 - With ``STORAGE_EMULATOR_HOST`` set, google-cloud-storage points at the emulator and uses
@@ -23,6 +30,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,16 +43,16 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage import exceptions as media_exc
-from google.cloud.storage.retry import DEFAULT_RETRY
+from google.cloud.storage.retry import DEFAULT_RETRY, _should_retry
 
 from loist.errors import InvalidArgument, LoistError, NotFound, StorageFailed
 from loist.storage.base import CHUNK_SIZE, MAX_READ_RANGE, BlobInfo
+from loist.storage.breaker import CircuitBreaker
 from loist.storage.checks import DEFAULT_CONTENT_TYPE, check_range, check_read_range, validate_key
 
 UPLOAD_CHUNK_SIZE = 32 * CHUNK_SIZE  # 8 MiB: GCS's recommended minimum; must be a multiple of 256 KiB
 RANGE_WINDOW = 4 * CHUNK_SIZE  # 1 MiB per ranged GET while streaming
 MAX_SIGNED_URL_TTL_S = 7 * 24 * 3600  # the V4 signing limit
-PING_TIMEOUT_S = 10.0
 SIGNING_HINT = (
     " (signing without a key file uses IAM signBlob: the runtime service account needs "
     "roles/iam.serviceAccountTokenCreator on itself)"
@@ -60,6 +68,23 @@ _FAILURES: tuple[type[BaseException], ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class GcsLimits:
+    """How long a call may take (the settings of the same names; docs/storage.md).
+
+    ``timeout_s`` bounds each HTTP request (the connect, and each wait for bytes). Retries stop
+    starting after ``read_deadline_s`` for the calls a request waits on (stat, ranged reads, ping)
+    and after ``write_deadline_s`` for uploads, deletes and whole downloads; 0 means no retry. A
+    call thus gives up after at most its deadline plus one ``timeout_s``. A resumable upload
+    applies them per request and per chunk, so a large file may take longer in total while bytes
+    keep flowing.
+    """
+
+    timeout_s: float = 5.0
+    read_deadline_s: float = 5.0
+    write_deadline_s: float = 15.0
+
+
 class GcsBlobStore:
     """Blobs as objects in one bucket. The client is created on first use (no work at construction)."""
 
@@ -72,13 +97,19 @@ class GcsBlobStore:
         client: storage.Client | None = None,
         *,
         retry: Retry | None = DEFAULT_RETRY,
+        limits: GcsLimits | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if not bucket_name:
             raise InvalidArgument("GCS bucket name is empty (set GCS_BUCKET_NAME)")
         self.bucket_name = bucket_name
         self.project = project
-        self._retry = retry
-        self._client = client
+        self.limits = limits or GcsLimits()
+        self.breaker = breaker
+        self._timeout = self.limits.timeout_s
+        self._read_retry = _bounded(retry, self.limits.read_deadline_s)
+        self._write_retry = _bounded(retry, self.limits.write_deadline_s)
+        self._client = _quiet(client) if client is not None else None
         self._bucket: storage.Bucket | None = None
         self._lock = threading.Lock()
 
@@ -92,7 +123,7 @@ class GcsBlobStore:
         with self._lock:
             if self._client is None:
                 try:
-                    self._client = storage.Client(project=self.project)
+                    self._client = _quiet(storage.Client(project=self.project))
                 except google.auth.exceptions.DefaultCredentialsError:
                     raise StorageFailed(
                         "no Google credentials found for Cloud Storage: run on Cloud Run / GCE, set "
@@ -117,8 +148,41 @@ class GcsBlobStore:
         *,
         missing: Callable[[], LoistError] | None = None,
         hint: str = "",
+        gated: bool = True,
     ) -> Iterator[None]:
-        """Map every backend exception raised inside to our hierarchy, exactly once."""
+        """Map every backend exception raised inside to our hierarchy, exactly once.
+
+        ``gated`` calls go through the circuit breaker: refused at once while it is open, then
+        counted as a success (any answer, a 404 or 403 included) or a failure (the service was
+        unreachable through all of the call's retries).
+        """
+        breaker = self.breaker if gated else None
+        if breaker is None:
+            with self._mapped(op, key, missing=missing, hint=hint):
+                yield
+            return
+        breaker.enter()
+        try:
+            with self._mapped(op, key, missing=missing, hint=hint):
+                yield
+        except StorageFailed as exc:
+            if _unreachable(exc.__cause__):
+                breaker.failed(_describe(exc.__cause__))
+            else:
+                breaker.succeeded()
+            raise
+        except LoistError:
+            breaker.succeeded()  # a missing key: the service answered
+            raise
+        except BaseException:
+            breaker.released()  # interrupted, or not the service's doing: tells nothing
+            raise
+        breaker.succeeded()
+
+    @contextmanager
+    def _mapped(
+        self, op: str, key: str | None, *, missing: Callable[[], LoistError] | None, hint: str
+    ) -> Iterator[None]:
         try:
             yield
         except LoistError:
@@ -156,29 +220,43 @@ class GcsBlobStore:
         source = Path(path)
         if not source.is_file():
             raise InvalidArgument(f"source file does not exist or is not a file: {source}")
-        with self._guard("upload", key):
-            blob = self.bucket.blob(key, chunk_size=UPLOAD_CHUNK_SIZE)
-            blob.upload_from_filename(
-                str(source), content_type=content_type or DEFAULT_CONTENT_TYPE, retry=self._retry
-            )
-        return _info(key, blob)
+        blob = self.bucket.blob(key, chunk_size=UPLOAD_CHUNK_SIZE)
+        return self._upload(key, blob, blob.upload_from_filename, str(source), content_type)
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None, *, durable: bool = True) -> BlobInfo:
         validate_key(key)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidArgument("put_bytes needs bytes")
+        blob = self.bucket.blob(key)
+        return self._upload(key, blob, blob.upload_from_string, bytes(data), content_type)
+
+    def _upload(
+        self, key: str, blob: storage.Blob, upload: Callable[..., None], source: Any, content_type: str | None
+    ) -> BlobInfo:
+        """Create the object only if absent (``if_generation_match=0``), which makes retrying safe.
+
+        412 means the object is there: content-addressed, so it holds these bytes (another writer,
+        or an earlier attempt of this call whose answer was lost). Its stat is the result.
+        """
+        exists = False
         with self._guard("upload", key):
-            blob = self.bucket.blob(key)
-            blob.upload_from_string(
-                bytes(data), content_type=content_type or DEFAULT_CONTENT_TYPE, retry=self._retry
-            )
-        return _info(key, blob)
+            try:
+                upload(
+                    source,
+                    content_type=content_type or DEFAULT_CONTENT_TYPE,
+                    if_generation_match=0,
+                    timeout=self._timeout,
+                    retry=self._write_retry,
+                )
+            except gexc.PreconditionFailed:
+                exists = True
+        return self.stat(key) if exists else _info(key, blob)
 
     # --- reads -----------------------------------------------------------------------------------
     def _get(self, key: str) -> storage.Blob:
         validate_key(key)
         with self._guard("stat", key):
-            blob = self.bucket.get_blob(key, retry=self._retry)
+            blob = self.bucket.get_blob(key, timeout=self._timeout, retry=self._read_retry)
         if blob is None:
             raise self._missing(key)()
         return blob
@@ -207,7 +285,7 @@ class GcsBlobStore:
             # same version. A ranged read cannot be checksummed (the hash covers the whole object).
             with self._guard("read", key, missing=self._missing(key)):
                 data = blob.download_as_bytes(
-                    start=position, end=window_end, checksum=None, retry=self._retry
+                    start=position, end=window_end, checksum=None, timeout=self._timeout, retry=self._read_retry
                 )
             expected = window_end - position + 1
             if len(data) != expected:
@@ -228,7 +306,9 @@ class GcsBlobStore:
         blob = self._get(key)
         first, last = check_read_range(blob.size or 0, start, end, MAX_READ_RANGE)
         with self._guard("read", key, missing=self._missing(key)):
-            data = blob.download_as_bytes(start=first, end=last, checksum=None, retry=self._retry)
+            data = blob.download_as_bytes(
+                start=first, end=last, checksum=None, timeout=self._timeout, retry=self._read_retry
+            )
         if len(data) != last - first + 1:
             raise StorageFailed(
                 f"GCS read of {key!r} returned {len(data)} bytes for a {last - first + 1}-byte range",
@@ -240,14 +320,14 @@ class GcsBlobStore:
         validate_key(key)
         with self._guard("download", key, missing=self._missing(key)):
             # Streams to disk and verifies the whole-object checksum.
-            self.bucket.blob(key).download_to_filename(str(path), retry=self._retry)
+            self.bucket.blob(key).download_to_filename(str(path), timeout=self._timeout, retry=self._write_retry)
 
     # --- delete / misc ---------------------------------------------------------------------------
     def delete(self, key: str) -> None:
         validate_key(key)
         with self._guard("delete", key):
             try:
-                self.bucket.delete_blob(key, retry=self._retry)
+                self.bucket.delete_blob(key, timeout=self._timeout, retry=self._write_retry)
             except gexc.NotFound:
                 return  # idempotent: already gone (or a retried delete that had succeeded)
 
@@ -273,7 +353,8 @@ class GcsBlobStore:
             "method": method.upper(),
         }
         blob = self.bucket.blob(key)
-        with self._guard("URL signing", key, hint=SIGNING_HINT):
+        # Not gated: signing is IAM (or local), not the bucket.
+        with self._guard("URL signing", key, hint=SIGNING_HINT, gated=False):
             if isinstance(credentials, google.auth.credentials.Signing):
                 return blob.generate_signed_url(**options)
             if not getattr(credentials, "service_account_email", None):
@@ -297,15 +378,18 @@ class GcsBlobStore:
         """Cheapest check that proves access: list one object (needs storage.objects.list only).
 
         ``bucket.exists()`` would need storage.buckets.get, which the runtime account need not have.
+        Bounded like a read, and not gated by the circuit breaker: a health check reports what it
+        finds. (The library also gives it a hard timeout of its own, ``HEALTH_TIMEOUT_S``.)
         """
         missing: Callable[[], LoistError] = lambda: StorageFailed(  # noqa: E731
             f"GCS bucket {self.bucket_name!r} does not exist (check GCS_BUCKET_NAME and the project)",
             details={"bucket": self.bucket_name},
         )
-        with self._guard("ping", missing=missing):
-            # A health check must answer quickly: retries are capped at PING_TIMEOUT_S in total.
-            retry = self._retry.with_timeout(PING_TIMEOUT_S) if self._retry is not None else None
-            list(self.client.list_blobs(self.bucket_name, max_results=1, timeout=PING_TIMEOUT_S, retry=retry))
+        with self._guard("ping", missing=missing, gated=False):
+            blobs = self.client.list_blobs(
+                self.bucket_name, max_results=1, timeout=self._timeout, retry=self._read_retry
+            )
+            list(blobs)
 
 
 def _info(key: str, blob: storage.Blob) -> BlobInfo:
@@ -322,8 +406,40 @@ def _info(key: str, blob: storage.Blob) -> BlobInfo:
     )
 
 
+def _quiet(client: storage.Client) -> storage.Client:
+    """Turn off the client's background bucket-metadata fetch (google-cloud-storage >= 3.x).
+
+    It only decorates OpenTelemetry spans, which we do not emit, yet on a client's first call it
+    starts a thread that GETs the bucket (needing storage.buckets.get, which the runtime account
+    lacks) with the client's default two minutes of retries: against a dead service that is an
+    unbounded request outside every deadline here.
+    """
+    if getattr(client, "_bucket_metadata_cache", None) is not None:
+        client._bucket_metadata_cache = None
+    return client
+
+
+def _bounded(retry: Retry | None, deadline_s: float) -> Retry | None:
+    """``retry`` with retries starting only within ``deadline_s`` (0: no retry at all)."""
+    if retry is None or deadline_s <= 0:
+        return None
+    return retry.with_timeout(deadline_s)
+
+
+def _unreachable(exc: BaseException | None) -> bool:
+    """Did this failure mean the service did not answer (refused, timed out, 5xx, retries exhausted)?"""
+    if isinstance(exc, gexc.RetryError):
+        return True
+    return isinstance(exc, Exception) and bool(_should_retry(exc))
+
+
 def _describe(exc: BaseException) -> str:
-    """A short, credential-free description: the class and the service's own message."""
+    """A short, credential-free description: the class and the service's own message.
+
+    A retry that ran out of time says so and names the last failure.
+    """
+    if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+        return f"no answer within the retry deadline ({exc.message}); last error: {_describe(exc.cause)}"
     message = getattr(exc, "message", None) or str(exc) or ""
     message = " ".join(str(message).split())
     if len(message) > 300:

@@ -36,8 +36,9 @@ class LocalBlobStore:
 
     name = "local"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, min_free_bytes: int = 0) -> None:
         self.root = Path(root)
+        self.min_free_bytes = min_free_bytes
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -242,6 +243,17 @@ class LocalBlobStore:
             raise StorageFailed(f"blob folder {self.root} does not exist (or is not a folder)")
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise StorageFailed(f"blob folder {self.root} is not writable")
+        try:
+            fs = os.statvfs(self.root)
+        except OSError as exc:
+            raise StorageFailed(f"cannot read the free space of {self.root}: {exc.strerror or exc}") from exc
+        free = fs.f_bavail * fs.f_frsize  # what an unprivileged writer may still use
+        if free < self.min_free_bytes:
+            raise StorageFailed(
+                f"blob folder {self.root} is full: {free // (1024 * 1024)} MB free, "
+                f"less than STORAGE_MIN_FREE_MB={self.min_free_bytes // (1024 * 1024)}",
+                details={"reason": "LOW_DISK_SPACE", "free_bytes": free, "min_free_bytes": self.min_free_bytes},
+            )
 
 
 def _stream(handle: BinaryIO, key: str, remaining: int) -> Iterator[bytes]:

@@ -5,9 +5,11 @@ Both routes end in :func:`blob_response`, which holds all of the HTTP byte-servi
 */size``), validators (``ETag``, ``Last-Modified``), conditional requests (``If-None-Match``,
 ``If-Modified-Since`` -> 304; ``If-Range``) and ``HEAD``. Multi-range requests are answered with
 the whole body (200), which RFC 9110 allows. A body of up to 1 MiB (:data:`BATCH_BYTES`) is one
-``read_blob`` (inline when the bytes are in the page cache, else in a worker thread); a longer one
-is streamed from ``iter_blob`` in a worker thread, at most 1 MiB at a time: a file is never held in
-memory.
+``read_blob`` (inline when the bytes are in the page cache, else in a storage thread); a longer one
+is streamed from ``iter_blob`` in a storage thread, at most 1 MiB at a time: a file is never held in
+memory. Every blocking store call goes through the library's storage pool
+(:mod:`loist.library.storage_pool`), never Starlette's thread pool, so streams waiting on a slow
+store cannot starve the health check or the pages.
 
 When the store can mint signed URLs (GCS), the route answers ``302`` to a fresh one instead, with
 ``Cache-Control: no-store`` on the redirect so nobody caches an expiring URL; the browser then sends
@@ -21,7 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -173,7 +174,7 @@ async def open_body(ctx: WebContext, key: str, start: int, end: int) -> AsyncIte
         iterator = ctx.library.iter_blob(key, start, end)
         return iterator, _pull(iterator)
 
-    iterator, first = await run_in_threadpool(open_and_pull)
+    iterator, first = await ctx.library.storage_pool.run(open_and_pull)
 
     async def relay() -> AsyncIterator[bytes]:
         sent = 0
@@ -187,14 +188,14 @@ async def open_body(ctx: WebContext, key: str, start: int, end: int) -> AsyncIte
                 sent += len(data)
                 if sent >= length:
                     break
-                batch = await run_in_threadpool(_pull, iterator)
+                batch = await ctx.library.storage_pool.run(_pull, iterator)
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
                 if sent >= length:
                     close()  # exhausted: closing is a no-op, no thread hop needed
                 else:
-                    await run_in_threadpool(close)  # client left early: release the file/connection
+                    await ctx.library.storage_pool.run(close)  # client left early: release the file/connection
 
     return relay()
 
@@ -236,7 +237,7 @@ async def blob_response(request: Request, ctx: WebContext, info: BlobInfo, conte
         # Only a read that would wait for the disk or the network takes the thread hop.
         data = ctx.library.read_blob(info.key, start, end, nowait=True)
         if data is None:
-            data = await run_in_threadpool(ctx.library.read_blob, info.key, start, end)
+            data = await ctx.library.storage_pool.run(ctx.library.read_blob, info.key, start, end)
         assert data is not None  # a blocking read never answers None
         body = data if isinstance(data, bytes) else memoryview(data)  # Starlette sends bytes or views
         return Response(body, status_code=status, headers=headers, media_type=media_type)
@@ -247,7 +248,7 @@ async def blob_response(request: Request, ctx: WebContext, info: BlobInfo, conte
 async def _redirect_if_signed(ctx: WebContext, info: BlobInfo) -> Response | None:
     if ctx.settings.storage_backend == "local":
         return None  # local blobs are always served here (no thread hop needed to learn that)
-    url = await run_in_threadpool(ctx.library.signed_url, info.key)
+    url = await ctx.library.storage_pool.run(ctx.library.signed_url, info.key)
     if url is None:
         return None
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
