@@ -37,6 +37,7 @@ from loist.ingest.fetch import download
 from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
 from loist.library.bulk import NewBlobs, Stored, analyse_and_store, bulk_worker, put_blobs
+from loist.library.lifetime import Checkpoints
 from loist.model import Source, Track, TrackStatus, new_track_id
 from loist.storage.base import BlobStore
 
@@ -123,6 +124,7 @@ class Pipeline:
         self.store = store
         self._policy = AddressPolicy(allow_private=settings.allow_private_urls)
         self._pool: Executor | None = None
+        self.checkpoints = Checkpoints()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -138,6 +140,7 @@ class Pipeline:
         """
         try:
             await asyncio.to_thread(blobs.flush)  # before any row references these blobs
+            await self.checkpoints.reached("claiming")
             return await self.catalog.add_many(tracks)
         except BaseException:
             await asyncio.to_thread(blobs.discard)
@@ -204,14 +207,17 @@ class Pipeline:
         self, analysis: Analysis, path: Path, source: Source, progress: Progress | None
     ) -> tuple[Track, bool]:
         existing = await self.catalog.get_by_sha256(analysis.sha256)
+        await self.checkpoints.reached("looked_up")
         if existing is not None:
             await self._clear_failures(source)
             return existing, False
         await _emit(progress, "storing")
         blobs = NewBlobs(self.store)
         key, thumb = await asyncio.to_thread(put_blobs, blobs, analysis, path)
+        await self.checkpoints.reached("stored")
         await _emit(progress, "cataloguing")
         [(track, created)] = await self.commit([new_track(analysis, source, key, thumb)], blobs)
+        await self.checkpoints.reached("committed")
         await self._clear_failures(source)
         return track, created
 

@@ -206,9 +206,12 @@ class Library:
         track = await self.catalog.delete(tid)
         if track is None:
             raise NotFound(f"no track with id {tid}")
+        await self.pipeline.checkpoints.reached("row_deleted")
         for key in (track.blob_key, track.thumbnail_key):
             if key and await self.catalog.count_blob_refs(key) == 0:
+                await self.pipeline.checkpoints.reached("refs_counted")
                 await asyncio.to_thread(self.store.delete, key)
+        await self.pipeline.checkpoints.reached("blobs_deleted")
         return track
 
     async def wipe(self, *, delete_blobs: bool = True) -> int:
