@@ -37,7 +37,7 @@ from loist.ingest.fetch import download
 from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
 from loist.library.bulk import NewBlobs, Stored, analyse_and_store, bulk_worker, put_blobs
-from loist.library.lifetime import Checkpoints
+from loist.library.lifetime import BlobLifetime, Checkpoints
 from loist.model import Source, Track, TrackStatus, new_track_id
 from loist.storage.base import BlobStore
 
@@ -124,7 +124,16 @@ class Pipeline:
         self.store = store
         self._policy = AddressPolicy(allow_private=settings.allow_private_urls)
         self._pool: Executor | None = None
-        self.checkpoints = Checkpoints()
+        self.lifetime = BlobLifetime(catalog, store)
+
+    @property
+    def checkpoints(self) -> Checkpoints:
+        """The named points of ingest and delete (a test replaces them to force an interleaving)."""
+        return self.lifetime.checkpoints
+
+    @checkpoints.setter
+    def checkpoints(self, value: Checkpoints) -> None:
+        self.lifetime.checkpoints = value
 
     def close(self) -> None:
         if self._pool is not None:
@@ -133,18 +142,16 @@ class Pipeline:
 
     # --- rows meet their blobs -------------------------------------------------------------------
     async def commit(self, tracks: Sequence[Track], blobs: NewBlobs) -> list[tuple[Track, bool]]:
-        """Flush ``blobs``, then insert ``tracks`` in one transaction (each deduplicated by sha256).
+        """Flush ``blobs``, then insert ``tracks`` in one transaction (each deduplicated by sha256),
+        their blobs verified with their locks held (``BlobLifetime.claim``).
 
-        On any failure the blobs ``blobs`` created are deleted and the error is raised: no row
-        was written, so nothing references them.
+        On any failure the blobs ``blobs`` created are released and the error is raised.
         """
-        try:
-            await asyncio.to_thread(blobs.flush)  # before any row references these blobs
-            await self.checkpoints.reached("claiming")
-            return await self.catalog.add_many(tracks)
-        except BaseException:
-            await asyncio.to_thread(blobs.discard)
-            raise
+        return await self.lifetime.claim(tracks, blobs)
+
+    async def discard(self, blobs: NewBlobs) -> None:
+        """Release the blobs a failed unit of work created (those no row references)."""
+        await self.lifetime.discard(blobs)
 
     # --- one input -------------------------------------------------------------------------------
     async def ingest_url(
@@ -208,12 +215,18 @@ class Pipeline:
     ) -> tuple[Track, bool]:
         existing = await self.catalog.get_by_sha256(analysis.sha256)
         await self.checkpoints.reached("looked_up")
-        if existing is not None:
+        if existing is not None and (current := await self.lifetime.confirm(existing)) is not None:
             await self._clear_failures(source)
-            return existing, False
+            return current, False
+        # New bytes, or a row that was deleted meanwhile or lost its blobs: write them (the
+        # commit re-checks under the blob locks, and repairs a row that is there but broken).
         await _emit(progress, "storing")
         blobs = NewBlobs(self.store)
-        key, thumb = await asyncio.to_thread(put_blobs, blobs, analysis, path)
+        try:
+            key, thumb = await asyncio.to_thread(put_blobs, blobs, analysis, path)
+        except BaseException:
+            await self.lifetime.discard(blobs)
+            raise
         await self.checkpoints.reached("stored")
         await _emit(progress, "cataloguing")
         [(track, created)] = await self.commit([new_track(analysis, source, key, thumb)], blobs)
@@ -351,7 +364,7 @@ class Pipeline:
 
     async def _catalog_batch(self, batch: list[tuple[str, Path, Stored]]) -> list[IngestOutcome]:
         """Flush the batch's blobs once, then write its rows in one transaction."""
-        blobs = NewBlobs(self.store, durable=False, created=[k for _, _, stored in batch for k in stored.created])
+        blobs = NewBlobs.for_files(self.store, [(path, stored) for _, path, stored in batch])
         tracks = [
             new_track(stored.analysis, _file_source(path), stored.blob_key, stored.thumbnail_key)
             for _, path, stored in batch

@@ -293,7 +293,7 @@ class Importer:
             try:
                 prepared = await self.prepare(track, blobs)
             except LoistError as exc:
-                await asyncio.to_thread(blobs.discard)
+                await self.library.discard(blobs)
                 self.report.failed.append({"id": str(track.id), "code": str(exc.code), "message": exc.message})
                 continue
             batch.append((prepared, blobs))
@@ -333,7 +333,7 @@ class Importer:
                 self.report.copied += 1
                 return base
             except LoistError:
-                await asyncio.to_thread(blobs.discard)  # half a copy (audio without its thumbnail) goes
+                await self.library.discard(blobs)  # half a copy (audio without its thumbnail) goes
                 self.report.fell_back += 1
         return await asyncio.to_thread(self._regenerate, base, blobs)
 
