@@ -108,14 +108,17 @@ class BlobLifetime:
         log.warning("track %s had lost its blobs (or was marked broken): restored from a new ingest", existing.id)
         return (restored or existing), False
 
-    async def confirm(self, existing: Track) -> Track | None:
-        """``existing`` as it is now, if it is still COMPLETED with every blob; else None.
+    async def confirm(self, existing: Track, *, thumbnail: bool = False) -> Track | None:
+        """``existing`` as it is now, if it is still COMPLETED with every blob (and a thumbnail,
+        when the ingest has one to give it); else None.
 
         The blobs are checked first and the row read last: a blob is only deleted once no row
         references it, so a row still there afterwards still has them.
         """
         keys = [key for key in (existing.blob_key, existing.thumbnail_key) if key]
-        if existing.status != TrackStatus.COMPLETED or not keys:
+        if existing.status != TrackStatus.COMPLETED or not existing.blob_key:
+            return None
+        if thumbnail and not existing.thumbnail_key:
             return None
         if not all(await asyncio.to_thread(lambda: [self.store.exists(key) for key in keys])):
             return None

@@ -48,6 +48,7 @@ Progress = Callable[[str, int | None, int | None], Awaitable[None] | None]
 # Bulk ingest writes rows in batches of this many; analysis runs in a process pool meanwhile.
 BULK_BATCH = 256
 ANALYSE_CHUNK = 32
+DOWNLOAD_TEMP_PREFIX = "loist-dl-"  # a URL downloads into a temp folder named so (loist fsck finds leftovers)
 
 FileInput = tuple[str, Path, bool]  # (input as given, path, named by the caller rather than found in a folder)
 
@@ -171,7 +172,7 @@ class Pipeline:
             max_bytes = min(max_bytes, int(max_size_mb * 1024 * 1024))
         source = Source(type="http_url", location=url, original_filename=filename)
         try:
-            with tempfile.TemporaryDirectory(prefix="loist-dl-") as tmp:
+            with tempfile.TemporaryDirectory(prefix=DOWNLOAD_TEMP_PREFIX) as tmp:
                 fetched = await download(
                     url,
                     Path(tmp) / "download",
@@ -215,7 +216,8 @@ class Pipeline:
     ) -> tuple[Track, bool]:
         existing = await self.catalog.get_by_sha256(analysis.sha256)
         await self.checkpoints.reached("looked_up")
-        if existing is not None and (current := await self.lifetime.confirm(existing)) is not None:
+        thumbnail = analysis.thumbnail is not None
+        if existing is not None and (current := await self.lifetime.confirm(existing, thumbnail=thumbnail)):
             await self._clear_failures(source)
             return current, False
         # New bytes, or a row that was deleted meanwhile or lost its blobs: write them (the

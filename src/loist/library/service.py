@@ -16,8 +16,9 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
@@ -40,6 +41,9 @@ from loist.model import (
 )
 from loist.storage import open_blob_store
 from loist.storage.base import BlobInfo, BlobStore
+
+if TYPE_CHECKING:
+    from loist.library.fsck import FsckReport
 
 PAGE = 500  # rows per page when walking the whole library (export, wipe)
 
@@ -292,6 +296,18 @@ class Library:
             "database": {"dialect": self.catalog.dialect, **checks["database"]},
             "storage": {"backend": self.store.name, **checks["storage"]},
         }
+
+    async def fsck(self, *, repair: bool = False, grace: timedelta | None = None) -> FsckReport:
+        """Compare the catalog with the blob store; with ``repair``, fix what differs (``loist fsck``).
+
+        Blobs and temp files younger than ``grace`` (default an hour) are left alone: an ingest
+        may be writing them.
+        """
+        from loist.library.fsck import DEFAULT_GRACE, fsck
+
+        if grace is not None and grace < timedelta(0):
+            raise InvalidArgument("the grace period cannot be negative")
+        return await fsck(self, repair=repair, grace=DEFAULT_GRACE if grace is None else grace)
 
     async def seed_synthetic(self, n: int, *, seed: int = 0, batch: int = 5000) -> int:
         """Add ``n`` metadata-only tracks sharing one small silent blob (benchmarks, staging)."""
