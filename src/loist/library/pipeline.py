@@ -5,9 +5,11 @@
 * no committed row points at a blob that is not durable.
 
 :meth:`Pipeline.commit` is the one place rows meet the blobs written for them: flush the blobs,
-insert the rows in one transaction, and on failure delete the blobs this work created (only those:
-content-addressed blobs that existed already belong to other rows). Single ingest, bulk ingest and
-``loist import`` (through ``Library.import_tracks``) all end there.
+then with their locks held check them (writing again any a concurrent delete removed) and insert
+the rows in one transaction; on failure release the blobs this work created (only those:
+content-addressed blobs that existed already belong to other rows). See
+:mod:`loist.library.lifetime`. Single ingest, bulk ingest, seeding and ``loist import`` (through
+``Library.import_tracks``) all end there.
 
 ``progress`` callbacks are ``(stage, done, total)`` with stages ``fetching`` (bytes),
 ``reading_tags``, ``storing``, ``cataloguing``; they may be sync or async.

@@ -5,7 +5,8 @@ blob -> write row, and its consistency rules) is :mod:`loist.library.pipeline`, 
 owns and delegates to; reading, editing, deleting, wiping, streaming and the import of tracks
 brought from elsewhere live here. Rules the facade keeps:
 
-* a blob is deleted only when no row references it any more;
+* a blob is deleted only when no row references it any more, decided with its lock held
+  (:mod:`loist.library.lifetime`);
 * an import batch's rows go in through the pipeline's one commit, so a failed batch leaves no blob
   it created behind, exactly like a failed ingest.
 """
