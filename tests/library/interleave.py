@@ -19,6 +19,7 @@ from loist.library.lifetime import Checkpoints
 from loist.library.service import Library
 
 GUARD_S = 60  # a schedule that cannot finish fails the test instead of hanging it
+ANY = "*"  # as a task name: whichever task gets there (work that runs in tasks it starts itself)
 
 
 class Schedule(Checkpoints):
@@ -33,9 +34,10 @@ class Schedule(Checkpoints):
         current = asyncio.current_task()
         key = (current.get_name() if current is not None else "", point)
         self._arrived[key].set()
+        self._arrived[(ANY, point)].set()
         if key in self._failures:
             raise self._failures.pop(key)
-        gate = self._gates.get(key)
+        gate = self._gates.get(key, self._gates.get((ANY, point)))
         if gate is not None:
             await gate.wait()
 
@@ -56,9 +58,10 @@ class Schedule(Checkpoints):
         """Task ``name`` raises ``error`` when it reaches ``point``."""
         self._failures[(name, point)] = error
 
-    async def until(self, task: asyncio.Task[Any], *points: str) -> str:
-        """Wait until ``task`` reaches one of ``points`` or ends; return the point, or ``"done"``."""
-        name = task.get_name()
+    async def until(self, task: asyncio.Task[Any], *points: str, name: str | None = None) -> str:
+        """Wait until ``task`` (or the task called ``name``, e.g. ANY) reaches one of ``points`` or
+        ends; return the point, or ``"done"``."""
+        name = task.get_name() if name is None else name
         waits = {asyncio.ensure_future(self._arrived[(name, point)].wait()): point for point in points}
         try:
             async with asyncio.timeout(GUARD_S):

@@ -20,7 +20,7 @@ from loist.errors import DatabaseFailed, NotFound
 from loist.library.service import Library
 from loist.model import Track, TrackStatus
 from tests.library.blobs import stored_keys
-from tests.library.interleave import install
+from tests.library.interleave import ANY, install
 from tests.support.audio import AudioFactory
 
 WAITING = ("committed", "lock_blocked")  # an ingest got its row in, or is waiting for a lock to
@@ -211,3 +211,35 @@ async def test_deleting_a_track_twice_at_once_deletes_it_once(any_library: Libra
     await plan.finish()
     assert await completed(lib) == []
     assert stored_keys(lib) == set()
+
+
+async def test_bulk_ingest_repairs_a_row_whose_blobs_vanished(any_library: Library, song: Path) -> None:
+    lib = any_library
+    x = await lib.ingest_file(song)
+    assert x.blob_key and x.thumbnail_key
+    for key in (x.blob_key, x.thumbnail_key):
+        lib.store.delete(key)
+    [outcome] = [outcome async for outcome in lib.ingest_many([str(song)])]
+    assert outcome.track is not None and outcome.track.id == x.id and not outcome.created
+    await assert_consistent(lib, x.id)
+
+
+async def test_bulk_commit_writes_again_blobs_deleted_before_it(any_library: Library, song: Path) -> None:
+    """A batch's blobs vanish between the worker's write and the batch's commit: the commit, with the
+    locks held, finds them gone and writes them again from the file and the thumbnail it kept."""
+    lib = any_library
+    plan = install(lib)
+    plan.hold(ANY, "claiming")
+
+    async def bulk() -> list[Track]:
+        return [outcome.track async for outcome in lib.ingest_many([str(song)]) if outcome.track]
+
+    task = plan.start("bulk", bulk())
+    assert await plan.until(task, "claiming", name=ANY) == "claiming"
+    written = stored_keys(lib)
+    assert len(written) == 2  # audio and thumbnail, not yet claimed
+    for key in written:
+        lib.store.delete(key)
+    [track] = (await plan.finish())["bulk"]
+    assert {track.blob_key, track.thumbnail_key} == written
+    await assert_consistent(lib, track.id)
