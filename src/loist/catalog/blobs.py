@@ -13,11 +13,13 @@ decision on the same key by another process (see ``loist.library.lifetime``).
 Both first *try* the lock; when it is taken, ``on_blocked`` is awaited before waiting for it, so a
 test can tell "waiting for a lock" from "has not got there yet" without timing anything. While the
 locks are held, the :class:`~loist.catalog.Catalog` methods called from the same task run inside
-that transaction (a context variable, :func:`held`), and they commit or roll back with it.
+that transaction (a context variable, :func:`held`), and they commit or roll back with it; a task
+started inside gets transactions of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -40,7 +42,10 @@ IN_CHUNK = 500
 
 OnBlocked = Callable[[], Awaitable[None]] | None
 
-_held: ContextVar[tuple[AsyncEngine, AsyncConnection] | None] = ContextVar("loist_blob_locks", default=None)
+# (engine, connection, the task holding them): tasks started inside inherit the variable, not the locks.
+_held: ContextVar[tuple[AsyncEngine, AsyncConnection, asyncio.Task[object] | None] | None] = ContextVar(
+    "loist_blob_locks", default=None
+)
 
 
 class BlobRefs(NamedTuple):
@@ -55,7 +60,9 @@ class BlobRefs(NamedTuple):
 def held(engine: AsyncEngine) -> AsyncConnection | None:
     """The connection holding blob locks in this task on ``engine``, if any."""
     value = _held.get()
-    return value[1] if value is not None and value[0] is engine else None
+    if value is None or value[0] is not engine or value[2] is not asyncio.current_task():
+        return None
+    return value[1]
 
 
 def lock_id(key: str) -> int:
@@ -66,7 +73,7 @@ def lock_id(key: str) -> int:
 @asynccontextmanager
 async def hold(engine: AsyncEngine, keys: Iterable[str], on_blocked: OnBlocked = None) -> AsyncIterator[None]:
     """Hold the locks of ``keys`` for one transaction; it commits when the block ends normally."""
-    if _held.get() is not None:
+    if held(engine) is not None:
         raise RuntimeError("blob locks are already held in this task (they are not re-entrant)")
     ids = sorted({lock_id(key) for key in keys if key})
     async with engine.connect() as conn:
@@ -74,7 +81,7 @@ async def hold(engine: AsyncEngine, keys: Iterable[str], on_blocked: OnBlocked =
             await _sqlite_lock(conn, on_blocked)
         elif ids:
             await _pg_lock(conn, ids, on_blocked)
-        token = _held.set((engine, conn))
+        token = _held.set((engine, conn, asyncio.current_task()))
         try:
             yield
             await conn.commit()
