@@ -1,7 +1,8 @@
 """The ingest pipeline: fetch -> sniff/analyse -> store blob -> write row, with its consistency rules.
 
 * content is unique by sha256: ingesting the same bytes again returns the existing track;
-* a failed ingest leaves no blob behind and at most a ``FAILED`` record with its error code;
+* a failed ingest leaves no blob behind (unless the database cannot be reached to release them:
+  ``loist fsck`` removes those) and at most a ``FAILED`` record with its error code;
 * no committed row points at a blob that is not durable.
 
 :meth:`Pipeline.commit` is the one place rows meet the blobs written for them: flush the blobs,
