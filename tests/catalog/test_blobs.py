@@ -45,24 +45,34 @@ async def test_a_held_key_makes_the_next_holder_wait_and_say_so(catalog: Catalog
     assert order == ["first in", "first out", "second in"]
 
 
-async def test_different_keys_do_not_wait_on_postgresql(catalog: Catalog) -> None:
-    if catalog.dialect == "sqlite":
-        pytest.skip("SQLite has one writer lock: every key is covered at once")
-    blocked: list[bool] = []
+async def test_different_keys_wait_only_on_sqlite(catalog: Catalog) -> None:
+    """PostgreSQL locks each key; SQLite's one writer lock covers every key at once."""
+    blocked, inside, leave = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def on_blocked() -> None:
-        blocked.append(True)
+        blocked.set()
 
-    async with catalog.locked(["audio/aa/a.mp3"]):
-        inner = asyncio.create_task(_lock_and_return(catalog, ["audio/bb/b.mp3"], on_blocked))
-        async with asyncio.timeout(GUARD_S):
-            assert await inner == "in"
-    assert blocked == []
+    async def outer() -> None:
+        async with catalog.locked(["audio/aa/a.mp3"]):
+            inside.set()
+            await leave.wait()
 
+    async def inner() -> str:
+        async with catalog.locked(["audio/bb/b.mp3"], on_blocked=on_blocked):
+            return "in"
 
-async def _lock_and_return(catalog: Catalog, keys: list[str], on_blocked: object) -> str:
-    async with catalog.locked(keys, on_blocked=on_blocked):  # type: ignore[arg-type]
-        return "in"
+    async with asyncio.timeout(GUARD_S):
+        holder = asyncio.create_task(outer())
+        await inside.wait()
+        other = asyncio.create_task(inner())
+        if catalog.dialect == "sqlite":
+            await blocked.wait()
+            leave.set()
+            assert await other == "in"
+        else:
+            assert await other == "in" and not blocked.is_set()
+            leave.set()
+        await holder
 
 
 async def test_catalog_calls_inside_the_lock_commit_or_roll_back_with_it(catalog: Catalog) -> None:
