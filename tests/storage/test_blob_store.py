@@ -270,3 +270,24 @@ def test_deferred_durability_then_sync(blob_store: BlobStore, tmp_path: Path) ->
     assert b"".join(blob_store.iter_range("audio/dd/deferred.mp3")) == src.read_bytes()
     assert blob_store.stat("audio/dd/deferred.mp3").content_type == "audio/mpeg"
     assert blob_store.stat("thumbnails/dd/deferred.jpg").size == 4
+
+
+def test_list_keys_lists_blobs_under_a_prefix(blob_store: BlobStore) -> None:
+    keys = [audio_key("ab" + "1" * 62, "mp3"), audio_key("cd" + "2" * 62, "flac"), thumbnail_key("ab" + "1" * 62)]
+    for key in keys:
+        blob_store.put_bytes(key, SMALL, None)
+    listed = {blob.key: blob for blob in blob_store.list_keys("audio/")}
+    assert set(listed) == set(keys[:2])
+    assert {blob.key for blob in blob_store.list_keys("thumbnails/")} == {keys[2]}
+    assert {blob.key for blob in blob_store.list_keys()} == set(keys)
+    assert {blob.key for blob in blob_store.list_keys("audio/ab")} == {keys[0]}
+    first = listed[keys[0]]
+    assert first.size == len(SMALL) and first.updated.utcoffset() == timedelta(0)
+    blob_store.delete(keys[0])
+    assert {blob.key for blob in blob_store.list_keys("audio/")} == {keys[1]}
+    assert list(blob_store.list_keys("nothing/")) == []
+
+
+def test_a_clean_store_has_no_leftovers(blob_store: BlobStore) -> None:
+    blob_store.put_bytes(KEY, SMALL, "audio/mpeg")
+    assert list(blob_store.leftovers()) == []

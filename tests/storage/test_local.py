@@ -1,15 +1,17 @@
-"""LocalBlobStore specifics: layout, atomic writes, bounded memory, ping."""
+"""LocalBlobStore specifics: layout, atomic writes, bounded memory, ping, leftovers."""
 
 from __future__ import annotations
 
 import os
 import tracemalloc
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from loist.errors import StorageFailed
+from loist.errors import InvalidArgument, StorageFailed
 from loist.storage import CHUNK_SIZE, audio_key, open_blob_store
+from loist.storage.base import Leftover
 from loist.storage.local import LocalBlobStore
 from tests.storage.conftest import make_settings
 
@@ -196,3 +198,37 @@ def test_read_range_nowait_without_kernel_support_defers(tmp_path: Path, monkeyp
     monkeypatch.delattr(os, "RWF_NOWAIT", raising=False)
     assert store.read_range(KEY, 0, 2, nowait=True) is None
     assert store.read_range(KEY, 0, 2) == b"abc"  # the blocking read still works
+
+
+def test_leftovers_are_temp_files_and_sidecars_without_their_blob(tmp_path: Path) -> None:
+    """What an interrupted write leaves (kill -9 between the temp file and the rename), found and removed."""
+    store = LocalBlobStore(tmp_path)
+    kept, lost = audio_key("ab" + "1" * 62, "mp3"), audio_key("cd" + "2" * 62, "mp3")
+    store.put_bytes(kept, b"kept", "audio/mpeg")
+    store.put_bytes(lost, b"lost", "audio/mpeg")
+    tmp_path.joinpath(*lost.split("/")).unlink()  # the blob is gone, its sidecar is not
+    partial = tmp_path / "audio" / "ab" / ".tmp-abc123"
+    partial.write_bytes(b"half a file")
+    found = {item.name: item for item in store.leftovers()}
+    assert set(found) == {"audio/ab/.tmp-abc123", f".meta/{lost}.json"}
+    assert found["audio/ab/.tmp-abc123"].kind == "temp" and found["audio/ab/.tmp-abc123"].size == 11
+    assert found[f".meta/{lost}.json"].kind == "sidecar"
+    assert [blob.key for blob in store.list_keys()] == [kept]  # neither is a blob
+    for item in found.values():
+        store.remove_leftover(item)
+    assert list(store.leftovers()) == [] and not partial.exists()
+    assert store.stat(kept).content_type == "audio/mpeg"  # a sidecar with its blob stays
+
+
+def test_remove_leftover_refuses_anything_else(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    store.put_bytes(KEY, b"x", "audio/mpeg")
+    for item in (
+        Leftover(KEY, "temp", 1, datetime.now(UTC)),
+        Leftover("../outside/.tmp-x", "temp", 1, datetime.now(UTC)),
+        Leftover(f".meta/{KEY}.json", "temp", 1, datetime.now(UTC)),
+    ):
+        with pytest.raises(InvalidArgument):
+            store.remove_leftover(item)
+    store.remove_leftover(Leftover(f".meta/{KEY}.json", "sidecar", 1, datetime.now(UTC)))  # its blob is there
+    assert store.exists(KEY) and store.stat(KEY).content_type == "audio/mpeg"

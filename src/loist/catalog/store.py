@@ -11,7 +11,7 @@ driver failure leaves as :class:`DatabaseFailed` with the password masked.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from loist.catalog import sqlite_bulk
+from loist.catalog import blobs, sqlite_bulk
 from loist.catalog.cursor import decode_cursor, encode_cursor, invalid_cursor
 from loist.catalog.engine import build_engine
 from loist.catalog.errors import database_failed
@@ -103,8 +103,15 @@ class Catalog:
 
     @asynccontextmanager
     async def _tx(self, action: str = "query") -> AsyncIterator[AsyncConnection]:
-        """One transaction; every driver failure inside it becomes :class:`DatabaseFailed`."""
+        """One transaction; every driver failure inside it becomes :class:`DatabaseFailed`.
+
+        Inside :meth:`locked`, the transaction holding the blob locks (it commits with them).
+        """
         try:
+            locked = blobs.held(self._engine)
+            if locked is not None:
+                yield locked
+                return
             async with self._engine.begin() as conn:
                 yield conn
         except LoistError:
@@ -365,6 +372,47 @@ class Catalog:
         )
         async with self._tx() as conn:
             return int((await conn.execute(query)).scalar_one())
+
+    # --- blob references and locks (loist.catalog.blobs) --------------------------------------
+
+    @asynccontextmanager
+    async def locked(
+        self, keys: Iterable[str], *, on_blocked: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[None]:
+        """Hold the locks of blob ``keys`` for one transaction; this task's catalog calls inside run
+        in it, and it commits when the block ends (rolls back on an error). See ``catalog.blobs``."""
+        try:
+            async with blobs.hold(self._engine, keys, on_blocked):
+                yield
+        except LoistError:
+            raise
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise database_failed(exc, self._engine.url, action="lock") from None
+
+    async def referenced_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` any row references (audio or thumbnail, any status)."""
+        async with self._tx() as conn:
+            return await blobs.referenced_keys(conn, keys)
+
+    async def completed_refs(self, *, after: uuid.UUID | None = None, limit: int = 500) -> list[blobs.BlobRefs]:
+        """A page of COMPLETED rows' blob keys in id order (pass the last id as ``after``)."""
+        async with self._tx() as conn:
+            return await blobs.completed_refs(conn, after, limit)
+
+    async def restore(self, track_id: uuid.UUID, blob_key: str, thumbnail_key: str | None) -> Track | None:
+        """A row made COMPLETED again with these (verified) blobs; under :meth:`locked`."""
+        async with self._tx("update") as conn:
+            row = await blobs.restore(conn, track_id, blob_key, thumbnail_key)
+            return None if row is None else row_to_track(row)
+
+    async def mark_broken(self, track_id: uuid.UUID, code: str, message: str) -> bool:
+        """FAILED with ``code``: a row whose audio is gone (False: the location's FAILED slot is taken)."""
+        async with self._tx("update") as conn:
+            return await blobs.mark_broken(conn, track_id, code, message)
+
+    async def drop_thumbnail(self, track_id: uuid.UUID) -> bool:
+        async with self._tx("update") as conn:
+            return await blobs.drop_thumbnail(conn, track_id)
 
     async def search(self, request: SearchRequest) -> SearchResult:
         return await run_search(self._engine, self.dialect, request)

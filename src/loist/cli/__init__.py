@@ -5,7 +5,7 @@ Every command calls the library service (never SQL or blob I/O here), has ``--he
 :mod:`loist.cli.runner`): 0 means everything succeeded.
 
 One module per topic: :mod:`~loist.cli.tracks` (ingest, show, list, search, delete),
-:mod:`~loist.cli.admin` (db, config, seed, export, import), :mod:`~loist.cli.server` (serve,
+:mod:`~loist.cli.admin` (db, config, seed, fsck, export, import), :mod:`~loist.cli.server` (serve,
 smoke); :mod:`~loist.cli.render` prints results as text or JSON; :mod:`~loist.cli.runner` loads
 the settings, opens the library, runs one call and maps errors. The table below is the whole
 command set, in the order ``loist --help`` lists it.
@@ -33,6 +33,7 @@ app.command("list")(tracks.list_tracks)
 app.command()(tracks.search)
 app.command()(tracks.delete)
 app.command()(admin.seed)
+app.command()(admin.fsck)
 app.command()(server.smoke)
 app.command("export")(admin.export_cmd)
 app.command("import")(admin.import_cmd)

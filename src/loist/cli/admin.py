@@ -1,9 +1,10 @@
 """Commands that look after a library rather than its tracks: ``db``, ``config``, ``seed``,
-``export`` and ``import`` (moving data between environments)."""
+``fsck`` (catalog and blob store agree), ``export`` and ``import`` (moving data between environments)."""
 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
@@ -108,6 +109,24 @@ def _nothing_to_seed() -> NoReturn:
 
 async def _wipe(library: Library) -> int:
     return await library.wipe()
+
+
+# --- consistency -------------------------------------------------------------------------------
+def fsck(
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Remove orphan blobs and leftovers; mark tracks whose audio is gone FAILED.")] = False,
+    grace: Annotated[float, typer.Option(
+        "--grace", min=0, help="Minutes: unreferenced blobs and temp files younger than this are left alone "
+        "(an ingest may be writing them). 0 when nothing is ingesting.")] = 60,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that the catalog and the blob store agree: rows whose blobs are missing, orphan blobs,
+    leftover temp files. Exit 0 when consistent (or all repaired), 1 when problems remain."""
+    from loist.library.fsck import fsck
+
+    report = on_library(as_json, lambda library: fsck(library, repair=repair, grace=timedelta(minutes=grace)))
+    render.fsck_report(report.to_dict(), as_json)
+    finish(report.remaining)
 
 
 # --- moving data between environments ----------------------------------------------------------

@@ -234,6 +234,27 @@ def imported(result: dict[str, Any], as_json: bool) -> None:
         failed_item(f["id"], f["code"], f["message"])
 
 
+def fsck_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(report)
+        return
+    for item in report["items"]:
+        where = item.get("key") or item.get("path")
+        track = f" (track {item['track_id']}, {item['blob']})" if "track_id" in item else ""
+        say(f"{item['kind']:<15} {where}{track}" + (f"  -> {item['action']}" if item["action"] else ""))
+    if report["items_truncated"]:
+        note(f"(the first {len(report['items'])} items; the counts below are complete)")
+    say(
+        f"checked {report['rows_checked']} rows and {report['blobs_checked']} blobs: "
+        f"{report['missing_blobs']} missing blobs, {report['orphan_blobs']} orphan blobs, "
+        f"{report['orphan_sidecars']} orphan sidecars, {report['temp_files']} temp files; "
+        f"{report['repaired']} repaired, {report['remaining']} remaining"
+        + (f" ({report['skipped_young']} younger than the grace period left alone)" if report["skipped_young"] else "")
+    )
+    if report["remaining"] and not report["repair"]:
+        note("run `loist fsck --repair` to fix them")
+
+
 def revision(now: str | None, as_json: bool) -> None:
     if as_json:
         print_json({"current": now})

@@ -3,25 +3,26 @@
 Part of the service layer (it combines the ingest and storage engines), kept apart from
 ``pipeline.py`` so a process-pool worker imports only what this work needs (no database driver,
 no SQLAlchemy): workers start fast and stay small. ``Pipeline.ingest_many`` is the only caller of
-the worker; :class:`NewBlobs` (the blobs one unit of work created, deleted again if it fails) is
+the worker; :class:`NewBlobs` (the blobs one unit of work created, released again if it fails) is
 shared by every path that writes blobs: single and bulk ingest, and import.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loist.config import Settings
-from loist.errors import LoistError
+from loist.errors import LoistError, StorageFailed
 from loist.ingest.analyze import Analysis, analyze_batch
 from loist.storage import open_blob_store
 from loist.storage.base import BlobStore, audio_key, thumbnail_key
 
-log = logging.getLogger(__name__)
+EXISTS_THREADS = 16  # parallel existence checks on a remote store
+Source = tuple[Path | bytes, str | None]  # what was written under a key (a file or bytes), and its type
 
 
 @dataclass(slots=True)
@@ -35,24 +36,55 @@ class Stored:
 
 
 class NewBlobs:
-    """Writes blobs for one unit of work (an ingest, a file of a bulk chunk, an import batch) and
-    remembers which keys it created, so a failure can delete exactly those.
+    """Writes blobs for one unit of work (an ingest, a batch of a bulk run, an import batch) and
+    remembers which keys it created, so a failure can release exactly those, and what it wrote
+    under each key, so it can write it again if the blob is gone when its rows go in.
 
     Keys are content-addressed: a key that exists already holds these bytes and belongs to the rows
-    that reference it, so it is not rewritten, not counted as created, and never deleted here.
-    ``durable=False`` defers the flush to one :meth:`flush` (``store.sync()``) per batch.
+    that reference it, so it is not rewritten and not counted as created. This class never deletes
+    a blob: deleting is decided under the blob locks (``loist.library.lifetime``), which a worker
+    process cannot take. ``durable=False`` defers the flush to one :meth:`flush` per batch.
     """
 
-    def __init__(self, store: BlobStore, *, durable: bool = True, created: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        *,
+        durable: bool = True,
+        created: Iterable[str] = (),
+        sources: dict[str, Source] | None = None,
+    ) -> None:
         self.store = store
         self.durable = durable
         self.created: list[str] = list(created)
+        self.sources: dict[str, Source] = dict(sources or {})
+
+    @classmethod
+    def for_files(cls, store: BlobStore, items: Iterable[tuple[Path, Stored]]) -> NewBlobs:
+        """The record of a bulk batch: blobs the workers wrote (not yet flushed) for these files."""
+        blobs = cls(store, durable=False)
+        for path, stored in items:
+            blobs.created.extend(stored.created)
+            blobs.sources[stored.blob_key] = (path, stored.analysis.audio.mime_type)
+            if stored.thumbnail_key and stored.analysis.thumbnail:
+                blobs.sources[stored.thumbnail_key] = (stored.analysis.thumbnail, "image/jpeg")
+        return blobs
+
+    @classmethod
+    def merged(cls, store: BlobStore, writers: Iterable[NewBlobs]) -> NewBlobs:
+        """One record for the blobs of several writers (an import batch)."""
+        blobs = cls(store)
+        for writer in writers:
+            blobs.created.extend(writer.created)
+            blobs.sources.update(writer.sources)
+        return blobs
 
     def exists(self, key: str) -> bool:
         return self.store.exists(key)
 
     def put_file(self, key: str, path: Path, content_type: str | None) -> bool:
         """Upload ``path`` under ``key`` unless the key exists; True when this call created it."""
+        self.sources[key] = (Path(path), content_type)
         if self.store.exists(key):
             return False
         self.store.put_file(key, path, content_type, durable=self.durable)
@@ -61,6 +93,7 @@ class NewBlobs:
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None) -> bool:
         """Store ``data`` under ``key`` unless the key exists; True when this call created it."""
+        self.sources[key] = (bytes(data), content_type)
         if self.store.exists(key):
             return False
         self.store.put_bytes(key, data, content_type, durable=self.durable)
@@ -76,28 +109,49 @@ class NewBlobs:
         if not self.durable:
             self.store.sync()
 
-    def discard(self) -> None:
-        """Delete every blob this created (the work failed); one that will not go is logged as an orphan."""
-        for key in self.created:
-            try:
-                self.store.delete(key)
-            except LoistError:
-                log.error("could not remove blob %s after a failed write; it is now an orphan", key)
-        self.created.clear()
+    def ensure(self, keys: Iterable[str]) -> list[str]:
+        """Check that every key exists and write again any that does not; return those rewritten.
+
+        Called with the keys' locks held, just before rows that reference them go in: a blob this
+        work found or wrote may have been deleted since (its last row was deleted, or another
+        failed write released it). StorageFailed when this work has no copy of a missing blob.
+        """
+        wanted = sorted(set(keys))
+        if self.store.name == "local" or len(wanted) < 2:
+            present = [self.store.exists(key) for key in wanted]
+        else:  # a round trip each: ask in parallel
+            with ThreadPoolExecutor(max_workers=min(EXISTS_THREADS, len(wanted))) as pool:
+                present = list(pool.map(self.store.exists, wanted))
+        rewritten = [key for key, there in zip(wanted, present, strict=True) if not there]
+        for key in rewritten:
+            self._write_again(key)
+            self.created.append(key)
+        return rewritten
+
+    def _write_again(self, key: str) -> None:
+        source = self.sources.get(key)
+        if source is None:
+            raise StorageFailed(f"blob {key!r} is missing and this work has no copy of it to write again")
+        data, content_type = source
+        if isinstance(data, bytes):
+            self.store.put_bytes(key, data, content_type)
+        elif data.is_file():
+            self.store.put_file(key, data, content_type)
+        else:
+            raise StorageFailed(
+                f"blob {key!r} was deleted while this work was writing it and its source {data} is gone: retry"
+            )
 
 
 def put_blobs(blobs: NewBlobs, analysis: Analysis, path: Path) -> tuple[str, str | None]:
-    """Store an analysed file's audio (and thumbnail); return their keys. All or nothing."""
+    """Store an analysed file's audio (and thumbnail); return their keys. On a failure the caller
+    releases ``blobs.created`` (a bulk worker cannot: what it wrote stays for ``loist fsck``)."""
     key = audio_key(analysis.sha256, analysis.extension)
     blobs.put_file(key, path, analysis.audio.mime_type)
     thumb: str | None = None
     if analysis.thumbnail:
         thumb = thumbnail_key(analysis.sha256)
-        try:
-            blobs.put_bytes(thumb, analysis.thumbnail, "image/jpeg")
-        except LoistError:
-            blobs.discard()
-            raise
+        blobs.put_bytes(thumb, analysis.thumbnail, "image/jpeg")
     return key, thumb
 
 

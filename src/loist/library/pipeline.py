@@ -1,13 +1,16 @@
 """The ingest pipeline: fetch -> sniff/analyse -> store blob -> write row, with its consistency rules.
 
 * content is unique by sha256: ingesting the same bytes again returns the existing track;
-* a failed ingest leaves no blob behind and at most a ``FAILED`` record with its error code;
+* a failed ingest leaves no blob behind (unless the database cannot be reached to release them:
+  ``loist fsck`` removes those) and at most a ``FAILED`` record with its error code;
 * no committed row points at a blob that is not durable.
 
 :meth:`Pipeline.commit` is the one place rows meet the blobs written for them: flush the blobs,
-insert the rows in one transaction, and on failure delete the blobs this work created (only those:
-content-addressed blobs that existed already belong to other rows). Single ingest, bulk ingest and
-``loist import`` (through ``Library.import_tracks``) all end there.
+then with their locks held check them (writing again any a concurrent delete removed) and insert
+the rows in one transaction; on failure release the blobs this work created (only those:
+content-addressed blobs that existed already belong to other rows). See
+:mod:`loist.library.lifetime`. Single ingest, bulk ingest, seeding and ``loist import`` (through
+``Library.import_tracks``) all end there.
 
 ``progress`` callbacks are ``(stage, done, total)`` with stages ``fetching`` (bytes),
 ``reading_tags``, ``storing``, ``cataloguing``; they may be sync or async.
@@ -37,6 +40,7 @@ from loist.ingest.fetch import download
 from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
 from loist.library.bulk import NewBlobs, Stored, analyse_and_store, bulk_worker, put_blobs
+from loist.library.lifetime import BlobLifetime, Checkpoints
 from loist.library.storage_pool import StoragePool
 from loist.model import Source, Track, TrackStatus, new_track_id
 from loist.storage.base import BlobStore
@@ -48,6 +52,7 @@ Progress = Callable[[str, int | None, int | None], Awaitable[None] | None]
 # Bulk ingest writes rows in batches of this many; analysis runs in a process pool meanwhile.
 BULK_BATCH = 256
 ANALYSE_CHUNK = 32
+DOWNLOAD_TEMP_PREFIX = "loist-dl-"  # a URL downloads into a temp folder named so (loist fsck finds leftovers)
 
 FileInput = tuple[str, Path, bool]  # (input as given, path, named by the caller rather than found in a folder)
 
@@ -125,6 +130,16 @@ class Pipeline:
         self.storage_pool = storage_pool  # every blocking store call runs here (loist.library.storage_pool)
         self._policy = AddressPolicy(allow_private=settings.allow_private_urls)
         self._pool: Executor | None = None
+        self.lifetime = BlobLifetime(catalog, store, storage_pool)
+
+    @property
+    def checkpoints(self) -> Checkpoints:
+        """The named points of ingest and delete (a test replaces them to force an interleaving)."""
+        return self.lifetime.checkpoints
+
+    @checkpoints.setter
+    def checkpoints(self, value: Checkpoints) -> None:
+        self.lifetime.checkpoints = value
 
     def close(self) -> None:
         if self._pool is not None:
@@ -133,17 +148,16 @@ class Pipeline:
 
     # --- rows meet their blobs -------------------------------------------------------------------
     async def commit(self, tracks: Sequence[Track], blobs: NewBlobs) -> list[tuple[Track, bool]]:
-        """Flush ``blobs``, then insert ``tracks`` in one transaction (each deduplicated by sha256).
+        """Flush ``blobs``, then insert ``tracks`` in one transaction (each deduplicated by sha256),
+        their blobs verified with their locks held (``BlobLifetime.claim``).
 
-        On any failure the blobs ``blobs`` created are deleted and the error is raised: no row
-        was written, so nothing references them.
+        On any failure the blobs ``blobs`` created are released and the error is raised.
         """
-        try:
-            await self.storage_pool.run(blobs.flush)  # before any row references these blobs
-            return await self.catalog.add_many(tracks)
-        except BaseException:
-            await self.storage_pool.run(blobs.discard)
-            raise
+        return await self.lifetime.claim(tracks, blobs)
+
+    async def discard(self, blobs: NewBlobs) -> None:
+        """Release the blobs a failed unit of work created (those no row references)."""
+        await self.lifetime.discard(blobs)
 
     # --- one input -------------------------------------------------------------------------------
     async def ingest_url(
@@ -163,7 +177,7 @@ class Pipeline:
             max_bytes = min(max_bytes, int(max_size_mb * 1024 * 1024))
         source = Source(type="http_url", location=url, original_filename=filename)
         try:
-            with tempfile.TemporaryDirectory(prefix="loist-dl-") as tmp:
+            with tempfile.TemporaryDirectory(prefix=DOWNLOAD_TEMP_PREFIX) as tmp:
                 fetched = await download(
                     url,
                     Path(tmp) / "download",
@@ -206,14 +220,24 @@ class Pipeline:
         self, analysis: Analysis, path: Path, source: Source, progress: Progress | None
     ) -> tuple[Track, bool]:
         existing = await self.catalog.get_by_sha256(analysis.sha256)
-        if existing is not None:
+        await self.checkpoints.reached("looked_up")
+        thumbnail = analysis.thumbnail is not None
+        if existing is not None and (current := await self.lifetime.confirm(existing, thumbnail=thumbnail)):
             await self._clear_failures(source)
-            return existing, False
+            return current, False
+        # New bytes, or a row that was deleted meanwhile or lost its blobs: write them (the
+        # commit re-checks under the blob locks, and repairs a row that is there but broken).
         await _emit(progress, "storing")
         blobs = NewBlobs(self.store)
-        key, thumb = await self.storage_pool.run(put_blobs, blobs, analysis, path)
+        try:
+            key, thumb = await self.storage_pool.run(put_blobs, blobs, analysis, path)
+        except BaseException:
+            await self.lifetime.discard(blobs)
+            raise
+        await self.checkpoints.reached("stored")
         await _emit(progress, "cataloguing")
         [(track, created)] = await self.commit([new_track(analysis, source, key, thumb)], blobs)
+        await self.checkpoints.reached("committed")
         await self._clear_failures(source)
         return track, created
 
@@ -347,7 +371,7 @@ class Pipeline:
 
     async def _catalog_batch(self, batch: list[tuple[str, Path, Stored]]) -> list[IngestOutcome]:
         """Flush the batch's blobs once, then write its rows in one transaction."""
-        blobs = NewBlobs(self.store, durable=False, created=[k for _, _, stored in batch for k in stored.created])
+        blobs = NewBlobs.for_files(self.store, [(path, stored) for _, path, stored in batch])
         tracks = [
             new_track(stored.analysis, _file_source(path), stored.blob_key, stored.thumbnail_key)
             for _, path, stored in batch

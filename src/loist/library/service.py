@@ -5,7 +5,8 @@ blob -> write row, and its consistency rules) is :mod:`loist.library.pipeline`, 
 owns and delegates to; reading, editing, deleting, wiping, streaming and the import of tracks
 brought from elsewhere live here. Rules the facade keeps:
 
-* a blob is deleted only when no row references it any more;
+* a blob is deleted only when no row references it any more, decided with its lock held
+  (:mod:`loist.library.lifetime`);
 * an import batch's rows go in through the pipeline's one commit, so a failed batch leaves no blob
   it created behind, exactly like a failed ingest.
 """
@@ -208,14 +209,12 @@ class Library:
         return updated
 
     async def delete(self, track_id: uuid.UUID | str) -> Track:
-        """Remove the row, then its blob and thumbnail unless another row still references them."""
+        """Remove the row, then its blob and thumbnail unless another row still references them
+        (decided with the blobs' locks held: see ``loist.library.lifetime``)."""
         tid = parse_track_id(track_id)
-        track = await self.catalog.delete(tid)
+        track = await self.pipeline.lifetime.delete_track(tid)
         if track is None:
             raise NotFound(f"no track with id {tid}")
-        for key in (track.blob_key, track.thumbnail_key):
-            if key and await self.catalog.count_blob_refs(key) == 0:
-                await self.storage_pool.run(self.store.delete, key)
         return track
 
     async def wipe(self, *, delete_blobs: bool = True) -> int:
@@ -228,9 +227,8 @@ class Library:
             count += 1
             keys.update(k for k in (track.blob_key, track.thumbnail_key) if k)
         await self.catalog.wipe()
-        if delete_blobs:
-            for key in sorted(keys):
-                await self.storage_pool.run(self.store.delete, key)
+        if delete_blobs:  # released like a delete's: an ingest running meanwhile keeps what it claims
+            await self.pipeline.lifetime.release(keys)
         return count
 
     # --- tracks from another library (loist import) ----------------------------------------------
@@ -244,8 +242,12 @@ class Library:
         One transaction, each track deduplicated by sha256 like an ingest; ``(track, created)`` per
         item. If it fails, every blob these writers created is deleted again and the error raised.
         """
-        created = [key for _, blobs in items for key in blobs.created]
-        return await self.pipeline.commit([track for track, _ in items], NewBlobs(self.store, created=created))
+        blobs = NewBlobs.merged(self.store, [writer for _, writer in items])
+        return await self.pipeline.commit([track for track, _ in items], blobs)
+
+    async def discard(self, blobs: NewBlobs) -> None:
+        """Release the blobs a writer from :meth:`blob_writer` created, for work that failed."""
+        await self.pipeline.discard(blobs)
 
     async def ensure_synthetic_blob(self, blobs: NewBlobs | None = None) -> int:
         """Put the small silent blob every synthetic track shares, unless it is there; return its size.
@@ -322,16 +324,17 @@ class Library:
         """Add ``n`` metadata-only tracks sharing one small silent blob (benchmarks, staging)."""
         if n < 0:
             raise InvalidArgument("n must be >= 0")
-        size = await self.ensure_synthetic_blob()
+        blobs = self.blob_writer()
+        size = await self.ensure_synthetic_blob(blobs)
         added = 0
         chunk: list[Track] = []
         for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=size):
             chunk.append(track)
             if len(chunk) >= batch:
-                added += sum(created for _, created in await self.catalog.add_many(chunk))
+                added += sum(created for _, created in await self.pipeline.commit(chunk, blobs))
                 chunk = []
         if chunk:
-            added += sum(created for _, created in await self.catalog.add_many(chunk))
+            added += sum(created for _, created in await self.pipeline.commit(chunk, blobs))
         return added
 
 

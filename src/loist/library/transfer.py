@@ -54,6 +54,7 @@ from loist.storage.base import BlobStore, audio_key, thumbnail_key
 FORMAT_NAME = "loist-export"
 FORMAT_VERSION = 1
 IMPORT_BATCH = 100  # rows per transaction on import
+IMPORT_TEMP_PREFIX = "loist-import-"  # the temp folder of an import (loist fsck finds leftovers)
 ANON_HOST = "anon.invalid"  # RFC 2606: can never resolve, so an anonymised URL is never fetched
 ANONYMIZED_FIELDS = (
     "source.location",
@@ -292,7 +293,7 @@ class Importer:
             try:
                 prepared = await self.prepare(track, blobs)
             except LoistError as exc:
-                await self.library.storage_pool.run(blobs.discard)
+                await self.library.discard(blobs)
                 self.report.failed.append({"id": str(track.id), "code": str(exc.code), "message": exc.message})
                 continue
             batch.append((prepared, blobs))
@@ -332,7 +333,7 @@ class Importer:
                 self.report.copied += 1
                 return base
             except LoistError:
-                await self.library.storage_pool.run(blobs.discard)  # half a copy (audio without its thumbnail) goes
+                await self.library.discard(blobs)  # half a copy (audio without its thumbnail) goes
                 self.report.fell_back += 1
         return await self.library.storage_pool.run(self._regenerate, base, blobs)
 
@@ -435,7 +436,7 @@ async def import_file(
     header, tracks = read_export(path)
     store = source_store(library, source_bucket=source_bucket, source_dir=source_dir)
     mode: BlobMode = blobs or ("copy" if store is not None else "silence")
-    with tempfile.TemporaryDirectory(prefix="loist-import-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=IMPORT_TEMP_PREFIX) as tmp:
         importer = Importer(library, mode, store, Path(tmp))
         report = await importer.run(tracks)
     if progress is not None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 CHUNK_SIZE = 256 * 1024
 MAX_READ_RANGE = 4 * 1024 * 1024  # the most :meth:`BlobStore.read_range` returns in one piece
@@ -24,6 +24,26 @@ class BlobInfo:
     size: int
     content_type: str | None
     etag: str  # strong validator, quoted form not included
+    updated: datetime  # timezone-aware UTC
+
+
+@dataclass(frozen=True, slots=True)
+class ListedBlob:
+    """One blob as a listing sees it (:meth:`BlobStore.list_keys`)."""
+
+    key: str
+    size: int
+    updated: datetime  # timezone-aware UTC: when it was written
+
+
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """A file a backend keeps beside its blobs that belongs to none (:meth:`BlobStore.leftovers`):
+    a ``temp`` file of a write that never finished, or a ``sidecar`` whose blob is gone."""
+
+    name: str  # where it is, relative to the store (for messages and for remove_leftover)
+    kind: Literal["temp", "sidecar"]
+    size: int
     updated: datetime  # timezone-aware UTC
 
 
@@ -89,6 +109,20 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Delete a blob. Idempotent: deleting a missing key is not an error."""
+        ...
+
+    def list_keys(self, prefix: str = "") -> Iterator[ListedBlob]:
+        """Every blob whose key starts with ``prefix``, streamed (a page at a time, any order)."""
+        ...
+
+    def leftovers(self) -> Iterator[Leftover]:
+        """Temp files of interrupted writes and sidecars without their blob (none on backends
+        whose writes leave nothing behind)."""
+        ...
+
+    def remove_leftover(self, item: Leftover) -> None:
+        """Remove one leftover found by :meth:`leftovers` (idempotent; a sidecar whose blob came
+        back meanwhile stays)."""
         ...
 
     def signed_url(self, key: str, ttl_s: int, *, method: str = "GET") -> str | None:

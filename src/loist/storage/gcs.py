@@ -46,7 +46,7 @@ from google.cloud.storage import exceptions as media_exc
 from google.cloud.storage.retry import DEFAULT_RETRY, _should_retry
 
 from loist.errors import InvalidArgument, LoistError, NotFound, StorageFailed
-from loist.storage.base import CHUNK_SIZE, MAX_READ_RANGE, BlobInfo
+from loist.storage.base import CHUNK_SIZE, MAX_READ_RANGE, BlobInfo, Leftover, ListedBlob
 from loist.storage.breaker import CircuitBreaker
 from loist.storage.checks import DEFAULT_CONTENT_TYPE, check_range, check_read_range, validate_key
 
@@ -321,6 +321,22 @@ class GcsBlobStore:
         with self._guard("download", key, missing=self._missing(key)):
             # Streams to disk and verifies the whole-object checksum.
             self.bucket.blob(key).download_to_filename(str(path), timeout=self._timeout, retry=self._write_retry)
+
+    # --- listing (loist fsck) --------------------------------------------------------------------
+    def list_keys(self, prefix: str = "") -> Iterator[ListedBlob]:
+        """Objects whose name starts with ``prefix``, a page (1,000) per request."""
+        with self._guard("list"):
+            for blob in self.client.list_blobs(
+                self.bucket_name, prefix=prefix or None, timeout=self._timeout, retry=self._read_retry
+            ):
+                yield ListedBlob(blob.name, int(blob.size or 0), _info(blob.name, blob).updated)
+
+    def leftovers(self) -> Iterator[Leftover]:
+        """None: an object appears only when its upload is finalised, and there are no sidecars."""
+        return iter(())
+
+    def remove_leftover(self, item: Leftover) -> None:
+        raise InvalidArgument(f"not a leftover of this store: {item.name!r}")
 
     # --- delete / misc ---------------------------------------------------------------------------
     def delete(self, key: str) -> None:

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from loist.errors import InvalidArgument, NotFound, StorageFailed
-from loist.storage.base import CHUNK_SIZE, MAX_READ_RANGE, BlobInfo
+from loist.storage.base import CHUNK_SIZE, MAX_READ_RANGE, BlobInfo, Leftover, ListedBlob
 from loist.storage.checks import DEFAULT_CONTENT_TYPE, check_range, check_read_range, validate_key
 
 META_DIR = ".meta"
+TEMP_PREFIX = ".tmp-"  # temp files of atomic writes, beside their target
 
 
 class LocalBlobStore:
@@ -92,7 +93,7 @@ class LocalBlobStore:
         meta = self._meta_path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+            fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
         except OSError as exc:
             raise StorageFailed(
                 f"cannot write blob {key!r} under {self.root}: {exc.strerror or exc}"
@@ -125,7 +126,7 @@ class LocalBlobStore:
 
     def _write_small_atomic(self, target: Path, data: bytes, durable: bool = True) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
@@ -238,6 +239,59 @@ class LocalBlobStore:
         validate_key(key)
         return None
 
+    # --- listing (loist fsck) --------------------------------------------------------------------
+    def list_keys(self, prefix: str = "") -> Iterator[ListedBlob]:
+        """Blob files under the folder of ``prefix`` (hidden temp files and sidecars excluded)."""
+        folder, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*validate_key(folder).split("/")) if folder else self.root
+        for entry, rel in _walk(start, self.root, hidden=False):
+            if rel.startswith(prefix):
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue  # deleted since the folder was read
+                yield ListedBlob(rel, st.st_size, _mtime(st))
+
+    def leftovers(self) -> Iterator[Leftover]:
+        """``.tmp-*`` files anywhere under the folder, and sidecars in ``.meta`` without their blob."""
+        for entry, rel in _walk(self.root, self.root, hidden=True):
+            if entry.name.startswith(TEMP_PREFIX):
+                kind = "temp"
+            elif self._orphan_sidecar(rel):
+                kind = "sidecar"
+            else:
+                continue
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue  # finished (or removed) since the folder was read
+            yield Leftover(rel, kind, st.st_size, _mtime(st))
+
+    def _orphan_sidecar(self, rel: str) -> bool:
+        if not rel.startswith(META_DIR + "/") or not rel.endswith(".json"):
+            return False
+        key = rel[len(META_DIR) + 1 : -len(".json")]
+        try:
+            return not self._path(key).is_file()
+        except InvalidArgument:  # not a sidecar this store wrote
+            return False
+
+    def remove_leftover(self, item: Leftover) -> None:
+        parts = item.name.split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            raise InvalidArgument(f"not a leftover of this store: {item.name!r}")
+        if item.kind == "temp" and parts[-1].startswith(TEMP_PREFIX):
+            pass
+        elif item.kind == "sidecar" and item.name.startswith(META_DIR + "/"):
+            if not self._orphan_sidecar(item.name):
+                return  # its blob is there (again): the sidecar belongs to it
+        else:
+            raise InvalidArgument(f"not a leftover of this store: {item.name!r}")
+        try:
+            self.root.joinpath(*parts).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageFailed(f"cannot remove {item.name!r}: {exc.strerror or exc}") from exc
+
     def ping(self) -> None:
         if not self.root.is_dir():
             raise StorageFailed(f"blob folder {self.root} does not exist (or is not a folder)")
@@ -254,6 +308,32 @@ class LocalBlobStore:
                 f"less than STORAGE_MIN_FREE_MB={self.min_free_bytes // (1024 * 1024)}",
                 details={"reason": "LOW_DISK_SPACE", "free_bytes": free, "min_free_bytes": self.min_free_bytes},
             )
+
+
+def _walk(folder: Path, root: Path, *, hidden: bool) -> Iterator[tuple[os.DirEntry[str], str]]:
+    """Regular files under ``folder`` with their path relative to ``root`` (``/``-separated), one
+    folder read at a time; names starting with ``.`` are skipped unless ``hidden``."""
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise StorageFailed(f"cannot list {current}: {exc.strerror or exc}") from exc
+        for entry in entries:
+            if not hidden and entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                yield entry, Path(entry.path).relative_to(root).as_posix()
+
+
+def _mtime(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC)
 
 
 def _stream(handle: BinaryIO, key: str, remaining: int) -> Iterator[bytes]:
