@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import statistics
@@ -41,15 +42,33 @@ LOIST = Path(sys.executable).with_name("loist")
 class Phase:
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    lock_waits_ms: list[float] = field(default_factory=list)  # updates that found the lock taken
     seconds: float = 0.0
 
     def row(self, name: str) -> str:
         lat = sorted(self.latencies_ms) or [0.0]
-        p95 = lat[min(len(lat) - 1, int(len(lat) * 0.95))]
         done = len(self.latencies_ms)
         rate = done / self.seconds if self.seconds else 0.0
+        waits = self.lock_waits_ms or [0.0]
         return (f"| {name} | {done + len(self.failures):,} | {len(self.failures)} | {rate:,.0f}/s | "
-                f"{statistics.median(lat):.1f} | {p95:.1f} | {max(lat):,.1f} |")
+                f"{statistics.median(lat):.1f} | {_p95(lat):.1f} | {max(lat):,.1f} | "
+                f"{len(self.lock_waits_ms):,} | {_p95(sorted(waits)):,.1f} | {max(waits):,.1f} |")
+
+
+def _p95(values: list[float]) -> float:
+    return values[min(len(values) - 1, int(len(values) * 0.95))]
+
+
+class LockWaits(logging.Handler):
+    """Collects the waits for SQLite's write lock that loist.catalog.engine logs at DEBUG."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.phase: Phase | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.phase is not None and record.msg.startswith("SQLite write lock taken after"):
+            self.phase.lock_waits_ms.append(float(record.args[0]) * 1000)  # type: ignore[index]
 
 
 async def update_loop(lib: Library, ids: list[str], phase: Phase, concurrency: int, stop) -> None:  # noqa: ANN001
@@ -75,6 +94,10 @@ async def update_loop(lib: Library, ids: list[str], phase: Phase, concurrency: i
 
 
 async def run(args: argparse.Namespace) -> None:
+    waits = LockWaits()
+    engine_log = logging.getLogger("loist.catalog.engine")
+    engine_log.setLevel(logging.DEBUG)
+    engine_log.addHandler(waits)
     with tempfile.TemporaryDirectory(prefix="loist-bench-writers-") as tmp:
         data = Path(tmp) / "data"
         settings = Settings(data_dir=data, _env_file=None)
@@ -82,7 +105,7 @@ async def run(args: argparse.Namespace) -> None:
             await lib.seed_synthetic(args.base, seed=99)
             ids = [str(t.id) for t in (await lib.list(limit=min(args.base, 1000))).items]
 
-            baseline = Phase()
+            baseline = waits.phase = Phase()
             await update_loop(lib, ids, baseline, args.concurrency,
                               lambda: len(baseline.latencies_ms) + len(baseline.failures) >= args.updates)
 
@@ -92,7 +115,7 @@ async def run(args: argparse.Namespace) -> None:
                 [str(LOIST), "seed", "--synthetic", str(args.seed_tracks), "--json"],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
-            contended = Phase()
+            contended = waits.phase = Phase()
             await update_loop(lib, ids, contended, args.concurrency, lambda: seeder.poll() is not None)
             out, err = seeder.communicate()
             seed_s = time.perf_counter() - started
@@ -103,8 +126,8 @@ async def run(args: argparse.Namespace) -> None:
     print(f"Seed of {args.seed_tracks:,} synthetic tracks beside the updates: {seed_s:.1f} s "
           f"({args.seed_tracks / seed_s:,.0f} tracks/s), exit code {seeder.returncode}")
     print()
-    print("| phase | updates | failed | throughput | p50 ms | p95 ms | max ms |")
-    print("|---|---|---|---|---|---|---|")
+    print("| phase | updates | failed | throughput | p50 ms | p95 ms | max ms | waited for lock | wait p95 ms | wait max ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print(baseline.row("updates alone"))
     print(contended.row(f"updates beside `loist seed --synthetic {args.seed_tracks}`"))
     for message in sorted(set(contended.failures + baseline.failures))[:5]:

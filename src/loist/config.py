@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     db_password: SecretStr | None = None
     db_connection_name: str | None = None  # Cloud SQL "project:region:instance" -> /cloudsql/<name>
     db_pool_size: int = Field(default=5, ge=1, le=100)
+    sqlite_write_timeout_s: float = Field(default=30, gt=0, le=3600)
 
     # --- storage ---------------------------------------------------------------------------------
     storage_backend: Literal["local", "gcs"] = "local"

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from loist.catalog import Catalog
+from loist.catalog.engine import background_writes
 from loist.config import Settings
 from loist.errors import Internal, InvalidArgument, LoistError, NotFound
 from loist.ingest.analyze import Analysis, analyze
@@ -126,7 +127,9 @@ class Library:
         """
         if settings.database_dialect == "sqlite":
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-        catalog = Catalog.from_url(settings.sqlalchemy_url(), pool_size=settings.db_pool_size)
+        catalog = Catalog.from_url(
+            settings.sqlalchemy_url(), pool_size=settings.db_pool_size, write_timeout_s=settings.sqlite_write_timeout_s
+        )
         try:
             if migrate is None:
                 migrate = settings.database_dialect == "sqlite"
@@ -557,24 +560,33 @@ class Library:
             "storage": {"backend": self.store.name, **checks["storage"]},
         }
 
-    async def seed_synthetic(self, n: int, *, seed: int = 0, batch: int = 5000) -> int:
-        """Add ``n`` metadata-only tracks sharing one small silent blob (benchmarks, staging)."""
-        from loist.library.synthetic import generate_tracks
+    async def seed_synthetic(
+        self, n: int, *, seed: int = 0, batch: int | None = None, progress: Progress | None = None
+    ) -> int:
+        """Add ``n`` metadata-only tracks sharing one small silent blob (benchmarks, staging).
+
+        The rows go in in short transactions of ``batch`` (default ``synthetic.SEED_BATCH``), so
+        another writer of the same SQLite file (a server's tag edit) gets the lock between them;
+        ``progress("seeding", done, n)`` is called after each one has committed.
+        """
+        from loist.library.synthetic import SEED_BATCH, generate_tracks
 
         if n < 0:
             raise InvalidArgument("n must be >= 0")
+        batch = batch or SEED_BATCH
         data = silent_wav(1.0)
         if not await asyncio.to_thread(self.store.exists, SYNTHETIC_BLOB_KEY):
             await asyncio.to_thread(self.store.put_bytes, SYNTHETIC_BLOB_KEY, data, "audio/wav")
-        added = 0
+        added = done = 0
         chunk: list[Track] = []
-        for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=len(data)):
-            chunk.append(track)
-            if len(chunk) >= batch:
-                added += sum(created for _, created in await self.catalog.add_many(chunk))
-                chunk = []
-        if chunk:
-            added += sum(created for _, created in await self.catalog.add_many(chunk))
+        with background_writes():
+            for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=len(data)):
+                chunk.append(track)
+                if len(chunk) >= batch or done + len(chunk) == n:
+                    added += sum(created for _, created in await self.catalog.add_many(chunk))
+                    done += len(chunk)
+                    chunk = []
+                    await _emit(progress, "seeding", done, n)
         return added
 
 

@@ -102,6 +102,11 @@ SUFFIXES = [
     " (Demo)", " (Extended Mix)", " - Live at Wembley Stadium, London, 1986", " (Instrumental)",
 ]
 ARTISTS_PER_GENRE = 400
+# Rows per seeding transaction. On SQLite a transaction holds the file's one write lock: 200 rows
+# hold it ~0.1 s (search-index triggers included), so a tag edit from a server beside `loist seed`
+# waits about that long, not the 2 s of the 5,000-row transactions this once used. Measured, 10,000
+# rows: 200 per transaction 1,367 tracks/s, 500 1,603/s, 1,000 1,646/s, 100 726/s (docs/benchmarks.md).
+SEED_BATCH = 200
 
 M = TypeVar("M", bound=BaseModel)
 
