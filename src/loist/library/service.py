@@ -19,7 +19,6 @@ import inspect
 import io
 import logging
 import os
-import tempfile
 import time
 import uuid
 import wave
@@ -38,9 +37,10 @@ from loist.catalog.engine import background_writes
 from loist.config import Settings
 from loist.errors import Internal, InvalidArgument, LoistError, NotFound
 from loist.ingest.analyze import Analysis, analyze
-from loist.ingest.fetch import download
+from loist.ingest.fetch import download_to_temp
 from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
+from loist.ingest.tempspace import TempBudget
 from loist.library.bulk import Stored, analyse_and_store, bulk_worker, put_blobs
 from loist.model import (
     TAG_FIELDS,
@@ -114,6 +114,7 @@ class Library:
         self.catalog = catalog
         self.store = store
         self._policy = AddressPolicy(allow_private=settings.allow_private_urls)
+        self._temp_budget = TempBudget(settings.download_temp_budget_bytes)  # shared by every URL ingest
         self._pool: Executor | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -209,16 +210,15 @@ class Library:
             max_bytes = min(max_bytes, int(max_size_mb * 1024 * 1024))
         source = Source(type="http_url", location=url, original_filename=filename)
         try:
-            with tempfile.TemporaryDirectory(prefix="loist-dl-") as tmp:
-                fetched = await download(
-                    url,
-                    Path(tmp) / "download",
-                    headers=headers,
-                    max_bytes=max_bytes,
-                    timeout_s=self.settings.download_timeout_s,
-                    policy=self._policy,
-                    progress=progress,
-                )
+            async with download_to_temp(
+                url,
+                budget=self._temp_budget,
+                headers=headers,
+                max_bytes=max_bytes,
+                timeout_s=self.settings.download_timeout_s,
+                policy=self._policy,
+                progress=progress,
+            ) as fetched:
                 source = source.model_copy(update={"original_filename": filename or fetched.filename})
                 await _emit(progress, "reading_tags")
                 analysis = await asyncio.to_thread(analyze, fetched.path, original_filename=source.original_filename)
