@@ -186,3 +186,23 @@ async def test_a_long_seed_lets_another_library_write_between_its_transactions(
     assert visible == 1 + SEED_BATCH  # committed: the other library sees exactly that batch
     assert title == f"edited after {SEED_BATCH}"
     assert busy_log.count == 0  # and it never found the lock taken
+
+
+async def test_writers_of_one_process_take_their_turns_in_arrival_order(
+    library: Library, holder: LockHolder, busy_log: BusyLog
+) -> None:
+    await library.seed_synthetic(1, seed=5)
+    track = (await library.list()).items[0]
+    await holder.lock()
+    writes = [
+        asyncio.create_task(library.catalog.update_tags(track.id, track.tags.model_copy(update={"title": f"#{i}"})))
+        for i in range(1, 9)
+    ]
+    # the first in line finds the lock taken (5 times, then the test lets go); the rest queue
+    waited = asyncio.create_task(busy_log.waited.wait())
+    await asyncio.wait({waited, *writes}, return_when=asyncio.FIRST_COMPLETED)
+    assert waited.done() and not any(write.done() for write in writes)
+    await holder.release()
+    titles = [(await write).tags.title for write in writes]  # type: ignore[union-attr]
+    assert titles == [f"#{i}" for i in range(1, 9)]
+    assert (await library.get(track.id)).tags.title == "#8"  # committed in the order they came
