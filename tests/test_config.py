@@ -188,3 +188,11 @@ def test_every_setting_is_documented() -> None:
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", doc, flags=re.M))
     missing = set(env_names()) - documented
     assert not missing, f"settings missing from docs/configuration.md: {sorted(missing)}"
+
+
+def test_the_download_temp_budget_defaults_to_the_file_size_limit_and_cannot_be_below_it() -> None:
+    assert Settings(_env_file=None, max_file_size_mb=200).download_temp_budget_bytes == 200 * 1024 * 1024
+    roomy = Settings(_env_file=None, max_file_size_mb=200, download_temp_budget_mb=600)
+    assert roomy.download_temp_budget_bytes == 600 * 1024 * 1024 and roomy.problems() == []
+    tight = Settings(_env_file=None, max_file_size_mb=200, download_temp_budget_mb=100)
+    assert any("DOWNLOAD_TEMP_BUDGET_MB (100) is below MAX_FILE_SIZE_MB (200)" in p for p in tight.problems())

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     db_password: SecretStr | None = None
     db_connection_name: str | None = None  # Cloud SQL "project:region:instance" -> /cloudsql/<name>
     db_pool_size: int = Field(default=5, ge=1, le=100)
+    sqlite_write_timeout_s: float = Field(default=30, gt=0, le=3600)
 
     # --- storage ---------------------------------------------------------------------------------
     storage_backend: Literal["local", "gcs"] = "local"
@@ -73,6 +74,7 @@ class Settings(BaseSettings):
     # --- ingest ----------------------------------------------------------------------------------
     max_file_size_mb: float = Field(default=500, gt=0)
     download_timeout_s: float = Field(default=300, gt=0)
+    download_temp_budget_mb: float | None = Field(default=None, gt=0)  # default: MAX_FILE_SIZE_MB
     allow_private_urls: bool = False
     ingest_concurrency: int = Field(default=0, ge=0, le=64)  # 0 = one worker per core
 
@@ -141,6 +143,12 @@ class Settings(BaseSettings):
         return int(self.max_file_size_mb * 1024 * 1024)
 
     @property
+    def download_temp_budget_bytes(self) -> int:
+        """Temporary space all concurrent URL downloads of this process may hold together."""
+        budget_mb = self.download_temp_budget_mb if self.download_temp_budget_mb is not None else self.max_file_size_mb
+        return int(budget_mb * 1024 * 1024)
+
+    @property
     def effective_ingest_concurrency(self) -> int:
         import os
 
@@ -174,6 +182,11 @@ class Settings(BaseSettings):
             found.append("AUTH_ENABLED is true but BEARER_TOKEN is empty")
         if self.storage_backend == "gcs" and not self.gcs_bucket_name:
             found.append("STORAGE_BACKEND=gcs needs GCS_BUCKET_NAME")
+        if self.download_temp_budget_mb is not None and self.download_temp_budget_mb < self.max_file_size_mb:
+            found.append(
+                f"DOWNLOAD_TEMP_BUDGET_MB ({self.download_temp_budget_mb:g}) is below MAX_FILE_SIZE_MB "
+                f"({self.max_file_size_mb:g}): a file of the largest allowed size could never be downloaded"
+            )
         try:
             url = self.sqlalchemy_url()
         except ValueError as exc:

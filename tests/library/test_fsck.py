@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from loist.errors import NotFound
+from loist.ingest.fetch import DOWNLOAD_TEMP_PREFIX
 from loist.library.fsck import MISSING_AUDIO, fsck
-from loist.library.pipeline import DOWNLOAD_TEMP_PREFIX
 from loist.library.service import Library
 from loist.library.synthetic import SYNTHETIC_BLOB_KEY
 from loist.model import Source, TrackStatus

@@ -160,6 +160,26 @@ class LoopbackServer:
 
         return self.route(path, handler)
 
+    def gated(self, path: str, data: bytes, gate: threading.Event, *, head: int = 1024,
+              content_length: bool = True) -> str:
+        """Serve the headers and the first ``head`` bytes of ``data``, then the rest once the test
+        sets ``gate`` (a download held mid-body, deterministically). ``content_length``: False for a
+        close-delimited body."""
+
+        def handler(h: BaseHTTPRequestHandler) -> None:
+            h.send_response(200)
+            if content_length:
+                h.send_header("Content-Length", str(len(data)))
+            h.send_header("Connection", "close")
+            h.end_headers()
+            h.wfile.write(data[:head])
+            h.wfile.flush()
+            gate.wait()
+            h.wfile.write(data[head:])
+            h.wfile.flush()
+
+        return self.route(path, handler)
+
     def status(self, path: str, code: int, body: bytes = b"", headers: dict[str, str] | None = None) -> str:
         def handler(h: BaseHTTPRequestHandler) -> None:
             h.send_response(code)

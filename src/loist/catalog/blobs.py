@@ -22,18 +22,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from loist.catalog.engine import SQLITE_BUSY_TIMEOUT_MS
+from loist.catalog.engine import transaction
 from loist.catalog.schema import track_columns, tracks
 from loist.model import TrackStatus
 
@@ -72,39 +71,39 @@ def lock_id(key: str) -> int:
 
 @asynccontextmanager
 async def hold(engine: AsyncEngine, keys: Iterable[str], on_blocked: OnBlocked = None) -> AsyncIterator[None]:
-    """Hold the locks of ``keys`` for one transaction; it commits when the block ends normally."""
+    """Hold the locks of ``keys`` for one transaction; it commits when the block ends normally.
+
+    SQLite has one lock, the file's write lock: taken like any write (``engine.transaction``, in
+    this process's writer queue, ``BEGIN IMMEDIATE`` retried within ``SQLITE_WRITE_TIMEOUT_S``).
+    PostgreSQL takes one advisory transaction lock per key, in ascending order.
+    """
     if held(engine) is not None:
         raise RuntimeError("blob locks are already held in this task (they are not re-entrant)")
     ids = sorted({lock_id(key) for key in keys if key})
-    async with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            await _sqlite_lock(conn, on_blocked)
-        elif ids:
-            await _pg_lock(conn, ids, on_blocked)
-        token = _held.set((engine, conn, asyncio.current_task()))
-        try:
-            yield
-            await conn.commit()
-        except BaseException:
-            await conn.rollback()
-            raise
-        finally:
-            _held.reset(token)
-
-
-async def _sqlite_lock(conn: AsyncConnection, on_blocked: OnBlocked) -> None:
-    await conn.exec_driver_sql("PRAGMA busy_timeout = 0")
-    try:
-        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if engine.dialect.name == "sqlite":
+        async with transaction(engine, write=True, on_blocked=on_blocked) as conn:
+            with _holding(engine, conn):
+                yield
         return
-    except OperationalError as exc:
-        if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
-            raise
+    async with engine.connect() as conn:
+        if ids:
+            await _pg_lock(conn, ids, on_blocked)
+        with _holding(engine, conn):
+            try:
+                yield
+                await conn.commit()
+            except BaseException:
+                await conn.rollback()
+                raise
+
+
+@contextmanager
+def _holding(engine: AsyncEngine, conn: AsyncConnection) -> Iterator[None]:
+    token = _held.set((engine, conn, asyncio.current_task()))
+    try:
+        yield
     finally:
-        await conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    if on_blocked is not None:
-        await on_blocked()
-    await conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits for the writer, up to the busy timeout
+        _held.reset(token)
 
 
 _IDS = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer()))

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loist.catalog import blobs, sqlite_bulk
 from loist.catalog.cursor import decode_cursor, encode_cursor, invalid_cursor
-from loist.catalog.engine import build_engine
+from loist.catalog.engine import DEFAULT_WRITE_TIMEOUT_S, build_engine, transaction
 from loist.catalog.errors import database_failed
 from loist.catalog.rows import genre_keys, row_to_track, track_to_row, utc
 from loist.catalog.schema import GENRE_KEYS, TRACK_COLUMNS, pg_tracks, track_columns, track_genres, tracks
@@ -43,6 +43,7 @@ from loist.model import (
 )
 
 MAX_PAGE_SIZE = 1000
+_WRITE_ACTIONS = frozenset({"insert", "update", "delete"})  # the ``_tx`` actions that write
 # Bound parameters per statement stay far below SQLite's and asyncpg's limits (32766 / 32767).
 IN_CHUNK = 500
 
@@ -78,9 +79,12 @@ class Catalog:
         self._engine = engine
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 5) -> Catalog:
-        """A catalog on ``url`` (no I/O yet; a bad URL raises :class:`ConfigInvalid`)."""
-        return cls(build_engine(url, pool_size=pool_size))
+    def from_url(
+        cls, url: str, *, pool_size: int = 5, write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
+    ) -> Catalog:
+        """A catalog on ``url`` (no I/O yet; a bad URL raises :class:`ConfigInvalid`).
+        ``write_timeout_s``: how long a write waits for SQLite's write lock (``SQLITE_WRITE_TIMEOUT_S``)."""
+        return cls(build_engine(url, pool_size=pool_size, write_timeout_s=write_timeout_s))
 
     @property
     def engine(self) -> AsyncEngine:
@@ -104,15 +108,15 @@ class Catalog:
     @asynccontextmanager
     async def _tx(self, action: str = "query") -> AsyncIterator[AsyncConnection]:
         """One transaction; every driver failure inside it becomes :class:`DatabaseFailed`.
-
-        Inside :meth:`locked`, the transaction holding the blob locks (it commits with them).
+        Inserts, updates and deletes take SQLite's write lock up front (``engine.transaction``);
+        inside :meth:`locked`, the transaction holding the blob locks is used (it commits with them).
         """
         try:
             locked = blobs.held(self._engine)
             if locked is not None:
                 yield locked
                 return
-            async with self._engine.begin() as conn:
+            async with transaction(self._engine, write=action in _WRITE_ACTIONS) as conn:
                 yield conn
         except LoistError:
             raise

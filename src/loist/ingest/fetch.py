@@ -18,17 +18,22 @@ What "safely" means here, and why each rule exists:
   Other 4xx/5xx answers are final.
 * The body is streamed to disk in chunks and hashed on the way; the partial file is removed on
   any failure (including cancellation).
+* Temporary space is budgeted across concurrent downloads (:mod:`loist.ingest.tempspace`): a
+  download reserves its ``Content-Length`` before reading the body and then every byte it writes;
+  :func:`download_to_temp` releases the reservation when the temporary file is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import math
 import random
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -41,6 +46,7 @@ import httpx
 
 from loist.errors import FetchFailed, InvalidArgument, SizeExceeded, Timeout
 from loist.ingest.netguard import AddressPolicy, Resolver, Target, check_url
+from loist.ingest.tempspace import Reservation, TempBudget
 
 Progress = Callable[..., Awaitable[None] | None]
 
@@ -156,14 +162,17 @@ async def download(
     resolver: Resolver | None = None,
     backoff_s: float = 0.25,
     ssl_context: ssl.SSLContext | None = None,
+    reservation: Reservation | None = None,
 ) -> Downloaded:
     """Fetch ``url`` into ``dest`` (its parent must exist) under the rules in the module docstring.
 
     ``ssl_context`` replaces the default trust store (tests use one trusting a throwaway CA);
     certificates are always verified, against the URL's host name, never against the IP.
+    ``reservation``: the temp-space budget this download counts against; on success it holds the
+    file's size (the caller releases it when the file is gone), on failure nothing.
 
-    Raises FetchFailed, SizeExceeded, Timeout, UrlNotAllowed or InvalidArgument; on any failure
-    ``dest`` does not exist afterwards.
+    Raises FetchFailed, SizeExceeded, Timeout, UrlNotAllowed, RateLimited (no temp space left) or
+    InvalidArgument; on any failure ``dest`` does not exist afterwards.
     """
     if max_bytes <= 0 or not math.isfinite(timeout_s) or timeout_s <= 0:
         raise InvalidArgument("max_bytes and timeout_s must be positive")
@@ -174,15 +183,35 @@ async def download(
         with anyio.fail_after(timeout_s):
             result = await _download(
                 url, dest, sent_headers, max_bytes, policy, max_redirects, progress, resolver, backoff_s,
-                timeout_s, ssl_context,
+                timeout_s, ssl_context, reservation,
             )
         ok = True
+        if reservation is not None:
+            reservation.hold(result.size)
         return result
     except TimeoutError:
         raise Timeout(f"download did not finish within {timeout_s:g} s", details={"url": url}) from None
     finally:
         if not ok:
             dest.unlink(missing_ok=True)
+            if reservation is not None:
+                reservation.release()
+
+
+DOWNLOAD_TEMP_PREFIX = "loist-dl-"  # the temp folder of a download is named so (loist fsck finds leftovers)
+
+
+@contextlib.asynccontextmanager
+async def download_to_temp(url: str, *, budget: TempBudget | None = None, **options: Any) -> AsyncIterator[Downloaded]:
+    """:func:`download` into a new temporary folder, for the length of the ``async with`` block.
+
+    When the block ends, however it ends (an error, a cancellation), the folder is removed and then
+    the file's share of ``budget`` is released. ``options`` are :func:`download`'s.
+    """
+    with contextlib.ExitStack() as stack:
+        reservation = stack.enter_context(budget.reservation()) if budget is not None else None
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=DOWNLOAD_TEMP_PREFIX)))
+        yield await download(url, folder / "download", reservation=reservation, **options)
 
 
 async def _download(
@@ -197,6 +226,7 @@ async def _download(
     backoff_s: float,
     timeout_s: float,
     ssl_context: ssl.SSLContext | None,
+    reservation: Reservation | None,
 ) -> Downloaded:
     no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
     async with httpx.AsyncClient(
@@ -217,7 +247,7 @@ async def _download(
             same_origin = _origin(target) == first_origin
             outcome = await _fetch_with_retries(
                 client, target, caller_headers if same_origin else {}, dest, max_bytes, progress, backoff_s,
-                attempts,
+                attempts, reservation,
             )
             if isinstance(outcome, Downloaded):
                 return outcome
@@ -237,12 +267,15 @@ async def _fetch_with_retries(
     progress: Progress | None,
     backoff_s: float,
     attempts: _Attempts,
+    reservation: Reservation | None,
 ) -> Downloaded | str:
     while True:
         try:
-            return await _fetch_once(client, target, headers, dest, max_bytes, progress)
+            return await _fetch_once(client, target, headers, dest, max_bytes, progress, reservation)
         except _Transient as exc:
             dest.unlink(missing_ok=True)
+            if reservation is not None:
+                reservation.release()  # the partial file is gone; the next attempt reserves again
             attempts.failed += 1
             if attempts.failed >= MAX_ATTEMPTS:
                 details: dict[str, Any] = {"url": target.url, "attempts": attempts.failed}
@@ -259,6 +292,7 @@ async def _fetch_once(
     dest: Path,
     max_bytes: int,
     progress: Progress | None,
+    reservation: Reservation | None,
 ) -> Downloaded | str:
     request = client.build_request(
         "GET",
@@ -289,6 +323,8 @@ async def _fetch_once(
                 f"the file is {total} bytes, over the {max_bytes}-byte limit",
                 details={"size": total, "max_bytes": max_bytes},
             )
+        if reservation is not None and total:
+            reservation.ensure(total)  # all of it before a byte of the body is read
         digest = hashlib.sha256()
         done = 0
         reported = 0
@@ -302,6 +338,8 @@ async def _fetch_once(
                             f"the download passed the {max_bytes}-byte limit",
                             details={"max_bytes": max_bytes},
                         )
+                    if reservation is not None:
+                        reservation.ensure(done)  # beyond the announced length, or no length at all
                     digest.update(chunk)
                     out.write(chunk)
                     if done - reported >= PROGRESS_EVERY_BYTES:

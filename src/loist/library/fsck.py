@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loist.catalog.blobs import BlobRefs
 from loist.errors import ErrorCode, InvalidArgument, LoistError
-from loist.library.pipeline import DOWNLOAD_TEMP_PREFIX
+from loist.ingest.fetch import DOWNLOAD_TEMP_PREFIX
 from loist.library.transfer import IMPORT_TEMP_PREFIX
 from loist.model import TrackStatus
 from loist.storage.base import ListedBlob

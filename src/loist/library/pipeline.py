@@ -23,7 +23,6 @@ import contextlib
 import inspect
 import logging
 import os
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,9 +35,10 @@ from loist.catalog import Catalog
 from loist.config import Settings
 from loist.errors import Internal, InvalidArgument, LoistError, NotFound
 from loist.ingest.analyze import Analysis, analyze
-from loist.ingest.fetch import download
+from loist.ingest.fetch import download_to_temp
 from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
+from loist.ingest.tempspace import TempBudget
 from loist.library.bulk import NewBlobs, Stored, analyse_and_store, bulk_worker, put_blobs
 from loist.library.lifetime import BlobLifetime, Checkpoints
 from loist.library.storage_pool import StoragePool
@@ -52,7 +52,6 @@ Progress = Callable[[str, int | None, int | None], Awaitable[None] | None]
 # Bulk ingest writes rows in batches of this many; analysis runs in a process pool meanwhile.
 BULK_BATCH = 256
 ANALYSE_CHUNK = 32
-DOWNLOAD_TEMP_PREFIX = "loist-dl-"  # a URL downloads into a temp folder named so (loist fsck finds leftovers)
 
 FileInput = tuple[str, Path, bool]  # (input as given, path, named by the caller rather than found in a folder)
 
@@ -129,6 +128,7 @@ class Pipeline:
         self.store = store
         self.storage_pool = storage_pool  # every blocking store call runs here (loist.library.storage_pool)
         self._policy = AddressPolicy(allow_private=settings.allow_private_urls)
+        self._temp_budget = TempBudget(settings.download_temp_budget_bytes)  # shared by every URL ingest
         self._pool: Executor | None = None
         self.lifetime = BlobLifetime(catalog, store, storage_pool)
 
@@ -177,16 +177,15 @@ class Pipeline:
             max_bytes = min(max_bytes, int(max_size_mb * 1024 * 1024))
         source = Source(type="http_url", location=url, original_filename=filename)
         try:
-            with tempfile.TemporaryDirectory(prefix=DOWNLOAD_TEMP_PREFIX) as tmp:
-                fetched = await download(
-                    url,
-                    Path(tmp) / "download",
-                    headers=headers,
-                    max_bytes=max_bytes,
-                    timeout_s=self.settings.download_timeout_s,
-                    policy=self._policy,
-                    progress=progress,
-                )
+            async with download_to_temp(
+                url,
+                budget=self._temp_budget,
+                headers=headers,
+                max_bytes=max_bytes,
+                timeout_s=self.settings.download_timeout_s,
+                policy=self._policy,
+                progress=progress,
+            ) as fetched:
                 source = source.model_copy(update={"original_filename": filename or fetched.filename})
                 await _emit(progress, "reading_tags")
                 analysis = await asyncio.to_thread(analyze, fetched.path, original_filename=source.original_filename)

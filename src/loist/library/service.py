@@ -23,12 +23,13 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from loist.catalog import Catalog
+from loist.catalog.engine import background_writes
 from loist.config import Settings
 from loist.errors import DatabaseFailed, InvalidArgument, LoistError, NotFound, StorageFailed
 from loist.library.bulk import NewBlobs
-from loist.library.pipeline import IngestOutcome, Pipeline, Progress
+from loist.library.pipeline import IngestOutcome, Pipeline, Progress, _emit
 from loist.library.storage_pool import StoragePool
-from loist.library.synthetic import SYNTHETIC_BLOB_KEY, generate_tracks, synthetic_blob
+from loist.library.synthetic import SEED_BATCH, SYNTHETIC_BLOB_KEY, generate_tracks, synthetic_blob
 from loist.model import (
     TAG_FIELDS,
     SearchRequest,
@@ -71,7 +72,9 @@ class Library:
         """
         if settings.database_dialect == "sqlite":
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-        catalog = Catalog.from_url(settings.sqlalchemy_url(), pool_size=settings.db_pool_size)
+        catalog = Catalog.from_url(
+            settings.sqlalchemy_url(), pool_size=settings.db_pool_size, write_timeout_s=settings.sqlite_write_timeout_s
+        )
         try:
             if migrate is None:
                 migrate = settings.database_dialect == "sqlite"
@@ -320,21 +323,30 @@ class Library:
             "storage": {"backend": self.store.name, **checks["storage"]},
         }
 
-    async def seed_synthetic(self, n: int, *, seed: int = 0, batch: int = 5000) -> int:
-        """Add ``n`` metadata-only tracks sharing one small silent blob (benchmarks, staging)."""
+    async def seed_synthetic(
+        self, n: int, *, seed: int = 0, batch: int | None = None, progress: Progress | None = None
+    ) -> int:
+        """Add ``n`` metadata-only tracks sharing one small silent blob (benchmarks, staging).
+
+        The rows go in in short transactions of ``batch`` (default ``synthetic.SEED_BATCH``), so
+        another writer of the same SQLite file (a server's tag edit) gets the lock between them;
+        ``progress("seeding", done, n)`` is called after each one has committed.
+        """
         if n < 0:
             raise InvalidArgument("n must be >= 0")
+        batch = batch or SEED_BATCH
         blobs = self.blob_writer()
         size = await self.ensure_synthetic_blob(blobs)
-        added = 0
+        added = done = 0
         chunk: list[Track] = []
-        for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=size):
-            chunk.append(track)
-            if len(chunk) >= batch:
-                added += sum(created for _, created in await self.pipeline.commit(chunk, blobs))
-                chunk = []
-        if chunk:
-            added += sum(created for _, created in await self.pipeline.commit(chunk, blobs))
+        with background_writes():
+            for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=size):
+                chunk.append(track)
+                if len(chunk) >= batch or done + len(chunk) == n:
+                    added += sum(created for _, created in await self.pipeline.commit(chunk, blobs))
+                    done += len(chunk)
+                    chunk = []
+                    await _emit(progress, "seeding", done, n)
         return added
 
 
