@@ -31,20 +31,12 @@ EXIT_TIMEOUT_S = 60.0
 Lines = list[dict[str, Any]]
 
 
-def distinct_mp3s(folder: Path, count: int, base: bytes) -> list[Path]:
-    """``count`` small MP3s with distinct content (an appended ID3v1-sized tail changes the sha)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{i:03d}.mp3" for i in range(count)]
-    for i, path in enumerate(paths):
-        path.write_bytes(base + b"TAG" + f"{i:<125}".encode())
-    return paths
-
-
 class IngestProcess:
-    def __init__(self, proc: subprocess.Popen[str], gate: int) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], gate: int) -> None:
         self.proc = proc
         self.gate = gate  # write end: one byte lets the ingest past one batch; closing it opens the gate
         self.lines: Lines = []
+        self._partial = b""  # stdout read but not yet a whole line (read unbuffered, so select() tells the truth)
         self._selector = selectors.DefaultSelector()
         assert proc.stdout is not None
         self._selector.register(proc.stdout, selectors.EVENT_READ)
@@ -61,10 +53,11 @@ class IngestProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._selector.select(timeout=remaining):
                 self._fail(f"no {what} within {LINE_TIMEOUT_S}s")
-            line = self.proc.stdout.readline()
-            if not line:
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
                 self._fail(f"the ingest ended before {what}")
-            self.lines.append(json.loads(line))
+            *whole, self._partial = (self._partial + chunk).split(b"\n")
+            self.lines += [json.loads(line) for line in whole if line.strip()]
         return self.lines
 
     def release(self) -> None:
@@ -80,8 +73,9 @@ class IngestProcess:
     def finish(self) -> tuple[int, Lines, str]:
         """Wait for the exit; the return code, every outcome line, and stderr."""
         out, err = self.proc.communicate(timeout=EXIT_TIMEOUT_S)
-        self.lines += [json.loads(line) for line in out.splitlines() if line.strip()]
-        return self.proc.returncode, self.lines, err
+        self.lines += [json.loads(line) for line in (self._partial + out).splitlines() if line.strip()]
+        self._partial = b""
+        return self.proc.returncode, self.lines, err.decode(errors="replace")
 
     def family(self) -> list[psutil.Process]:
         """The processes the ingest started (fork server, analysis workers, resource tracker)."""
@@ -90,7 +84,7 @@ class IngestProcess:
     def _fail(self, message: str) -> None:
         self.proc.kill()
         _, err = self.proc.communicate(timeout=EXIT_TIMEOUT_S)
-        pytest.fail(f"{message} (exit {self.proc.returncode}); stderr:\n{err[-3000:]}")
+        pytest.fail(f"{message} (exit {self.proc.returncode}); stderr:\n{err.decode(errors='replace')[-3000:]}")
 
 
 @contextmanager
@@ -101,7 +95,7 @@ def ingest_process(sources: list[str], env: dict[str, str], *, sizes: str = "8x4
     loist = Path(sys.executable).with_name("loist")
     proc = subprocess.Popen(  # noqa: S603 - our own console script
         [str(loist), "ingest", "--json", "--concurrency", "2", *sources],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
         env=env | hooks, pass_fds=(read_end,),
     )
     os.close(read_end)

@@ -23,9 +23,8 @@ from loist.library.bulk import RunBlobs, Stored, analyse_and_store
 from loist.library.pipeline import BulkControl, IngestOutcome
 from loist.library.service import Library
 from loist.model import TrackStatus
-from tests.cli.ingestproc import distinct_mp3s
 from tests.library.blobs import referenced_keys, stored_keys
-from tests.support.audio import AudioFactory, make_bad_file
+from tests.support.audio import AudioFactory, distinct_mp3s, make_bad_file
 from tests.support.pg import REJECTED, refusing_failure_cleanup, rejecting_title
 from tests.support.polling import apoll_until
 

@@ -443,8 +443,8 @@ class _FileRun:
                         pending.discard(task)
                         for outcome in await self._sort(task.result()):
                             yield outcome
-                if self.batch and (len(self.batch) >= self.control.batch_size or not pending) and not stop.is_set():
-                    batch, self.batch = self.batch, []
+                while self._batch_due(pending) and not stop.is_set():
+                    batch, self.batch = self.batch[: self.control.batch_size], self.batch[self.control.batch_size :]
                     for outcome in await self.p._catalog_batch(batch, self.ledger):
                         yield outcome
                     self.batches += 1
@@ -459,6 +459,10 @@ class _FileRun:
             if not wound_down:  # an error, or the reader stopped early: clean up, nobody to tell
                 await self._wind_down(pending)
             self.dir.remove()
+
+    def _batch_due(self, pending: set[asyncio.Task[ChunkResult]]) -> bool:
+        """A full batch is waiting (batches never grow past ``batch_size``), or the last one is."""
+        return len(self.batch) >= self.control.batch_size or (bool(self.batch) and not pending)
 
     async def _analyse(self, number: int, chunk: list[FileInput]) -> ChunkResult:
         job = [(str(path), named) for _, path, named in chunk]
