@@ -88,15 +88,20 @@ class IngestProcess:
 
 
 @contextmanager
-def ingest_process(sources: list[str], env: dict[str, str], *, sizes: str = "8x4") -> Iterator[IngestProcess]:
-    """Start ``loist ingest --json --concurrency 2 SOURCES`` with the test hooks; kill it on the way out."""
+def ingest_process(sources: list[str], env: dict[str, str], tmp: Path, *, sizes: str = "8x4") -> Iterator[IngestProcess]:
+    """Start ``loist ingest --json --concurrency 2 SOURCES`` with the test hooks; kill it on the way out.
+
+    Its temporary files (a bulk run's journals, which a killed run leaves) go under ``tmp``.
+    """
     read_end, write_end = os.pipe()
-    hooks = {"LOIST_TEST_INGEST_SIZES": sizes, "LOIST_TEST_INGEST_GATE_FD": str(read_end)}
+    (tmp / "tmp").mkdir(parents=True, exist_ok=True)
+    hooks = {"LOIST_TEST_INGEST_SIZES": sizes, "LOIST_TEST_INGEST_GATE_FD": str(read_end), "TMPDIR": str(tmp / "tmp")}
     loist = Path(sys.executable).with_name("loist")
     proc = subprocess.Popen(  # noqa: S603 - our own console script
         [str(loist), "ingest", "--json", "--concurrency", "2", *sources],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
         env=env | hooks, pass_fds=(read_end,),
+        start_new_session=True,  # its own process group, as a command started from a shell has
     )
     os.close(read_end)
     running = IngestProcess(proc, write_end)
