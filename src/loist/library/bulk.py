@@ -247,6 +247,10 @@ class RunDir:
     def chunk(self, number: int) -> ChunkFiles:
         return ChunkFiles(self.path / f"chunk-{number}.keys", self.stop_marker)
 
+    def keys(self) -> list[str]:
+        """Every key any worker of the run named in its chunk's journal."""
+        return [key for journal in sorted(self.path.glob("chunk-*.keys")) for key in journal.read_text().split()]
+
     def stop(self) -> None:
         """Ask every worker of the run to end its chunk before its next file."""
         self.stop_marker.touch()

@@ -450,15 +450,17 @@ class _FileRun:
                     self.batches += 1
                     if self.control.after_batch is not None:
                         await self.control.after_batch(self.batches)
-            rest = await self._wind_down(pending)
+            rest = await self._wind_down(pending, sweep=stop.is_set())
             wound_down = True
             for outcome in rest:
                 yield outcome
         finally:
             stopped.cancel()
-            if not wound_down:  # an error, or the reader stopped early: clean up, nobody to tell
-                await self._wind_down(pending)
-            self.dir.remove()
+            try:
+                if not wound_down:  # an error, or the reader stopped early: clean up, nobody to tell
+                    await self._wind_down(pending, sweep=True)
+            finally:
+                self.dir.remove()
 
     def _batch_due(self, pending: set[asyncio.Task[ChunkResult]]) -> bool:
         """A full batch is waiting (batches never grow past ``batch_size``), or the last one is."""
@@ -511,9 +513,11 @@ class _FileRun:
                 self.batch.append((raw, path, result))
         return out
 
-    async def _wind_down(self, pending: set[asyncio.Task[ChunkResult]]) -> list[IngestOutcome]:
-        """Stop the workers at their next file, collect the chunks in flight (ending their workers
-        after the grace period), and delete the blobs of everything analysed but not committed."""
+    async def _wind_down(self, pending: set[asyncio.Task[ChunkResult]], *, sweep: bool) -> list[IngestOutcome]:
+        """Stop the workers at their next file and collect the chunks in flight (ending their
+        workers after the grace period). Files analysed but not committed are reported
+        ``INTERRUPTED``; with ``sweep`` (the run did not finish), every blob a worker of this run
+        named in a journal and no committed row references is deleted."""
         self.dir.stop()
         out: list[IngestOutcome] = []
         if pending:
@@ -524,11 +528,12 @@ class _FileRun:
                 self.p._end_pool()
                 done |= (await asyncio.wait(late))[0]
             for task in done:
-                out += await self._sort(task.result())
+                if not task.cancelled():
+                    out += await self._sort(task.result())
             pending.clear()
         batch, self.batch = self.batch, []
-        if batch:
-            await asyncio.to_thread(self.ledger.discard, [k for _, _, stored in batch for k in stored.created])
+        if sweep:
+            await asyncio.to_thread(self.ledger.discard, self.dir.keys())
         return out + [IngestOutcome(raw, error=_interrupted()) for raw, _, _ in batch]
 
 
