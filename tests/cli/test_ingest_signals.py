@@ -168,3 +168,20 @@ async def test_a_database_outage_between_batches_fails_those_files_and_the_run_g
         assert stored_keys(library) == await referenced_keys(library)
     finally:
         await library.close()
+
+
+def test_text_mode_counts_the_interrupted_files_instead_of_listing_them(capsys: pytest.CaptureFixture[str]) -> None:
+    from loist.cli.render import IngestView
+    from loist.errors import Interrupted, NotFound
+    from loist.library.pipeline import IngestOutcome
+
+    view = IngestView(as_json=False)
+    with view:
+        view.add(IngestOutcome("gone.mp3", error=NotFound("no such file: gone.mp3")))
+        for i in range(3):
+            view.add(IngestOutcome(f"{i}.mp3", error=Interrupted("not ingested")))
+    view.summary(signal.SIGINT)
+    err = capsys.readouterr().err
+    assert "FAILED gone.mp3" in err and "0.mp3" not in err
+    assert "1 failed" in err and "interrupted by SIGINT: 3 not ingested" in err
+    assert view.failed == 1

@@ -2,6 +2,8 @@
 
 * content is unique by sha256: ingesting the same bytes again returns the existing track;
 * a failed ingest leaves no blob behind and at most a ``FAILED`` record with its error code;
+* a bulk ingest stopped part-way (:class:`BulkControl`) keeps what it committed and leaves no blob
+  for the rest, even from an analysis worker that never answered;
 * no committed row points at a blob that is not durable.
 
 :meth:`Pipeline.commit` is the one place rows meet the blobs written for them: flush the blobs,
