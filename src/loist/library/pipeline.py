@@ -425,14 +425,19 @@ class _FileRun:
         self.workers = workers
         size = control.chunk_size
         self.chunks = [files[i : i + size] for i in range(0, len(files), size)]
-        self.pool = pipeline._executor(workers) if len(files) > size and workers > 1 else None
+        self.use_pool = len(files) > size and workers > 1
+        self.pool: Executor | None = None
         self.in_flight = asyncio.Semaphore(max(2, 2 * workers))
-        self.dir = RunDir()
+        self.dir: RunDir
         self.ledger = RunBlobs(pipeline.store)
         self.batch: list[tuple[str, Path, Stored]] = []
         self.batches = 0
 
     async def outcomes(self) -> AsyncIterator[IngestOutcome]:
+        if not self.chunks:
+            return
+        self.pool = self.p._executor(self.workers) if self.use_pool else None
+        self.dir = RunDir()
         stop = self.control.stop
         pending = {asyncio.create_task(self._analyse(n, chunk)) for n, chunk in enumerate(self.chunks)}
         stopped = asyncio.create_task(stop.wait())
