@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,8 +34,9 @@ Lines = list[dict[str, Any]]
 
 
 class IngestProcess:
-    def __init__(self, proc: subprocess.Popen[bytes], gate: int) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], gate: int, tmp: Path) -> None:
         self.proc = proc
+        self.tmp = tmp  # its TMPDIR
         self.gate = gate  # write end: one byte lets the ingest past one batch; closing it opens the gate
         self.lines: Lines = []
         self._partial = b""  # stdout read but not yet a whole line (read unbuffered, so select() tells the truth)
@@ -88,14 +91,16 @@ class IngestProcess:
 
 
 @contextmanager
-def ingest_process(sources: list[str], env: dict[str, str], tmp: Path, *, sizes: str = "8x4") -> Iterator[IngestProcess]:
+def ingest_process(sources: list[str], env: dict[str, str], *, sizes: str = "8x4") -> Iterator[IngestProcess]:
     """Start ``loist ingest --json --concurrency 2 SOURCES`` with the test hooks; kill it on the way out.
 
-    Its temporary files (a bulk run's journals, which a killed run leaves) go under ``tmp``.
+    Its temporary files (a bulk run's journals, which a killed run leaves; the fork server's
+    socket) go in a folder of its own, ``.tmp``, removed on the way out. A short path, made here:
+    a socket path must fit in 108 bytes, and pytest's temporary folders can be longer.
     """
     read_end, write_end = os.pipe()
-    (tmp / "tmp").mkdir(parents=True, exist_ok=True)
-    hooks = {"LOIST_TEST_INGEST_SIZES": sizes, "LOIST_TEST_INGEST_GATE_FD": str(read_end), "TMPDIR": str(tmp / "tmp")}
+    tmp = Path(tempfile.mkdtemp(prefix="loist-test-"))
+    hooks = {"LOIST_TEST_INGEST_SIZES": sizes, "LOIST_TEST_INGEST_GATE_FD": str(read_end), "TMPDIR": str(tmp)}
     loist = Path(sys.executable).with_name("loist")
     proc = subprocess.Popen(  # noqa: S603 - our own console script
         [str(loist), "ingest", "--json", "--concurrency", "2", *sources],
@@ -104,7 +109,7 @@ def ingest_process(sources: list[str], env: dict[str, str], tmp: Path, *, sizes:
         start_new_session=True,  # its own process group, as a command started from a shell has
     )
     os.close(read_end)
-    running = IngestProcess(proc, write_end)
+    running = IngestProcess(proc, write_end, tmp)
     try:
         yield running
     finally:
@@ -113,6 +118,7 @@ def ingest_process(sources: list[str], env: dict[str, str], tmp: Path, *, sizes:
             proc.kill()
             proc.communicate(timeout=EXIT_TIMEOUT_S)
         running._selector.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def gone(processes: list[psutil.Process]) -> bool:

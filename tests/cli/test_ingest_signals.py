@@ -73,12 +73,10 @@ async def open_library(shape: Shape) -> Library:
 
 @pytest.mark.parametrize(("signum", "group"), [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGTERM, True)],
                          ids=["SIGINT-group", "SIGTERM", "SIGTERM-group"])
-async def test_a_signal_stops_the_ingest_cleanly(
-    shape: Shape, music: list[Path], tmp_path: Path, signum: signal.Signals, group: bool
-) -> None:
+async def test_a_signal_stops_the_ingest_cleanly(shape: Shape, music: list[Path], signum: signal.Signals, group: bool) -> None:
     """Ctrl-C in a terminal signals the whole process group (the workers too); ``kill PID`` or an
     orchestrator signals the main process; a service manager may signal the whole group."""
-    with ingest_process([str(music[0].parent)], shape.env, tmp_path) as ingest:
+    with ingest_process([str(music[0].parent)], shape.env) as ingest:
         ingest.read_until(lambda lines: completed(lines) >= BATCH, "the first batch's outcomes")
         library = await open_library(shape)
         try:
@@ -101,17 +99,17 @@ async def test_a_signal_stops_the_ingest_cleanly(
             reported = {line["id"] for line in statuses["COMPLETED"]}
             assert {str(t.id) async for t in library.iter_tracks(status=None)} == reported
             assert stored_keys(library) == await referenced_keys(library)
-            assert list((tmp_path / "tmp").iterdir()) == []  # the run's journals went with it
+            assert list(ingest.tmp.glob("loist-ingest-*")) == []  # the run's journals went with it
         finally:
             await library.close()
     wait_gone(family)  # the workers and the fork server ended with it
 
 
-def test_kill_9_takes_the_analysis_workers_with_it(embedded: Path, music: list[Path], tmp_path: Path) -> None:
+def test_kill_9_takes_the_analysis_workers_with_it(embedded: Path, music: list[Path]) -> None:
     """``kill -9`` leaves no process behind: each worker's parent, the fork server, exits when the
     killed process's end of its pipe closes, and the kernel then kills the workers (PDEATHSIG).
     (Process lifetime does not depend on the engines: the embedded shape only.)"""
-    with ingest_process([str(music[0].parent)], {**os.environ, "LOIST_DATA_DIR": str(embedded)}, tmp_path) as ingest:
+    with ingest_process([str(music[0].parent)], {**os.environ, "LOIST_DATA_DIR": str(embedded)}) as ingest:
         ingest.read_until(lambda lines: completed(lines) >= BATCH, "the first batch's outcomes")
 
         def workers() -> list[psutil.Process]:
@@ -122,14 +120,14 @@ def test_kill_9_takes_the_analysis_workers_with_it(embedded: Path, music: list[P
         family = ingest.family()
         os.kill(ingest.pid, signal.SIGKILL)
         ingest.proc.wait()
-    wait_gone(family)
-    [journals] = (tmp_path / "tmp").glob("loist-ingest-*")  # what a killed run leaves besides orphan blobs
-    assert any(journals.glob("chunk-*.keys"))
+        wait_gone(family)
+        [journals] = ingest.tmp.glob("loist-ingest-*")  # what a killed run leaves besides orphan blobs
+        assert any(journals.glob("chunk-*.keys"))
 
 
 @pytest.mark.postgres
 async def test_a_database_outage_between_batches_fails_those_files_and_the_run_goes_on(
-    fresh_pg_url: str, embedded: Path, music: list[Path], tmp_path: Path
+    fresh_pg_url: str, embedded: Path, music: list[Path]
 ) -> None:
     """What is forced, for real: after the first batch the test closes the ingest's PostgreSQL
     database to new connections and terminates its sessions, so the second batch's commit fails;
@@ -146,7 +144,7 @@ async def test_a_database_outage_between_batches_fails_those_files_and_the_run_g
                 admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
 
     try:
-        with ingest_process([str(music[0].parent)], env, tmp_path) as ingest:
+        with ingest_process([str(music[0].parent)], env) as ingest:
             ingest.read_until(lambda lines: completed(lines) >= BATCH, "the first batch's outcomes")
             connections(allow=False)
             ingest.release()
