@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -183,3 +185,24 @@ def test_text_mode_counts_the_interrupted_files_instead_of_listing_them(capsys: 
     assert "FAILED gone.mp3" in err and "0.mp3" not in err
     assert "1 failed" in err and "interrupted by SIGINT: 3 not ingested" in err
     assert view.failed == 1
+
+
+def test_a_second_signal_ends_the_process_at_once() -> None:
+    """The first SIGTERM asks for a clean stop; a second one, while the stop is under way, ends the
+    process by the signal itself (a real process signalling itself, so both arrive in order)."""
+    script = (
+        "import asyncio, os, signal\n"
+        "from loist.cli.interrupt import Interruption\n"
+        "async def main():\n"
+        "    interruption = Interruption()\n"
+        "    with interruption.handled():\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        await interruption.stop.wait()\n"
+        "        print('stopping', flush=True)\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        await asyncio.Event().wait()  # a stop that never ends: only the second signal ends this\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)  # noqa: S603
+    assert out.returncode == -signal.SIGTERM, out.stderr
+    assert out.stdout == "stopping\n" and "SIGTERM: stopping" in out.stderr
