@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import threading
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -23,6 +24,7 @@ from loist.library.bulk import Stored, analyse_and_store
 from loist.library.pipeline import BulkControl, IngestOutcome
 from loist.library.service import Library
 from loist.model import TrackStatus
+from loist.storage.base import audio_key
 from tests.library.blobs import referenced_keys, stored_keys
 from tests.support.audio import AudioFactory, distinct_mp3s, make_bad_file
 from tests.support.pg import REJECTED, refusing_failure_cleanup, rejecting_title
@@ -147,6 +149,41 @@ async def test_a_database_failure_right_after_a_commit_keeps_the_report_and_the_
     assert len(outcomes) == 24 and all(o.ok and o.created for o in outcomes)
     assert await library.catalog.count(TrackStatus.COMPLETED) == 24
     assert await library.catalog.count(TrackStatus.FAILED) == 24  # the stale records the database kept
+    await assert_no_blob_without_a_row(library)
+
+
+async def test_a_stop_never_takes_a_blob_another_ingest_has_just_claimed(
+    library: Library, audio_factory: AudioFactory, tmp_path: Path
+) -> None:
+    """The stop's sweep releases the run's journaled keys under the blob locks. Between two
+    batches, another ingest (in its own task, as another process would: the locks are the
+    database's) catalogues a file whose blob a worker of this run wrote but the run has not
+    committed; then the run stops. That blob stays, because a row now references it; every other
+    uncommitted blob goes. (A sweep that deleted "every key of the run no row *of the run*
+    references" took it, leaving a COMPLETED row without its audio.)"""
+    paths = distinct_mp3s(tmp_path / "many", 48, audio_factory("mp3").read_bytes())
+    by_key = {audio_key(hashlib.sha256(p.read_bytes()).hexdigest(), "mp3"): p for p in paths}
+    control = BulkControl(batch_size=8, chunk_size=4)
+    claimed = []
+
+    async def after_batch(n: int) -> None:
+        committed = await referenced_keys(library)
+        await apoll_until(lambda: bool(stored_keys(library) - committed), timeout_s=30,
+                          what="a blob written for a file not yet committed")
+        orphan = sorted(stored_keys(library) - committed)[0]
+        track, created = await asyncio.create_task(library.pipeline.ingest_file(by_key[orphan]))
+        assert created and track.blob_key == orphan
+        claimed.append(track)
+        control.stop.set()
+
+    control.after_batch = after_batch
+    outcomes = await ingest(library, [str(tmp_path / "many")], control)
+
+    [track] = claimed
+    assert sum(o.ok for o in outcomes) == 8 and any(o.interrupted for o in outcomes)
+    assert track.blob_key in stored_keys(library)
+    assert (await library.get(track.id)).status == TrackStatus.COMPLETED
+    assert len(await referenced_keys(library)) == 9  # the first batch and the other ingest's row
     await assert_no_blob_without_a_row(library)
 
 
