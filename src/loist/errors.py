@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     CONFIG_INVALID = "CONFIG_INVALID"
     NOT_READY = "NOT_READY"
+    INTERRUPTED = "INTERRUPTED"
     INTERNAL = "INTERNAL"
 
 
@@ -44,6 +45,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_ARGUMENT: 400,
     ErrorCode.CONFIG_INVALID: 500,
     ErrorCode.NOT_READY: 503,
+    ErrorCode.INTERRUPTED: 503,
     ErrorCode.INTERNAL: 500,
 }
 
@@ -61,6 +63,7 @@ EXIT_CODE: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 30,
     ErrorCode.UNAUTHORIZED: 31,
     ErrorCode.NOT_READY: 32,
+    ErrorCode.INTERRUPTED: 130,  # 128 + SIGINT, the shell's convention; SIGTERM ends `loist ingest` with 143
     ErrorCode.INTERNAL: 70,
 }
 
@@ -151,6 +154,13 @@ class NotReady(LoistError):
     retryable = True
 
 
+class Interrupted(LoistError):
+    """The work was stopped before this item was done (SIGINT or SIGTERM during a bulk ingest)."""
+
+    code = ErrorCode.INTERRUPTED
+    retryable = True
+
+
 class Internal(LoistError):
     """An unexpected failure: the edge reports this code and logs the traceback server-side."""
 
@@ -162,7 +172,8 @@ def error_for_code(code: str | ErrorCode, message: str) -> LoistError:
     code = ErrorCode(code)
     for cls in (
         FetchFailed, SizeExceeded, InvalidFormat, Timeout, UrlNotAllowed, NotFound, StorageFailed,
-        DatabaseFailed, RateLimited, Unauthorized, InvalidArgument, ConfigInvalid, NotReady, Internal,
+        DatabaseFailed, RateLimited, Unauthorized, InvalidArgument, ConfigInvalid, NotReady,
+        Interrupted, Internal,
     ):
         if cls.code == code:
             return cls(message)

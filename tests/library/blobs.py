@@ -20,3 +20,11 @@ def stored_keys(lib: Library) -> set[str]:
         return set()
     found = (path.relative_to(root) for path in root.rglob("*") if path.is_file())
     return {rel.as_posix() for rel in found if not any(part.startswith(".") for part in rel.parts)}
+
+
+async def referenced_keys(lib: Library) -> set[str]:
+    """Every blob key a row of the library's catalogue references (audio and thumbnail, any status)."""
+    keys: set[str] = set()
+    async for track in lib.iter_tracks(status=None):
+        keys.update(k for k in (track.blob_key, track.thumbnail_key) if k)
+    return keys

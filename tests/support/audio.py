@@ -147,6 +147,16 @@ def make_bad_file(dest_dir: Path, kind: str, *, source_mp3: Path | None = None) 
     return dest
 
 
+def distinct_mp3s(folder: Path, count: int, base: bytes) -> list[Path]:
+    """``count`` files ``000.mp3``... in ``folder``: ``base`` (an MP3's bytes) with an appended
+    ID3v1-sized tail that makes each one's content, and so its sha256, distinct. Cheap: no ffmpeg."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:03d}.mp3" for i in range(count)]
+    for i, path in enumerate(paths):
+        path.write_bytes(base + b"TAG" + f"{i:<125}".encode())
+    return paths
+
+
 class AudioFactory:
     """Session cache of generated audio: ``factory("flac", tags={...}, artwork=True)``."""
 

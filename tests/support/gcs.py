@@ -40,6 +40,7 @@ def gcs_emulator() -> Iterator[str]:
         url = f"http://{host}:{port}"
         previous = os.environ.get(EMULATOR_ENV)
         os.environ[EMULATOR_ENV] = url
+        _stop_fork_server()
         try:
             yield url
         finally:
@@ -49,6 +50,14 @@ def gcs_emulator() -> Iterator[str]:
                 os.environ[EMULATOR_ENV] = previous
     finally:
         server.stop()
+
+
+def _stop_fork_server() -> None:
+    """Bulk-ingest workers fork from multiprocessing's fork server, which keeps the environment it
+    started with: stop one a test started earlier, so the next pool's workers see the emulator."""
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()  # noqa: SLF001 - the stdlib's own test hook
 
 
 @pytest.fixture

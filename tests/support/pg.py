@@ -11,7 +11,8 @@
   :class:`~loist.catalog.Catalog`. SQLite copies a migrated template file into ``tmp_path``;
   PostgreSQL reuses the session database and wipes it, so each test costs milliseconds.
 - ``sqlite_catalog_url(tmp_path)`` / ``make_pg_database()`` helpers for tests that need more.
-- ``rejecting_title(catalog, title)``: a real database error on demand, on either dialect (below).
+- ``rejecting_title(catalog, title)``: a real database error on demand, on either dialect (below);
+  ``refusing_failure_cleanup(catalog)``: the same for deleting FAILED rows.
 
 ``LOIST_TEST_PG_SERVER`` overrides the server (default ``postgresql://postgres@127.0.0.1:5432``).
 """
@@ -148,6 +149,34 @@ async def rejecting_title(catalog: Catalog, title: str) -> AsyncIterator[None]:
             "CREATE TRIGGER loist_test_reject BEFORE INSERT ON tracks FOR EACH ROW EXECUTE FUNCTION loist_test_reject()",
         ]
         drop = ["DROP TRIGGER IF EXISTS loist_test_reject ON tracks", "DROP FUNCTION IF EXISTS loist_test_reject()"]
+    async with _installed(catalog, create, drop):
+        yield
+
+
+@asynccontextmanager
+async def refusing_failure_cleanup(catalog: Catalog) -> AsyncIterator[None]:
+    """While inside, the database itself refuses to delete a FAILED row: what a successful ingest
+    does right after its commit, clearing its source's earlier failures. A ``BEFORE DELETE``
+    trigger raises ``REJECTED`` (as a connection lost just after the commit would fail that
+    statement); every other write goes through. Dropped on the way out.
+    """
+    if catalog.dialect == "sqlite":
+        create = ["CREATE TRIGGER loist_test_refuse BEFORE DELETE ON tracks WHEN OLD.status = 'FAILED' "
+                  f"BEGIN SELECT RAISE(ABORT, '{REJECTED}'); END"]
+        drop = ["DROP TRIGGER IF EXISTS loist_test_refuse"]
+    else:
+        create = [
+            "CREATE FUNCTION loist_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF OLD.status = 'FAILED' THEN RAISE EXCEPTION '{REJECTED}'; END IF; RETURN OLD; END $$",
+            "CREATE TRIGGER loist_test_refuse BEFORE DELETE ON tracks FOR EACH ROW EXECUTE FUNCTION loist_test_refuse()",
+        ]
+        drop = ["DROP TRIGGER IF EXISTS loist_test_refuse ON tracks", "DROP FUNCTION IF EXISTS loist_test_refuse()"]
+    async with _installed(catalog, create, drop):
+        yield
+
+
+@asynccontextmanager
+async def _installed(catalog: Catalog, create: list[str], drop: list[str]) -> AsyncIterator[None]:
     async with catalog.engine.begin() as conn:
         for statement in create:
             await conn.exec_driver_sql(statement)

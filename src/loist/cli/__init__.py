@@ -7,7 +7,8 @@ Every command calls the library service (never SQL or blob I/O here), has ``--he
 One module per topic: :mod:`~loist.cli.tracks` (ingest, show, list, search, delete),
 :mod:`~loist.cli.admin` (db, config, seed, fsck, export, import), :mod:`~loist.cli.server` (serve,
 smoke); :mod:`~loist.cli.render` prints results as text or JSON; :mod:`~loist.cli.runner` loads
-the settings, opens the library, runs one call and maps errors. The table below is the whole
+the settings, opens the library, runs one call and maps errors; :mod:`~loist.cli.interrupt` turns
+SIGINT/SIGTERM during an ingest into a clean stop (:mod:`~loist.cli.testhooks`: its test hooks). The table below is the whole
 command set, in the order ``loist --help`` lists it.
 """
 

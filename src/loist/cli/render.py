@@ -127,7 +127,7 @@ class IngestView:
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self.show_bar = not as_json and err.is_terminal
-        self.counts = {"created": 0, "existing": 0, "failed": 0, "skipped": 0}
+        self.counts = {"created": 0, "existing": 0, "failed": 0, "skipped": 0, "interrupted": 0}
         self.started = time.perf_counter()
         self.seconds = 0.0
         self._bar: Progress | None = None
@@ -159,6 +159,8 @@ class IngestView:
         self.counts[_kind(outcome)] += 1
         if self.as_json:
             print_json(outcome.to_dict())
+        elif outcome.interrupted:
+            pass  # counted: the summary says how many were not ingested
         elif outcome.error is not None:
             failed_item(outcome.input, outcome.error.code, outcome.error.message)
         elif not outcome.skipped and outcome.track is not None and not self.show_bar:
@@ -172,7 +174,8 @@ class IngestView:
     def failed(self) -> int:
         return self.counts["failed"]
 
-    def summary(self) -> None:
+    def summary(self, signum: int | None = None) -> None:
+        """The closing line (text mode); ``signum``: the signal that stopped the run, if one did."""
         if self.as_json:
             return
         c = self.counts
@@ -183,11 +186,17 @@ class IngestView:
             f"{c['failed']} failed, {c['skipped']} skipped (not audio) in {self.seconds:.2f}s "
             f"({rate:.0f} files/s)"
         )
+        if signum is not None:
+            import signal
+
+            note(f"interrupted by {signal.Signals(signum).name}: {c['interrupted']} not ingested (run it again to finish)")
 
 
 def _kind(outcome: IngestOutcome) -> str:
     if outcome.skipped:
         return "skipped"
+    if outcome.interrupted:
+        return "interrupted"
     if outcome.error is not None:
         return "failed"
     return "created" if outcome.created else "existing"

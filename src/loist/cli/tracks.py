@@ -8,6 +8,7 @@ import typer
 from pydantic import ValidationError
 
 from loist.cli import render
+from loist.cli.interrupt import Interruption
 from loist.cli.render import JsonOpt
 from loist.cli.runner import finish, guarded, on_library
 from loist.errors import InvalidArgument
@@ -24,16 +25,28 @@ def ingest(
     as_json: JsonOpt = False,
     concurrency: Annotated[int | None, typer.Option(help="Parallel workers (default: one per core).")] = None,
 ) -> None:
-    """Ingest audio from URLs, files and folders. Prints one line (or JSON object) per input."""
+    """Ingest audio from URLs, files and folders. Prints one line (or JSON object) per input.
+
+    SIGINT (Ctrl-C) or SIGTERM stops it cleanly: what was committed stays and is reported, the rest
+    is reported INTERRUPTED and leaves no blob behind; the exit code is 130 (SIGINT) or 143 (SIGTERM).
+    A second signal aborts at once.
+    """
     view = render.IngestView(as_json)
+    interruption = Interruption()
 
     async def go(library: Library) -> None:
-        with view:
-            async for outcome in library.ingest_many(sources, concurrency=concurrency, on_planned=view.planned):
+        from loist.cli.testhooks import bulk_control  # deferred: it imports the pipeline
+
+        with view, interruption.handled():
+            control = bulk_control(interruption.stop)
+            outcomes = library.ingest_many(sources, concurrency=concurrency, on_planned=view.planned, control=control)
+            async for outcome in outcomes:
                 view.add(outcome)
 
     on_library(as_json, go)
-    view.summary()
+    view.summary(interruption.signum)
+    if interruption.exit_code is not None:
+        raise typer.Exit(interruption.exit_code)
     finish(view.failed)
 
 

@@ -5,10 +5,22 @@ Part of the service layer (it combines the ingest and storage engines), kept apa
 no SQLAlchemy): workers start fast and stay small. ``Pipeline.ingest_many`` is the only caller of
 the worker; :class:`NewBlobs` (the blobs one unit of work created, released again if it fails) is
 shared by every path that writes blobs: single and bulk ingest, and import.
+
+An interrupted or failed bulk run must leave no blob behind, including blobs written by a worker
+whose answer never came back. So each run has a :class:`RunDir` that parent and workers share: a
+worker names every key in its chunk's journal *before* writing it, and looks for the run's stop
+marker between files. The parent releases every journaled key no committed row references, under
+the blob locks (``BlobLifetime.release``): a worker never deletes a blob.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,13 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from loist.config import Settings
-from loist.errors import LoistError, StorageFailed
+from loist.errors import Interrupted, LoistError, StorageFailed
 from loist.ingest.analyze import Analysis, analyze_batch
 from loist.storage import open_blob_store
 from loist.storage.base import BlobStore, audio_key, thumbnail_key
 
 EXISTS_THREADS = 16  # parallel existence checks on a remote store
 Source = tuple[Path | bytes, str | None]  # what was written under a key (a file or bytes), and its type
+
+log = logging.getLogger(__name__)
+
+STOPPED = "not ingested: the ingest was interrupted before this file was catalogued"
 
 
 @dataclass(slots=True)
@@ -53,11 +69,13 @@ class NewBlobs:
         durable: bool = True,
         created: Iterable[str] = (),
         sources: dict[str, Source] | None = None,
+        journal: Path | None = None,
     ) -> None:
         self.store = store
         self.durable = durable
         self.created: list[str] = list(created)
         self.sources: dict[str, Source] = dict(sources or {})
+        self.journal = journal  # a bulk chunk's journal: each key is named there before it is written
 
     @classmethod
     def for_files(cls, store: BlobStore, items: Iterable[tuple[Path, Stored]]) -> NewBlobs:
@@ -87,6 +105,7 @@ class NewBlobs:
         self.sources[key] = (Path(path), content_type)
         if self.store.exists(key):
             return False
+        self._announce(key)
         self.store.put_file(key, path, content_type, durable=self.durable)
         self.created.append(key)
         return True
@@ -96,9 +115,14 @@ class NewBlobs:
         self.sources[key] = (bytes(data), content_type)
         if self.store.exists(key):
             return False
+        self._announce(key)
         self.store.put_bytes(key, data, content_type, durable=self.durable)
         self.created.append(key)
         return True
+
+    def _announce(self, key: str) -> None:
+        if self.journal is not None:
+            note_key(self.journal, key)
 
     def flush(self) -> None:
         """Make the writes durable before any row references them (a no-op for durable writes).
@@ -155,14 +179,24 @@ def put_blobs(blobs: NewBlobs, analysis: Analysis, path: Path) -> tuple[str, str
     return key, thumb
 
 
-def analyse_and_store(store: BlobStore, items: list[tuple[str, bool]]) -> list[Stored | LoistError | None]:
-    """Analyse a chunk of files and write their blobs (not yet flushed). None: skipped, not audio."""
+def analyse_and_store(
+    store: BlobStore, items: list[tuple[str, bool]], chunk: ChunkFiles | None = None
+) -> list[Stored | LoistError | None]:
+    """Analyse a chunk of files and write their blobs (not yet flushed). None: skipped, not audio.
+
+    With ``chunk`` (bulk ingest), every key is named in the chunk's journal before it is written,
+    and once the run's stop marker exists the files not yet begun come back ``INTERRUPTED``.
+    """
     out: list[Stored | LoistError | None] = []
-    for (raw, _named), result in zip(items, analyze_batch(items), strict=True):
+    for item in items:
+        if chunk is not None and chunk.stopping():
+            out.append(Interrupted(STOPPED))
+            continue
+        [result] = analyze_batch([item])
         if isinstance(result, Analysis):
-            blobs = NewBlobs(store, durable=False)
+            blobs = NewBlobs(store, durable=False, journal=chunk.journal if chunk is not None else None)
             try:
-                key, thumb = put_blobs(blobs, result, Path(raw))
+                key, thumb = put_blobs(blobs, result, Path(item[0]))
             except LoistError as exc:
                 out.append(exc)
                 continue
@@ -175,11 +209,104 @@ def analyse_and_store(store: BlobStore, items: list[tuple[str, bool]]) -> list[S
 _worker_stores: dict[tuple[Any, ...], BlobStore] = {}
 
 
-def bulk_worker(settings: Settings, items: list[tuple[str, bool]]) -> list[Stored | LoistError | None]:
+def bulk_worker(
+    settings: Settings, items: list[tuple[str, bool]], chunk: ChunkFiles | None = None
+) -> list[Stored | LoistError | None]:
     """Process-pool entry point: one blob store per worker process, reused across chunks."""
     ident = (settings.storage_backend, str(settings.blob_dir), settings.gcs_bucket_name, settings.gcs_project_id)
     store = _worker_stores.get(ident)
     if store is None:
         store = _worker_stores[ident] = open_blob_store(settings)
-    return analyse_and_store(store, items)
+    return analyse_and_store(store, items, chunk)
 
+
+def worker_init() -> None:
+    """Process-pool initializer: leave Ctrl-C to the parent, and die with the parent even on ``kill -9``.
+
+    A terminal's Ctrl-C reaches the whole process group. The parent stops the run and collects the
+    chunks in flight, so a worker ignores SIGINT and ends its chunk at the next file instead (the
+    run's stop marker). On Linux the worker asks the kernel for SIGKILL when its parent dies
+    (``PR_SET_PDEATHSIG``). With the ``forkserver`` start method that parent is the fork server,
+    which exits when the main process has gone *and* no process holds the write end of its "alive"
+    pipe; every worker inherits that end, so the worker closes its copy, after arming the death
+    signal so the server cannot go unnoticed in between.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if _die_with_parent():
+        _release_forkserver()
+
+
+def _die_with_parent() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) == 0:
+            return True
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    except (OSError, AttributeError):
+        log.warning("prctl is not available: analysis workers may outlive a killed parent")
+    return False
+
+
+def _release_forkserver() -> None:
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(fd, int):
+        os.close(fd)
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
+
+
+# --- what parent and workers of one bulk run share ---------------------------------------------
+def note_key(journal: Path, key: str) -> None:
+    """Append ``key`` to a chunk's journal (one ``O_APPEND`` write, so lines never interleave)."""
+    fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, f"{key}\n".encode())
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkFiles:
+    """One chunk's journal and the run's stop marker: plain paths, sent to the worker with the chunk."""
+
+    journal: Path
+    stop_marker: Path
+
+    def stopping(self) -> bool:
+        return self.stop_marker.exists()
+
+    def keys(self) -> list[str]:
+        """Every key the chunk's worker named before writing it (some may never have been written)."""
+        try:
+            return [line for line in self.journal.read_text().splitlines() if line]
+        except FileNotFoundError:
+            return []
+
+
+class RunDir:
+    """The private temporary directory of one bulk run: chunk journals and the stop marker."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="loist-ingest-"))
+        self.stop_marker = self.path / "STOP"
+
+    def chunk(self, number: int) -> ChunkFiles:
+        return ChunkFiles(self.path / f"chunk-{number}.keys", self.stop_marker)
+
+    def keys(self) -> list[str]:
+        """Every key any worker of the run named in its chunk's journal."""
+        return [key for journal in sorted(self.path.glob("chunk-*.keys")) for key in journal.read_text().split()]
+
+    def stop(self) -> None:
+        """Ask every worker of the run to end its chunk before its next file."""
+        self.stop_marker.touch()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -3,6 +3,8 @@
 * content is unique by sha256: ingesting the same bytes again returns the existing track;
 * a failed ingest leaves no blob behind (unless the database cannot be reached to release them:
   ``loist fsck`` removes those) and at most a ``FAILED`` record with its error code;
+* a bulk ingest stopped part-way (:class:`BulkControl`) keeps what it committed and leaves no blob
+  for the rest, even from an analysis worker that never answered;
 * no committed row points at a blob that is not durable.
 
 :meth:`Pipeline.commit` is the one place rows meet the blobs written for them: flush the blobs,
@@ -25,21 +27,27 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from loist.catalog import Catalog
 from loist.config import Settings
-from loist.errors import Internal, InvalidArgument, LoistError, NotFound
+from loist.errors import InvalidArgument, LoistError, NotFound
 from loist.ingest.analyze import Analysis, analyze
 from loist.ingest.fetch import download_to_temp
 from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
 from loist.ingest.tempspace import TempBudget
-from loist.library.bulk import NewBlobs, Stored, analyse_and_store, bulk_worker, put_blobs
+from loist.library.bulk import NewBlobs, Stored, put_blobs, worker_init
+from loist.library.filerun import (
+    BULK_BATCH,
+    BulkControl,
+    FileInput,
+    FileRun,
+    IngestOutcome,
+    file_source,
+    interrupted,
+)
 from loist.library.lifetime import BlobLifetime, Checkpoints
 from loist.library.storage_pool import StoragePool
 from loist.model import Source, Track, TrackStatus, new_track_id
@@ -49,41 +57,10 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int | None, int | None], Awaitable[None] | None]
 
-# Bulk ingest writes rows in batches of this many; analysis runs in a process pool meanwhile.
-BULK_BATCH = 256
-ANALYSE_CHUNK = 32
 
-FileInput = tuple[str, Path, bool]  # (input as given, path, named by the caller rather than found in a folder)
-
-
-@dataclass(slots=True)
-class IngestOutcome:
-    """What happened to one input of a bulk ingest (one per file found, URL or named file)."""
-
-    input: str
-    track: Track | None = None
-    created: bool = False
-    error: LoistError | None = None
-    skipped: bool = False  # a non-audio file met while walking a folder
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"input": self.input}
-        if self.skipped:
-            out["status"] = "SKIPPED"
-        elif self.track is not None:
-            out.update(id=str(self.track.id), status=str(self.track.status), created=self.created)
-            out["track"] = self.track.model_dump(mode="json")
-        if self.error is not None:
-            out["status"] = str(TrackStatus.FAILED)
-            out["error"] = self.error.to_dict()
-        return out
-
-
-async def _emit(progress: Progress | None, stage: str, done: int | None = None, total: int | None = None) -> None:
+async def _emit(
+    progress: Progress | None, stage: str, done: int | None = None, total: int | None = None
+) -> None:
     if progress is None:
         return
     result = progress(stage, done, total)
@@ -93,10 +70,6 @@ async def _emit(progress: Progress | None, stage: str, done: int | None = None, 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _file_source(path: Path) -> Source:
-    return Source(type="file", location=str(path), original_filename=path.name)
 
 
 def new_track(analysis: Analysis, source: Source, blob_key: str, thumb_key: str | None) -> Track:
@@ -122,7 +95,9 @@ def new_track(analysis: Analysis, source: Source, blob_key: str, thumb_key: str 
 class Pipeline:
     """Ingest into one catalog and blob store; owns the analysis process pool (``close`` ends it)."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, store: BlobStore, storage_pool: StoragePool) -> None:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, store: BlobStore, storage_pool: StoragePool
+    ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.store = store
@@ -188,7 +163,9 @@ class Pipeline:
             ) as fetched:
                 source = source.model_copy(update={"original_filename": filename or fetched.filename})
                 await _emit(progress, "reading_tags")
-                analysis = await asyncio.to_thread(analyze, fetched.path, original_filename=source.original_filename)
+                analysis = await asyncio.to_thread(
+                    analyze, fetched.path, original_filename=source.original_filename
+                )
                 return await self._store_and_catalog(analysis, fetched.path, source, progress)
         except LoistError as exc:
             await self._record_failure(source, exc)
@@ -196,7 +173,7 @@ class Pipeline:
 
     async def ingest_file(self, path: Path, *, progress: Progress | None = None) -> tuple[Track, bool]:
         """Analyse, store and catalogue one local file; ``(track, created)``."""
-        source = _file_source(path)
+        source = file_source(path)
         try:
             if not path.is_file():
                 raise NotFound(f"no such file: {path}")
@@ -251,14 +228,17 @@ class Pipeline:
         *,
         concurrency: int | None = None,
         on_planned: Callable[[int], None] | None = None,
+        control: BulkControl | None = None,
     ) -> AsyncIterator[IngestOutcome]:
         """Ingest URLs, files and folders (recursively), yielding one outcome per item as it finishes.
 
         Local files are analysed in a process pool (both cores work) and catalogued in batches;
         URLs are downloaded concurrently, at most ``concurrency`` at a time. ``on_planned`` is told
-        how many outcomes to expect once folders are walked (a progress bar's total).
+        how many outcomes to expect once folders are walked (a progress bar's total). ``control``
+        can stop the run early (see :class:`BulkControl`); every input still gets one outcome.
         """
         workers = concurrency or self.settings.effective_ingest_concurrency
+        control = control or BulkControl()
         queue: asyncio.Queue[IngestOutcome | None] = asyncio.Queue(maxsize=4 * BULK_BATCH)
         urls, files = _plan(inputs)
         if on_planned is not None:
@@ -269,17 +249,14 @@ class Pipeline:
 
             async def one(url: str) -> None:
                 async with sem:
-                    try:
-                        track, created = await self.ingest_url(url)
-                        await queue.put(IngestOutcome(url, track=track, created=created))
-                    except LoistError as exc:
-                        await queue.put(IngestOutcome(url, error=exc))
+                    await queue.put(await self._url_outcome(url, control.stop))
 
             await asyncio.gather(*(one(u) for u in urls))
 
         async def run_files() -> None:
-            async for outcome in self._ingest_files_bulk(files, workers):
-                await queue.put(outcome)
+            async with contextlib.aclosing(self._ingest_files_bulk(files, workers, control)) as outcomes:
+                async for outcome in outcomes:
+                    await queue.put(outcome)
 
         async def run_all() -> None:
             try:
@@ -298,6 +275,34 @@ class Pipeline:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    async def _url_outcome(self, url: str, stop: asyncio.Event) -> IngestOutcome:
+        """Ingest one URL of a bulk run; a stop cancels it while it is still downloading (which
+        writes nothing but a temporary file), never once it analyses, stores or catalogues."""
+        if stop.is_set():
+            return IngestOutcome(url, error=interrupted())
+        stage = "fetching"
+
+        def progress(name: str, done: int | None, total: int | None) -> None:
+            nonlocal stage
+            stage = name
+
+        ingest = asyncio.create_task(self.ingest_url(url, progress=progress))
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({ingest, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not ingest.done() and stage == "fetching":  # the task is parked inside the download
+                ingest.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ingest
+                if ingest.cancelled():
+                    return IngestOutcome(url, error=interrupted())
+            track, created = await ingest
+            return IngestOutcome(url, track=track, created=created)
+        except LoistError as exc:
+            return IngestOutcome(url, error=exc)
+        finally:
+            stopped.cancel()
+
     def _executor(self, workers: int) -> Executor:
         if self._pool is None:
             import multiprocessing
@@ -305,84 +310,59 @@ class Pipeline:
             ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
             if os.name == "posix":
                 ctx.set_forkserver_preload(["loist.library.bulk"])
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init)
         return self._pool
 
-    async def _ingest_files_bulk(self, files: list[FileInput], workers: int) -> AsyncIterator[IngestOutcome]:
-        """Analyse and store blobs in a process pool; catalogue in batches from here.
+    def _end_pool(self) -> None:
+        """Kill the analysis workers now: chunks of a stopped run outlived the grace period.
 
-        Files go to the pool in chunks of ``ANALYSE_CHUNK`` (one round trip per chunk, not per
-        file), at most ``2 x workers`` chunks in flight. Workers write blobs without flushing; one
-        ``store.sync()`` per catalogue batch makes them durable before any row points at them.
-
-        A file met while walking a folder that does not look like audio is skipped (a cover.jpg is
-        not a failure); a file the caller named is always analysed and fails if it is not audio. A
-        worker that dies (a crash in a decoder) fails its chunk with ``INTERNAL`` and is replaced;
-        the rest of the run goes on.
+        ``concurrent.futures`` has no public way to end busy workers before Python 3.14
+        (``terminate_workers``), so this reaches for the pool's process table. Their chunks then
+        fail with ``BrokenProcessPool`` and are cleaned up from their journals.
         """
-        if not files:
+        pool, self._pool = self._pool, None
+        if pool is None:
             return
-        loop = asyncio.get_running_loop()
-        pool = self._executor(workers) if len(files) > ANALYSE_CHUNK and workers > 1 else None
-        in_flight = asyncio.Semaphore(max(2, 2 * workers))
-        chunks = [files[i : i + ANALYSE_CHUNK] for i in range(0, len(files), ANALYSE_CHUNK)]
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+        pool.shutdown(wait=False)  # queued chunks then fail with BrokenProcessPool too
 
-        async def analyse(chunk: list[FileInput]) -> list[tuple[str, Path, Stored | LoistError | None]]:
-            nonlocal pool
-            job = [(str(path), named) for _, path, named in chunk]
-            results: list[Stored | LoistError | None]
-            async with in_flight:
-                try:
-                    if pool is not None:
-                        results = await loop.run_in_executor(pool, bulk_worker, self.settings, job)
-                    else:
-                        results = await self.storage_pool.run(analyse_and_store, self.store, job)
-                except BrokenProcessPool as exc:
-                    log.error("an analysis worker died; its chunk of %d files fails", len(job))
-                    if self._pool is pool:  # replace it once, for the chunks still to come
-                        self._pool = None
-                        pool = self._executor(workers)
-                    results = [Internal(f"analysis worker died: {exc}") for _ in job]
-            return [(raw, path, result) for (raw, path, _), result in zip(chunk, results, strict=True)]
-
-        pending = [asyncio.create_task(analyse(chunk)) for chunk in chunks]
-        batch: list[tuple[str, Path, Stored]] = []
-        try:
-            for fut in asyncio.as_completed(pending):
-                for raw, path, result in await fut:
-                    if result is None:
-                        yield IngestOutcome(raw, skipped=True)
-                    elif isinstance(result, LoistError):
-                        await self._record_failure(_file_source(path), result)
-                        yield IngestOutcome(raw, error=result)
-                    else:
-                        batch.append((raw, path, result))
-                if len(batch) >= BULK_BATCH:
-                    for outcome in await self._catalog_batch(batch):
-                        yield outcome
-                    batch = []
-            if batch:
-                for outcome in await self._catalog_batch(batch):
-                    yield outcome
-        finally:
-            for task in pending:
-                task.cancel()
+    def _ingest_files_bulk(
+        self, files: list[FileInput], workers: int, control: BulkControl
+    ) -> AsyncIterator[IngestOutcome]:
+        """Analyse and store blobs in a process pool; catalogue in batches from here (see ``filerun.FileRun``)."""
+        return FileRun(self, files, workers, control).outcomes()
 
     async def _catalog_batch(self, batch: list[tuple[str, Path, Stored]]) -> list[IngestOutcome]:
-        """Flush the batch's blobs once, then write its rows in one transaction."""
+        """Write a batch's rows in one transaction through the one commit (``BlobLifetime.claim``):
+        the workers' blobs flushed once, then checked with their locks held, and any that is gone
+        (an earlier failed batch of the run released a twin's blob, or a concurrent delete did) is
+        written again from its file before the rows go in.
+
+        If the transaction fails, each file of the batch fails with its code and the blobs the
+        batch created are released under their locks (a blob a committed row references, a twin's
+        from an earlier batch or another process's, stays). What follows a commit cannot undo it:
+        if clearing the files' old ``FAILED`` records fails (the database went away just after the
+        commit), the tracks are still reported ingested.
+        """
         blobs = NewBlobs.for_files(self.store, [(path, stored) for _, path, stored in batch])
         tracks = [
-            new_track(stored.analysis, _file_source(path), stored.blob_key, stored.thumbnail_key)
+            new_track(stored.analysis, file_source(path), stored.blob_key, stored.thumbnail_key)
             for _, path, stored in batch
         ]
         try:
             results = await self.commit(tracks, blobs)
         except LoistError as exc:
             return [IngestOutcome(raw, error=exc) for raw, _, _ in batch]
-        await self.catalog.clear_failures_many([str(path) for _, path, _ in batch])
+        try:
+            await self.catalog.clear_failures_many([str(path) for _, path, _ in batch])
+        except LoistError as exc:
+            log.warning(
+                "%d files were catalogued, but their earlier FAILED records remain: %s", len(batch), exc
+            )
         return [
-            IngestOutcome(raw, track=track, created=created)
-            for (raw, _, _), (track, created) in zip(batch, results, strict=True)
+            IngestOutcome(raw, track=track, created=new)
+            for (raw, _, _), (track, new) in zip(batch, results, strict=True)
         ]
 
 

@@ -27,7 +27,7 @@ from loist.catalog.engine import background_writes
 from loist.config import Settings
 from loist.errors import DatabaseFailed, InvalidArgument, LoistError, NotFound, StorageFailed
 from loist.library.bulk import NewBlobs
-from loist.library.pipeline import IngestOutcome, Pipeline, Progress, _emit
+from loist.library.pipeline import BulkControl, IngestOutcome, Pipeline, Progress, _emit
 from loist.library.storage_pool import StoragePool
 from loist.library.synthetic import SEED_BATCH, SYNTHETIC_BLOB_KEY, generate_tracks, synthetic_blob
 from loist.model import (
@@ -148,9 +148,11 @@ class Library:
         *,
         concurrency: int | None = None,
         on_planned: Callable[[int], None] | None = None,
+        control: BulkControl | None = None,
     ) -> AsyncIterator[IngestOutcome]:
-        """Ingest URLs, files and folders; one outcome per item as it finishes (see ``Pipeline.ingest_many``)."""
-        return self.pipeline.ingest_many(inputs, concurrency=concurrency, on_planned=on_planned)
+        """Ingest URLs, files and folders; one outcome per item as it finishes (see ``Pipeline.ingest_many``;
+        ``control`` stops the run early, see ``BulkControl``)."""
+        return self.pipeline.ingest_many(inputs, concurrency=concurrency, on_planned=on_planned, control=control)
 
     # --- read ------------------------------------------------------------------------------------
     async def get(self, track_id: uuid.UUID | str) -> Track:
