@@ -33,7 +33,6 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from loist.catalog import Catalog
-from loist.catalog.engine import background_writes
 from loist.config import Settings
 from loist.errors import Internal, InvalidArgument, LoistError, NotFound
 from loist.ingest.analyze import Analysis, analyze
@@ -579,14 +578,13 @@ class Library:
             await asyncio.to_thread(self.store.put_bytes, SYNTHETIC_BLOB_KEY, data, "audio/wav")
         added = done = 0
         chunk: list[Track] = []
-        with background_writes():
-            for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=len(data)):
-                chunk.append(track)
-                if len(chunk) >= batch or done + len(chunk) == n:
-                    added += sum(created for _, created in await self.catalog.add_many(chunk))
-                    done += len(chunk)
-                    chunk = []
-                    await _emit(progress, "seeding", done, n)
+        for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=len(data)):
+            chunk.append(track)
+            if len(chunk) >= batch or done + len(chunk) == n:
+                added += sum(created for _, created in await self.catalog.add_many(chunk))
+                done += len(chunk)
+                chunk = []
+                await _emit(progress, "seeding", done, n)
         return added
 
 
