@@ -1,16 +1,19 @@
 """Two writer processes on one SQLite library (issue #16): tag updates while `loist seed` runs.
 
 1. A fresh embedded library (SQLite + local folder) gets ``--base`` synthetic tracks to update.
-2. Baseline: ``--updates`` tag updates through ``Library.update_tags`` with ``--concurrency``
-   requests in flight (what a server does for ``update_metadata`` calls), nothing else writing.
+2. Baseline: ``--updates`` tag updates through ``Library.update_tags`` (what a server does for
+   ``update_metadata`` calls), nothing else writing: ``--concurrency`` updates always in flight
+   (closed loop), or ``--rate`` updates a second arriving at random times (open loop).
 3. Contended: ``loist seed --synthetic N`` starts in a second process; the same update loop runs
    here until the seed process exits.
+4. After: the baseline again, alone, on the library the seed has grown (an update's own cost
+   grows with the library, so this is what the contended phase is to be compared with).
 
 Every update either succeeds or fails (``DATABASE_FAILED`` "database is locked" was the symptom);
-the script prints failures, throughput and p50/p95/max latency for both phases, and the seed's own
+the script prints failures, throughput and p50/p95/max latency for each phase, and the seed's own
 time, as a Markdown table for docs/benchmarks.md.
 
-    .venv/bin/python bench/sqlite_writers.py [--seed-tracks 60000] [--concurrency 4]
+    .venv/bin/python bench/sqlite_writers.py [--seed-tracks 60000] [--concurrency 1 | --rate 20]
 """
 
 from __future__ import annotations
@@ -71,25 +74,38 @@ class LockWaits(logging.Handler):
             self.phase.lock_waits_ms.append(float(record.args[0]) * 1000)  # type: ignore[index]
 
 
-async def update_loop(lib: Library, ids: list[str], phase: Phase, concurrency: int, stop) -> None:  # noqa: ANN001
+async def update_loop(lib: Library, ids: list[str], phase: Phase, args: argparse.Namespace, stop) -> None:  # noqa: ANN001
+    """Closed loop (``--concurrency`` updates always in flight) or, with ``--rate``, open loop:
+    updates arriving at random (Poisson) times, each on its own, as a server's requests would."""
     rng = random.Random(7)  # noqa: S311 - benchmark data
     counter = 0
 
-    async def worker() -> None:
+    async def one() -> None:
         nonlocal counter
+        counter += 1
+        started = time.perf_counter()
+        try:
+            await lib.update_tags(rng.choice(ids), {"comment": f"edit {counter}"})
+        except LoistError as exc:
+            phase.failures.append(exc.message[:120])
+            return
+        phase.latencies_ms.append((time.perf_counter() - started) * 1000)
+
+    async def worker() -> None:
         while not stop():
-            counter += 1
-            track_id = rng.choice(ids)
-            started = time.perf_counter()
-            try:
-                await lib.update_tags(track_id, {"comment": f"edit {counter}"})
-            except LoistError as exc:
-                phase.failures.append(exc.message[:120])
-                continue
-            phase.latencies_ms.append((time.perf_counter() - started) * 1000)
+            await one()
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if args.rate:
+        pending: set[asyncio.Task[None]] = set()
+        while not stop():
+            task = asyncio.create_task(one())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            await asyncio.sleep(rng.expovariate(args.rate))  # pacing the arrivals, not waiting for a result
+        await asyncio.gather(*pending)
+    else:
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
     phase.seconds = time.perf_counter() - started
 
 
@@ -106,8 +122,7 @@ async def run(args: argparse.Namespace) -> None:
             ids = [str(t.id) for t in (await lib.list(limit=min(args.base, 1000))).items]
 
             baseline = waits.phase = Phase()
-            await update_loop(lib, ids, baseline, args.concurrency,
-                              lambda: len(baseline.latencies_ms) + len(baseline.failures) >= args.updates)
+            await update_loop(lib, ids, baseline, args, _count_reached(baseline, args.updates))
 
             env = {**os.environ, "LOIST_DATA_DIR": str(data)}
             started = time.perf_counter()
@@ -116,22 +131,31 @@ async def run(args: argparse.Namespace) -> None:
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             contended = waits.phase = Phase()
-            await update_loop(lib, ids, contended, args.concurrency, lambda: seeder.poll() is not None)
+            await update_loop(lib, ids, contended, args, lambda: seeder.poll() is not None)
             out, err = seeder.communicate()
             seed_s = time.perf_counter() - started
             if seeder.returncode != 0:
                 print(f"seed failed ({seeder.returncode}): {out}{err}", file=sys.stderr)
+            after = waits.phase = Phase()  # the same updates on the grown library, alone again
+            await update_loop(lib, ids, after, args, _count_reached(after, args.updates))
 
     print(f"Machine: {machine()}")
     print(f"Seed of {args.seed_tracks:,} synthetic tracks beside the updates: {seed_s:.1f} s "
           f"({args.seed_tracks / seed_s:,.0f} tracks/s), exit code {seeder.returncode}")
+    mode = f"open loop, {args.rate:g} a second" if args.rate else f"closed loop, {args.concurrency} in flight"
+    print(f"Updates: {mode}")
     print()
     print("| phase | updates | failed | throughput | p50 ms | p95 ms | max ms | waited for lock | wait p95 ms | wait max ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print(baseline.row("updates alone"))
     print(contended.row(f"updates beside `loist seed --synthetic {args.seed_tracks}`"))
+    print(after.row(f"updates alone after it ({args.base + args.seed_tracks:,} tracks)"))
     for message in sorted(set(contended.failures + baseline.failures))[:5]:
         print(f"\nfailure: {message}")
+
+
+def _count_reached(phase: Phase, n: int):  # noqa: ANN202
+    return lambda: len(phase.latencies_ms) + len(phase.failures) >= n
 
 
 def main() -> None:
@@ -139,7 +163,8 @@ def main() -> None:
     parser.add_argument("--seed-tracks", type=int, default=60_000)
     parser.add_argument("--base", type=int, default=500, help="tracks the updates pick from")
     parser.add_argument("--updates", type=int, default=1000, help="updates in the baseline phase")
-    parser.add_argument("--concurrency", type=int, default=4, help="updates in flight at once")
+    parser.add_argument("--concurrency", type=int, default=1, help="closed loop: updates in flight at once")
+    parser.add_argument("--rate", type=float, default=0, help="open loop: updates arriving per second (Poisson)")
     asyncio.run(run(parser.parse_args()))
 
 

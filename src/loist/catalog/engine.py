@@ -10,8 +10,7 @@ write timeout (``SQLITE_WRITE_TIMEOUT_S``) has passed. So a waiting writer looks
 milliseconds (SQLite's handler alone slows to one look per 100 ms after the first third of a
 second) and gets in between another writer's short transactions. Within one process the writers
 queue first (an ``asyncio.Lock``), so only one of them polls and the lock passes straight to the
-next; bulk writers marked with :func:`background_writes` (seeding) look only every ~50 ms, so a
-user's write nearly always goes first. Any other wait for a lock (a read while another process checkpoints the
+next in arrival order. Any other wait for a lock (a read while another process checkpoints the
 WAL on close, a migration) uses SQLite's busy handler with the write timeout as its limit. Reads
 never take the write lock: in WAL mode readers and the writer do not block each other.
 """
@@ -19,14 +18,12 @@ never take the write lock: in WAL mode readers and the writer do not block each 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import logging
-import random
 import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +40,6 @@ log = logging.getLogger(__name__)
 # One wait inside SQLite's busy handler for the write lock; then BEGIN IMMEDIATE is tried again, until
 # the write timeout. Short, so a waiting writer's polling keeps restarting at 1 ms intervals.
 SQLITE_BUSY_TIMEOUT_MS = 10
-# A background writer (``background_writes``: seeding) instead looks once every ~50 ms (jittered),
-# so a user's write waiting at the same time, looking every few ms, nearly always gets the lock
-# first, and between a user's back-to-back writes the seeder rarely slips in. Measured in
-# docs/benchmarks.md, "Two writers on one SQLite file" (SQLite's own 1, 2, 5... ms polling for the
-# seeder as well gave tag edits a p50 of 122 ms beside it instead of 28 ms).
-SQLITE_BACKGROUND_POLL_S = 0.05
-_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("loist_background_writes", default=False)
 DEFAULT_WRITE_TIMEOUT_S = 30.0
 WRITE_TIMEOUT_OPTION = "loist_write_timeout_s"  # an engine execution option: carried by the engine
 SQLITE_BUSY = 5  # the primary result code of SQLITE_BUSY and its extended forms
@@ -167,17 +157,6 @@ def _once(on_blocked: OnBlocked) -> Callable[[], Awaitable[None]]:
     return blocked
 
 
-@contextmanager
-def background_writes() -> Iterator[None]:
-    """Mark the writes made inside (in this task) as background work: a bulk writer that commits
-    often and can wait. They look for SQLite's lock only every ~50 ms, so interactive writes win it."""
-    token = _BACKGROUND.set(True)
-    try:
-        yield
-    finally:
-        _BACKGROUND.reset(token)
-
-
 @asynccontextmanager
 async def _turn(
     engine: AsyncEngine, loop: asyncio.AbstractEventLoop, timeout_s: float, blocked: Callable[[], Awaitable[None]]
@@ -209,9 +188,7 @@ async def _begin_immediate(
     ``executescript`` on the driver's connection; SQLAlchemy has begun nothing on SQLite yet).
     """
     driver = (await conn.get_raw_connection()).driver_connection
-    background = _BACKGROUND.get()
-    slice_ms = 0 if background else SQLITE_BUSY_TIMEOUT_MS
-    attempt_sql = f"PRAGMA busy_timeout = {slice_ms}; BEGIN IMMEDIATE; "
+    attempt_sql = f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; BEGIN IMMEDIATE; "
     restore_sql = f"PRAGMA busy_timeout = {_ms(timeout_s)};"
     loop = asyncio.get_running_loop()
     attempts = 0
@@ -230,8 +207,6 @@ async def _begin_immediate(
             await _restore(driver, restore_sql)
             raise _locked(waited, "another process")
         log.debug("SQLite write lock busy, waiting (attempt %d, %.3f s so far)", attempts, waited)
-        if background:
-            await asyncio.sleep(SQLITE_BACKGROUND_POLL_S * (0.5 + random.random()))  # noqa: S311 - jitter
     waited = loop.time() - started
     if attempts:
         log.log(logging.INFO if waited >= 1 else logging.DEBUG,

@@ -23,7 +23,6 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from loist.catalog import Catalog
-from loist.catalog.engine import background_writes
 from loist.config import Settings
 from loist.errors import DatabaseFailed, InvalidArgument, LoistError, NotFound, StorageFailed
 from loist.library.bulk import NewBlobs
@@ -341,14 +340,13 @@ class Library:
         size = await self.ensure_synthetic_blob(blobs)
         added = done = 0
         chunk: list[Track] = []
-        with background_writes():
-            for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=size):
-                chunk.append(track)
-                if len(chunk) >= batch or done + len(chunk) == n:
-                    added += sum(created for _, created in await self.pipeline.commit(chunk, blobs))
-                    done += len(chunk)
-                    chunk = []
-                    await _emit(progress, "seeding", done, n)
+        for track in generate_tracks(n, seed=seed, blob_key=SYNTHETIC_BLOB_KEY, blob_size=size):
+            chunk.append(track)
+            if len(chunk) >= batch or done + len(chunk) == n:
+                added += sum(created for _, created in await self.pipeline.commit(chunk, blobs))
+                done += len(chunk)
+                chunk = []
+                await _emit(progress, "seeding", done, n)
         return added
 
 
