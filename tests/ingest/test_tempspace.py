@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,14 +28,6 @@ def options(server: LoopbackServer, **extra: object) -> dict[str, object]:
     return {"max_bytes": 1024 * KIB, "timeout_s": 10, "policy": server.policy, "resolver": server.resolver,
             "backoff_s": 0.001, **extra}
 
-
-@pytest.fixture
-def gate() -> Iterator[threading.Event]:
-    event = threading.Event()
-    try:
-        yield event
-    finally:
-        event.set()  # never leave a server thread waiting
 
 
 @pytest.fixture

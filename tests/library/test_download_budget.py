@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ from loist.library.service import Library
 from loist.library.synthetic import wav_bytes as silent_wav
 from loist.model import TrackStatus
 from tests.support.httpserver import LoopbackServer
-
-
-@pytest.fixture
-def gate() -> Iterator[threading.Event]:
-    event = threading.Event()
-    try:
-        yield event
-    finally:
-        event.set()
 
 
 async def test_a_second_download_that_does_not_fit_beside_the_first_is_rate_limited(

@@ -238,3 +238,14 @@ def http_server(loopback_server: LoopbackServer) -> LoopbackServer:
     """The session's loopback server with no routes and an empty request log."""
     loopback_server.reset()
     return loopback_server
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    """The event a :meth:`LoopbackServer.gated` route waits on; set at teardown, so no server
+    thread is ever left waiting."""
+    event = threading.Event()
+    try:
+        yield event
+    finally:
+        event.set()
