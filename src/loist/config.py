@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     # --- logging ---------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    access_log: bool = True  # one line per HTTP request (loist.access), with status and latency
+
+    # --- telemetry (loist.telemetry, docs/observability.md) -------------------------------------
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: no metrics listener
+    prometheus_multiproc_dir: Path | None = None  # set by a parent that runs several web workers
+    google_cloud_project: str | None = None  # trace ids in log lines; default: GCS_PROJECT_ID
+    # Read here only to decide whether tracing is on; the OpenTelemetry SDK reads every OTEL_* itself.
+    otel_traces_exporter: str | None = None  # otlp, gcp_trace, console or none
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
 
     @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
@@ -133,6 +144,20 @@ class Settings(BaseSettings):
     @property
     def binds_all_interfaces(self) -> bool:
         return self.server_host in WILDCARD_HOSTS
+
+    @property
+    def trace_project(self) -> str | None:
+        """The Google Cloud project trace ids in log lines belong to."""
+        return self.google_cloud_project or self.gcs_project_id
+
+    @property
+    def traces_exporter(self) -> str | None:
+        """The span exporter ``OTEL_TRACES_EXPORTER`` names (an OTLP endpoint alone means ``otlp``),
+        or None: tracing off."""
+        chosen = (self.otel_traces_exporter or "").strip().lower()
+        if not chosen and (self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint):
+            chosen = "otlp"
+        return chosen if chosen and chosen != "none" else None
 
     @property
     def blob_dir(self) -> Path:
@@ -196,6 +221,8 @@ class Settings(BaseSettings):
             parts = urlsplit(self.embed_base_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 found.append(f"EMBED_BASE_URL must be an absolute http(s) URL, got {self.embed_base_url!r}")
+        if self.traces_exporter not in (None, "otlp", "gcp_trace", "console"):
+            found.append(f"OTEL_TRACES_EXPORTER must be otlp, gcp_trace, console or none, got {self.otel_traces_exporter!r}")
         if self.environment == "production":
             if not self.auth_enabled:
                 found.append("production refuses AUTH_ENABLED=false: /mcp would be open to anyone")

@@ -12,23 +12,45 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from loist.config import Settings
+from loist.telemetry.context import current as current_trace
 
 MASK = "********"
 
 
+TRACE_FIELD = "logging.googleapis.com/trace"
+SPAN_FIELD = "logging.googleapis.com/spanId"
+SAMPLED_FIELD = "logging.googleapis.com/trace_sampled"
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: severity, message, logger, time, and the traceback if any."""
+    """One JSON object per record: severity, message, logger, time, the traceback if any, the trace
+    of the request it belongs to (Cloud Logging's fields, ``projects/PROJECT/traces/ID`` when the
+    project is known) and an access line's ``httpRequest``."""
+
+    def __init__(self, trace_project: str | None = None) -> None:
+        super().__init__()
+        self.trace_prefix = f"projects/{trace_project}/traces/" if trace_project else ""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "severity": record.levelname,
             "message": record.getMessage(),
             "logger": record.name,
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
         }
+        trace = current_trace()
+        if trace is not None:
+            entry[TRACE_FIELD] = self.trace_prefix + trace.trace_id
+            if trace.span_id:
+                entry[SPAN_FIELD] = trace.span_id
+            entry[SAMPLED_FIELD] = trace.sampled
+        request = getattr(record, "http_request", None)
+        if request is not None:
+            entry["httpRequest"] = request
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -66,7 +88,7 @@ def configure_logging(settings: Settings) -> None:
     """Install one stderr handler on the root logger (idempotent: replaces what it installed)."""
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(settings.trace_project))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(SecretFilter(secrets_of(settings)))

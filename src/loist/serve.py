@@ -65,6 +65,7 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
         "log_config": None,  # uvicorn's loggers propagate to the root handler of loist.logs (LOG_FORMAT)
         "lifespan": "on",
         "server_header": False,
+        "access_log": False,  # the app writes one access line per request itself (loist.web.observe)
     }
     return uvicorn.Config(app, **{**chosen, **options})
 
@@ -72,8 +73,10 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
 def _serve_http(settings: Settings, as_json: bool = False) -> None:
     import uvicorn
 
+    from loist.telemetry.setup import start as start_telemetry
     from loist.web.app import ANNOUNCED_PATHS, create_app
 
+    telemetry = start_telemetry(settings)  # before the app: its engines and stores report from the start
     app = create_app(settings)
     host, port = settings.server_host, settings.port
     shown = f"[{host}]" if ":" in host else host
@@ -82,10 +85,12 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
         f"{settings.server_name}: listening on http://{shown}:{port}\n"
         f"  MCP endpoint  {urls['mcp']}{'  (bearer token required)' if settings.auth_enabled else ''}\n"
         f"  embed pages   {urls['embed'].replace('{id}', '<track id>')}\n"
-        f"  health        {urls['health']}",
+        f"  health        {urls['health']}"
+        + (f"\n  metrics       {telemetry.listener.url}" if telemetry.listener else ""),
         {
             "event": "serving", "server": settings.server_name, "transport": "http",
             "listen": f"http://{shown}:{port}", "auth": settings.auth_enabled, **urls,
+            "metrics": telemetry.listener.url if telemetry.listener else None,
         },
         as_json=as_json,
     )
@@ -94,3 +99,5 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
         uvicorn.Server(config).run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a graceful shutdown: that is a clean exit
         _announce(f"{settings.server_name}: stopped", {"event": "stopped", "server": settings.server_name}, as_json=as_json)
+    finally:
+        telemetry.close()

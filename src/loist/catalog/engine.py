@@ -34,6 +34,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from loist.catalog.errors import database_failed, normalize_url
 from loist.errors import DatabaseFailed
+from loist.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def build_engine(
             async_url, execution_options={WRITE_TIMEOUT_OPTION: write_timeout_s}, **kwargs
         )
         event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_on_connect, write_timeout_s))
-        return engine
+        return _observed(engine)
     # jit off: PostgreSQL's JIT compiles plans whose estimated cost is high (counts and rankings over
     # a large library) and adds 10+ ms to queries that run in a few: search latency is the priority.
     # plan_cache_mode: asyncpg prepares every statement, and after five runs PostgreSQL may switch a
@@ -98,7 +99,14 @@ def build_engine(
         kwargs["poolclass"] = NullPool
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    return create_async_engine(async_url, **kwargs)
+    return _observed(create_async_engine(async_url, **kwargs))
+
+
+def _observed(engine: AsyncEngine) -> AsyncEngine:
+    """The pool gauges and a span per statement, while metrics / tracing are on (``loist.telemetry``)."""
+    metrics.watch_pool(engine.sync_engine)
+    tracing.watch_engine(engine.sync_engine)
+    return engine
 
 
 def _sqlite_on_connect(write_timeout_s: float, dbapi_connection: Any, _record: Any) -> None:

@@ -10,6 +10,7 @@ driver failure leaves as :class:`DatabaseFailed` with the password masked.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -41,6 +42,7 @@ from loist.model import (
     TrackStatus,
     new_track_id,
 )
+from loist.telemetry import metrics
 
 MAX_PAGE_SIZE = 1000
 _WRITE_ACTIONS = frozenset({"insert", "update", "delete"})  # the ``_tx`` actions that write
@@ -419,7 +421,11 @@ class Catalog:
             return await blobs.drop_thumbnail(conn, track_id)
 
     async def search(self, request: SearchRequest) -> SearchResult:
-        return await run_search(self._engine, self.dialect, request)
+        started = time.perf_counter()
+        try:
+            return await run_search(self._engine, self.dialect, request)
+        finally:
+            metrics.search_took(self.dialect, time.perf_counter() - started)
 
 
 def _normalized(track: Track) -> Track:

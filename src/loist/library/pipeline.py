@@ -52,6 +52,7 @@ from loist.library.lifetime import BlobLifetime, Checkpoints
 from loist.library.storage_pool import StoragePool
 from loist.model import Source, Track, TrackStatus, new_track_id
 from loist.storage.base import BlobStore
+from loist.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -152,21 +153,27 @@ class Pipeline:
             max_bytes = min(max_bytes, int(max_size_mb * 1024 * 1024))
         source = Source(type="http_url", location=url, original_filename=filename)
         try:
-            async with download_to_temp(
-                url,
-                budget=self._temp_budget,
-                headers=headers,
-                max_bytes=max_bytes,
-                timeout_s=self.settings.download_timeout_s,
-                policy=self._policy,
-                progress=progress,
-            ) as fetched:
+            async with contextlib.AsyncExitStack() as stack:
+                counted = stack.enter_context(metrics.ingesting("url"))
+                with metrics.stage("fetch"):
+                    fetched = await stack.enter_async_context(download_to_temp(
+                        url,
+                        budget=self._temp_budget,
+                        headers=headers,
+                        max_bytes=max_bytes,
+                        timeout_s=self.settings.download_timeout_s,
+                        policy=self._policy,
+                        progress=progress,
+                    ))
                 source = source.model_copy(update={"original_filename": filename or fetched.filename})
                 await _emit(progress, "reading_tags")
-                analysis = await asyncio.to_thread(
-                    analyze, fetched.path, original_filename=source.original_filename
-                )
-                return await self._store_and_catalog(analysis, fetched.path, source, progress)
+                with metrics.stage("analyze"):
+                    analysis = await asyncio.to_thread(
+                        analyze, fetched.path, original_filename=source.original_filename
+                    )
+                track, created = await self._store_and_catalog(analysis, fetched.path, source, progress)
+                counted.nbytes = track.size_bytes
+                return track, created
         except LoistError as exc:
             await self._record_failure(source, exc)
             raise
@@ -175,11 +182,15 @@ class Pipeline:
         """Analyse, store and catalogue one local file; ``(track, created)``."""
         source = file_source(path)
         try:
-            if not path.is_file():
-                raise NotFound(f"no such file: {path}")
-            await _emit(progress, "reading_tags")
-            analysis = await asyncio.to_thread(analyze, path, original_filename=path.name)
-            return await self._store_and_catalog(analysis, path, source, progress)
+            with metrics.ingesting("file") as counted:
+                if not path.is_file():
+                    raise NotFound(f"no such file: {path}")
+                await _emit(progress, "reading_tags")
+                with metrics.stage("analyze"):
+                    analysis = await asyncio.to_thread(analyze, path, original_filename=path.name)
+                track, created = await self._store_and_catalog(analysis, path, source, progress)
+                counted.nbytes = track.size_bytes
+                return track, created
         except LoistError as exc:
             await self._record_failure(source, exc)
             raise
@@ -206,13 +217,15 @@ class Pipeline:
         await _emit(progress, "storing")
         blobs = NewBlobs(self.store)
         try:
-            key, thumb = await self.storage_pool.run(put_blobs, blobs, analysis, path)
+            with metrics.stage("store"):
+                key, thumb = await self.storage_pool.run(put_blobs, blobs, analysis, path)
         except BaseException:
             await self.lifetime.discard(blobs)
             raise
         await self.checkpoints.reached("stored")
         await _emit(progress, "cataloguing")
-        [(track, created)] = await self.commit([new_track(analysis, source, key, thumb)], blobs)
+        with metrics.stage("catalog"):
+            [(track, created)] = await self.commit([new_track(analysis, source, key, thumb)], blobs)
         await self.checkpoints.reached("committed")
         await self._clear_failures(source)
         return track, created
@@ -256,6 +269,9 @@ class Pipeline:
         async def run_files() -> None:
             async with contextlib.aclosing(self._ingest_files_bulk(files, workers, control)) as outcomes:
                 async for outcome in outcomes:
+                    if not outcome.skipped:  # counted here, in the parent: workers report nothing
+                        size = outcome.track.size_bytes if outcome.track is not None else None
+                        metrics.ingest_finished("file", metrics.outcome_of(outcome.error), size)
                     await queue.put(outcome)
 
         async def run_all() -> None:

@@ -14,8 +14,10 @@ into a JSON-RPC error carrying the stable code.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,7 @@ from loist import __version__
 from loist.config import Settings
 from loist.errors import ErrorCode, LoistError
 from loist.library.holder import LibraryHolder
+from loist.mcp import observe
 from loist.mcp.deps import Deps, Transport
 from loist.mcp.resources import register_resources, stream_contents
 from loist.mcp.results import error_result
@@ -77,12 +80,20 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[dict[str, Any], Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        started, result = time.perf_counter(), None
         try:
-            return await super().call_tool(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
         except MCPError:
             raise
         except Exception as exc:
-            return error_result(name, exc)
+            result = error_result(name, exc)
+        finally:
+            observe.record(self.tool_names, name, result, time.perf_counter() - started)
+        return result
+
+    @functools.cached_property
+    def tool_names(self) -> frozenset[str]:
+        return frozenset(tool.name for tool in self._tool_manager.list_tools())
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[dict[str, Any], Any] | None = None

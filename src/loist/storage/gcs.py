@@ -49,6 +49,7 @@ from loist.errors import InvalidArgument, LoistError, NotFound, StorageFailed
 from loist.storage.base import CHUNK_SIZE, MAX_READ_RANGE, BlobInfo, Leftover, ListedBlob
 from loist.storage.breaker import CircuitBreaker
 from loist.storage.checks import DEFAULT_CONTENT_TYPE, check_range, check_read_range, validate_key
+from loist.storage.observed import observed
 
 UPLOAD_CHUNK_SIZE = 32 * CHUNK_SIZE  # 8 MiB: GCS's recommended minimum; must be a multiple of 256 KiB
 RANGE_WINDOW = 4 * CHUNK_SIZE  # 1 MiB per ranged GET while streaming
@@ -85,6 +86,7 @@ class GcsLimits:
     write_deadline_s: float = 15.0
 
 
+@observed
 class GcsBlobStore:
     """Blobs as objects in one bucket. The client is created on first use (no work at construction)."""
 

@@ -27,11 +27,13 @@ from typing import BinaryIO
 from loist.errors import InvalidArgument, NotFound, StorageFailed
 from loist.storage.base import CHUNK_SIZE, MAX_READ_RANGE, BlobInfo, Leftover, ListedBlob
 from loist.storage.checks import DEFAULT_CONTENT_TYPE, check_range, check_read_range, validate_key
+from loist.storage.observed import observed
 
 META_DIR = ".meta"
 TEMP_PREFIX = ".tmp-"  # temp files of atomic writes, beside their target
 
 
+@observed
 class LocalBlobStore:
     """Blobs as files under ``root``. ``signed_url`` is None: the app streams them itself."""
 

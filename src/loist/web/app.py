@@ -3,6 +3,7 @@
 :func:`create_app` builds everything from a :class:`~loist.config.Settings` (no work at import
 time, no globals), so tests build as many apps as they like. Composition, outermost first::
 
+    Observe                metrics, access log, trace context (loist.web.observe)
     SecurityHeaders        frame-ancestors 'none' / X-Frame-Options DENY unless a route set a CSP
     ScopedCORS             CORS_ORIGINS, only for /audio/*, /oembed, /.well-known/oembed.json
     Starlette router       /embed/{id}  /oembed  /.well-known/oembed.json
@@ -34,6 +35,7 @@ from loist.web.context import WebContext, make_templates
 from loist.web.cors import ScopedCORS
 from loist.web.errors import exception_handlers
 from loist.web.mcp_route import McpEndpoint
+from loist.web.observe import Observe
 from loist.web.security import SecurityHeaders
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
         Mount("/static", StaticFiles(packages=[("loist.web", "static")]), name="static"),
     ]
     middleware = [
+        Middleware(Observe, routes=routes, access=settings.access_log),  # outermost: sees every answer
         Middleware(SecurityHeaders),
         Middleware(ScopedCORS, origins=settings.cors_origins),
     ]
