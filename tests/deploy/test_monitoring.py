@@ -333,4 +333,11 @@ def test_compose_observability_profile_wires_the_generated_files() -> None:
 
 
 def test_runbook_gcloud_lines_exist(gcloud_tree: dict[str, Any]) -> None:
-    assert gcloud_problems((ROOT / "docs" / "operations.md").read_text(), gcloud_tree) == []
+    for doc in ("operations.md", "observability.md"):
+        assert gcloud_problems((ROOT / "docs" / doc).read_text(), gcloud_tree) == [], doc
+
+
+def test_observability_doc_lists_every_alert_with_its_runbook() -> None:
+    text = (ROOT / "docs" / "observability.md").read_text()
+    for alert in ALERTS:
+        assert f"[{alert.title}](operations.md#{alert.anchor})" in text, alert.title
