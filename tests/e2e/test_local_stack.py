@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.support.localstack import SCRIPT, RunningStack, start_stack
+from tests.support.polling import poll_until
 
 # One worker runs every test on the session's stack (pytest -n 2 --dist loadgroup): one stack, not two.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack")]
@@ -69,10 +70,22 @@ def test_env_file_runs_loist_commands_against_the_stack(local_stack: RunningStac
     assert json.loads(done.stdout)["up_to_date"] is True
 
 
+def test_observability_runs_prometheus_scraping_the_server(local_stack: RunningStack) -> None:
+    from loist.ops import prometheus
+
+    url = local_stack.info["prometheus_url"]
+    assert httpx.get(local_stack.info["metrics_url"], timeout=10).status_code == 200
+    assert httpx.get(f"{local_stack.base_url}/metrics", timeout=10).status_code == 404
+    # it scrapes the server's listener every 5 s: poll its API (bounded) for the first scrape
+    poll_until(lambda: bool(prometheus.query(url, 'loist_build_info{job="loist"}')), timeout_s=60,
+               what="Prometheus stores a scrape of the stack's server")
+    assert prometheus.targets_up(url)
+
+
 def test_help_documents_the_options() -> None:
     done = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    for option in ("--database-url", "--pg-server", "--env-file", "--json", "--port"):
+    for option in ("--database-url", "--pg-server", "--env-file", "--json", "--port", "--observability"):
         assert option in done.stdout
 
 

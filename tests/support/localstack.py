@@ -4,7 +4,8 @@
   *args``, waits for its one JSON line (printed once ``/health/ready`` answered 200), yields a
   :class:`RunningStack`, then sends SIGTERM and waits for it to stop everything.
 - ``local_stack`` (session): one stack per test session (per xdist worker) on the local
-  PostgreSQL server (a fresh database, dropped on exit) and an in-memory GCS emulator. Its
+  PostgreSQL server (a fresh database, dropped on exit) and an in-memory GCS emulator, with
+  Prometheus scraping it (``--observability``). Its
   teardown asserts that the database and the work folder are gone.
 """
 
@@ -121,7 +122,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
     except psycopg.OperationalError as exc:
         _unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     tmp = tmp_path_factory.mktemp("local-stack")
-    with start_stack(tmp, "--pg-server", PG_SERVER) as stack:
+    with start_stack(tmp, "--pg-server", PG_SERVER, "--observability") as stack:
         yield stack
     database = stack.info["database_url"].rsplit("/", 1)[1]
     assert stack.proc.returncode == 0, "local-stack did not exit cleanly on SIGTERM"

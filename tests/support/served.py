@@ -46,8 +46,8 @@ def serving(cwd: Path, env: dict[str, str]) -> Iterator[Served]:
     port, metrics_port = free_port(), free_port()
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("LOIST_", "DATABASE_", "DB_", "GCS_", "STORAGE_", "OTEL_", "METRICS_"))}
-    clean.update(EMBED_BASE_URL=f"http://127.0.0.1:{port}", METRICS_HOST="127.0.0.1",
-                 METRICS_PORT=str(metrics_port), LOG_LEVEL="WARNING", **env)
+    clean.update({"EMBED_BASE_URL": f"http://127.0.0.1:{port}", "METRICS_HOST": "127.0.0.1",
+                  "METRICS_PORT": str(metrics_port), "LOG_LEVEL": "WARNING", **env})
     proc = subprocess.Popen(
         [sys.executable, "-m", "loist", "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
         cwd=cwd, env=clean, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -12,6 +12,8 @@
 3. ``loist db upgrade``, then ``loist serve --transport http`` on a free loopback port with
    ``AUTH_ENABLED=true``, a generated ``BEARER_TOKEN`` and ``ALLOW_PRIVATE_URLS=true`` (so the
    server may fetch audio from other loopback servers, which the deployment check relies on);
+   Its metrics listener gets a free loopback port (``METRICS_PORT``); with ``--observability`` a
+   Prometheus (:mod:`loist.ops.prometheus`) scrapes it;
 4. waits for ``/health/ready``, prints the URLs and the token (``--json``: one JSON object on one
    line), writes ``--env-file`` for ``source``, and runs until Ctrl-C / SIGTERM, then stops
    everything it started, in reverse order.
@@ -64,6 +66,8 @@ class Stack:
     database_mode: str = ""  # "given" | "fresh-database" | "throwaway-cluster"
     emulator_url: str = ""
     bucket: str = DEFAULT_BUCKET
+    metrics_port: int = 0
+    prometheus_url: str = ""
     server: subprocess.Popen[bytes] | None = None
     cleanups: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
 
@@ -81,6 +85,7 @@ class Stack:
             "ALLOW_PRIVATE_URLS": "true",
             "EMBED_BASE_URL": self.base_url,
             "LOIST_DATA_DIR": str(self.workdir / "data"),
+            "METRICS_PORT": str(self.metrics_port),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -93,6 +98,8 @@ class Stack:
             "database_mode": self.database_mode,
             "emulator_url": self.emulator_url,
             "bucket": self.bucket,
+            "metrics_url": f"http://127.0.0.1:{self.metrics_port}/metrics" if self.metrics_port else "",
+            "prometheus_url": self.prometheus_url,
             "workdir": str(self.workdir),
             "pid": os.getpid(),
         }
@@ -294,6 +301,19 @@ def start_server(stack: Stack, port: int) -> None:
                 proc, log)
 
 
+def start_prometheus(stack: Stack) -> None:
+    """Debian's Prometheus on a free loopback port, scraping the server's metrics listener every 5 s."""
+    from loist.ops import prometheus
+
+    try:
+        running = prometheus.start(stack.workdir / "prometheus", [f"127.0.0.1:{stack.metrics_port}"], free_port(),
+                                   interval_s=5)
+    except prometheus.PrometheusError as exc:
+        raise StackError(str(exc)) from None
+    stack.cleanups.append(("Prometheus", running.stop))
+    stack.prometheus_url = running.url
+
+
 def start(args: argparse.Namespace) -> Stack:
     """Start every component; on any failure stop what was started and raise StackError."""
     workdir = Path(tempfile.mkdtemp(prefix="loist-stack-"))
@@ -314,8 +334,11 @@ def start(args: argparse.Namespace) -> Stack:
         port = args.port or free_port()
         stack.base_url = f"http://127.0.0.1:{port}"
         stack.token = args.token or secrets.token_urlsafe(32)
+        stack.metrics_port = free_port()
         migrate(stack)
         start_server(stack, port)
+        if args.observability:
+            start_prometheus(stack)
     except BaseException:
         stack.stop()
         raise
@@ -347,6 +370,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env-file", type=Path, default=None, help="Write the stack's settings here, to source.")
     parser.add_argument("--json", action="store_true", help="Print one JSON line when ready.")
     parser.add_argument("--keep-workdir", action="store_true", help="Keep logs and data after exit.")
+    parser.add_argument("--observability", action="store_true",
+                        help="Also run Prometheus (Debian's prometheus package) scraping the server's metrics.")
     parser.add_argument("--ready-only", action="store_true",
                         help="Exit (stopping everything) as soon as the stack is ready: a self-test.")
     args = parser.parse_args(argv)
@@ -394,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"  token      {info['token']}\n"
                     f"  database   {_masked(info['database_url'])}\n"
                     f"  GCS        {info['emulator_url']}  bucket {info['bucket']}\n"
-                    f"  logs       {info['workdir']}\n"
+                    f"  metrics    {info['metrics_url']}\n"
+                    + (f"  Prometheus {info['prometheus_url']}\n" if info["prometheus_url"] else "")
+                    + f"  logs       {info['workdir']}\n"
                     + (f"  env file   {args.env_file}  (source it to run loist commands here)\n" if args.env_file else "")
                     + "Ctrl-C stops everything.",
                     flush=True,

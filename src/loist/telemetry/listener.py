@@ -7,10 +7,11 @@ Prometheus sidecar scrapes it over localhost, and locally Prometheus does.
 
 Several web workers in one container: the parent calls :func:`prepare_workers` *before* it starts
 them (it creates a fresh, empty folder and points ``PROMETHEUS_MULTIPROC_DIR`` at it, which the
-workers inherit), runs the one listener itself, and calls :func:`worker_exited` for each worker
-that ends. Each worker then writes its samples to memory-mapped files in that folder (the client's
-multi-process mode) and every scrape sums them: counters and histograms add up, the pool gauges
-are summed over live workers. Process metrics are then the parent's only.
+workers inherit) and runs the one listener itself. Each worker then writes its samples to
+memory-mapped files in that folder (the client's multi-process mode) and every scrape sums them:
+counters and histograms add up, the pool gauges are summed over the workers alive at the scrape
+(:class:`WorkerFiles` forgets the gauges of a worker that is gone). Process metrics are then the
+parent's only.
 """
 
 from __future__ import annotations
@@ -79,29 +80,55 @@ def _registry(settings: Settings) -> Any:
     if settings.prometheus_multiproc_dir is None:
         return REGISTRY
     from prometheus_client import CollectorRegistry, ProcessCollector
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(settings.prometheus_multiproc_dir))
+    registry.register(WorkerFiles(settings.prometheus_multiproc_dir))
     ProcessCollector(registry=registry)
     return registry
 
 
+class WorkerFiles:
+    """The workers' samples, summed; first the gauges of workers that are gone are forgotten (a
+    worker that crashed and was replaced would otherwise count twice in ``livesum`` gauges). Their
+    counters and histograms stay in the sums, so totals never go backwards."""
+
+    def __init__(self, folder: Path) -> None:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        self.folder = folder
+        self.files = MultiProcessCollector(None, path=str(folder))
+
+    def collect(self) -> Any:
+        from prometheus_client import multiprocess
+
+        for pid in {_pid_of(path) for path in self.folder.glob("gauge_live*_*.db")}:
+            if pid is not None and not _alive(pid):
+                multiprocess.mark_process_dead(pid, str(self.folder))
+        return self.files.collect()
+
+
+def _pid_of(path: Path) -> int | None:
+    tail = path.stem.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process under a reused pid: treat as alive
+        return True
+    return True
+
+
 def prepare_workers() -> Path:
     """In a parent about to start several worker processes: a fresh folder for their samples,
-    named in ``PROMETHEUS_MULTIPROC_DIR`` so the workers inherit it. Call before any worker starts
-    and before this process reports a metric; build the settings afterwards (they read it)."""
+    named in ``PROMETHEUS_MULTIPROC_DIR`` so the workers inherit it. Call it before any worker
+    starts (:func:`loist.telemetry.setup.start` with ``workers`` > 1 does)."""
     folder = Path(tempfile.mkdtemp(prefix="loist-metrics-"))
     os.environ[MULTIPROC_ENV] = str(folder)
     return folder
-
-
-def worker_exited(settings: Settings, pid: int) -> None:
-    """Forget the gauges of a worker that ended (its counters stay in the sums)."""
-    if settings.prometheus_multiproc_dir is not None:
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid, str(settings.prometheus_multiproc_dir))
 
 
 def remove_workers_dir(folder: Path) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from loist import __version__
 from loist.errors import ErrorCode, LoistError
+from loist.telemetry import tracing
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -182,15 +183,18 @@ def ingest_finished(source: str, outcome: str, nbytes: int | None = None) -> Non
 
 @contextmanager
 def stage(name: str) -> Iterator[None]:
-    """Time one ingest stage (``fetch``, ``analyze``, ``store``, ``catalog``), failed or not."""
-    if _families is None:
+    """Time one ingest stage (``fetch``, ``analyze``, ``store``, ``catalog``), failed or not, and
+    trace it as a span ``ingest.<stage>`` while tracing is on."""
+    if _families is None and not tracing.active():
         yield
         return
     started = time.perf_counter()
     try:
-        yield
+        with tracing.span(f"ingest.{name}"):
+            yield
     finally:
-        _families.ingest_duration.labels(name).observe(time.perf_counter() - started)
+        if _families is not None:
+            _families.ingest_duration.labels(name).observe(time.perf_counter() - started)
 
 
 @dataclass
