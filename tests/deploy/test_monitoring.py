@@ -341,3 +341,14 @@ def test_observability_doc_lists_every_alert_with_its_runbook() -> None:
     text = (ROOT / "docs" / "observability.md").read_text()
     for alert in ALERTS:
         assert f"[{alert.title}](operations.md#{alert.anchor})" in text, alert.title
+
+
+def test_local_dashboards_fit_the_local_stack_prometheus_too() -> None:
+    """scripts/local-stack --observability runs Debian's Prometheus with its own config: the same job
+    name, so the generated dashboard and rules select its series as well."""
+    from loist_infra.signals import LOCAL_JOB
+
+    from loist.ops import prometheus
+
+    assert prometheus.JOB == LOCAL_JOB
+    assert prometheus.config(["x:1"])["scrape_configs"][0]["metrics_path"] == METRICS_PATH

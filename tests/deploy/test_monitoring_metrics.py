@@ -20,17 +20,18 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-from loist_infra.dashboards import local_files
+from loist_infra.dashboards import grafana_dashboard, local_files, prometheus_rules
 from loist_infra.envspec import METRICS_PATH
 from loist_infra.signals import GMP_DOMAIN, INTERACTIVE_ROUTES, SERVER_ERROR
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from prometheus_client.parser import text_string_to_metric_families
 
+from loist.ops import prometheus
 from tests.deploy.conftest import Stack
 from tests.support.audio import AudioFactory
 from tests.support.httpserver import LoopbackServer
-from tests.support.served import serving
+from tests.support.served import free_port, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -108,14 +109,34 @@ def scraped(
     paths = {c["inputs"]["httpCheck"]["path"] for s in pulumi_stacks.values() for c in s.of_type("UptimeCheckConfig")}
     env = {"LOIST_DATA_DIR": str(Path(tmp) / "data"), "ALLOW_PRIVATE_URLS": "true"}
     with serving(tmp, env) as served:
-        track_id = asyncio.run(_traffic(served.base, audio_url))
-        with httpx.Client(base_url=served.base, timeout=10) as web:
-            assert web.get(f"/embed/{track_id}").status_code == 200
-            assert web.get("/no-such-page").status_code == 404
-            uptime = {path: web.get(path).status_code for path in paths}
         assert served.metrics.endswith(METRICS_PATH), "the sidecar scrapes this path"
-        kinds, labels, values = _scrape(served.metrics)
-    return {"kinds": kinds, "labels": labels, "values": values, "uptime": uptime}
+        target = served.metrics.removeprefix("http://").removesuffix(METRICS_PATH)
+        running = prometheus.start(Path(tmp) / "prometheus", [target], free_port(), interval_s=1)
+        try:
+            track_id = asyncio.run(_traffic(served.base, audio_url))
+            with httpx.Client(base_url=served.base, timeout=10) as web:
+                assert web.get(f"/embed/{track_id}").status_code == 200
+                assert web.get("/no-such-page").status_code == 404
+                uptime = {path: web.get(path).status_code for path in paths}
+            kinds, labels, values = _scrape(served.metrics)
+            evaluated = _evaluate(running)
+        finally:
+            running.stop()
+    return {"kinds": kinds, "labels": labels, "values": values, "uptime": uptime, "evaluated": evaluated}
+
+
+def _evaluate(running: prometheus.Prometheus) -> dict[str, int]:
+    """Every Grafana panel and local alert expression, asked of a real Prometheus that scraped the
+    server after the traffic: expression -> number of series (a bad expression raises)."""
+    # rate() needs two samples with the traffic in them: wait for the ingest to be scraped twice.
+    seen = 'count_over_time(loist_ingest_total{job="loist", outcome="ok"}[5m])'
+    prometheus.wait_for(
+        lambda: any(float(r["value"][1]) >= 2 for r in prometheus.query(running.url, seen)),
+        "two scrapes after the traffic", running,
+    )
+    panels = [t["expr"] for p in grafana_dashboard()["panels"] for t in p["targets"]]
+    alerts = [r["expr"] for g in prometheus_rules()["groups"] for r in g["rules"]]
+    return {expr: len(prometheus.query(running.url, expr)) for expr in [*panels, *alerts]}
 
 
 def test_uptime_check_paths_answer_200(scraped: dict[str, Any]) -> None:
@@ -154,6 +175,14 @@ def test_referenced_labels_exist_on_their_metrics(scraped: dict[str, Any], pulum
     # GMP filters: metric.label.<name> on a loist_ metric.
     for name, label in re.findall(rf"{re.escape(GMP_DOMAIN)}/(loist_[a-z0-9_]+)/[a-z]+\".*?metric\.label\.(\w+)", text):
         assert label in labels[name], (name, label)
+
+
+def test_every_panel_shows_data_from_a_real_prometheus(scraped: dict[str, Any]) -> None:
+    """The Grafana panels, evaluated by Prometheus after real traffic: each returns series, except
+    the error shares (no request failed with a 5xx, no ingest failed: their numerator is empty)."""
+    panels = {t["expr"]: p["title"] for p in grafana_dashboard()["panels"] for t in p["targets"]}
+    empty = sorted(panels[e] for e, n in scraped["evaluated"].items() if e in panels and n == 0)
+    assert empty == ["Ingest failure share", "Server errors (share of requests answered 5xx)"], empty
 
 
 def test_label_values_have_the_form_the_matchers_assume(scraped: dict[str, Any]) -> None:
