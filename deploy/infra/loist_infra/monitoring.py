@@ -110,7 +110,11 @@ def build_metrics_sidecar(
         name=SIDECAR_CONTAINER,
         image=GMP_SIDECAR_IMAGE,
         depends_ons=[APP_CONTAINER],
-        resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(limits={"cpu": "1", "memory": "256Mi"}),
+        # Billing like the app's (CPU during requests only): between requests a scrape may be
+        # skipped, which loses no counts (they are cumulative), only resolution.
+        resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
+            limits={"cpu": "1", "memory": "256Mi"}, cpu_idle=True
+        ),
         volume_mounts=[
             gcp.cloudrunv2.ServiceTemplateContainerVolumeMountArgs(name=SIDECAR_VOLUME, mount_path=SIDECAR_CONFIG_DIR)
         ],
