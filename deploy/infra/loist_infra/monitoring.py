@@ -110,11 +110,10 @@ def build_metrics_sidecar(
         name=SIDECAR_CONTAINER,
         image=GMP_SIDECAR_IMAGE,
         depends_ons=[APP_CONTAINER],
-        # Billing like the app's (CPU during requests only): between requests a scrape may be
-        # skipped, which loses no counts (they are cumulative), only resolution.
-        resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
-            limits={"cpu": "1", "memory": "256Mi"}, cpu_idle=True
-        ),
+        # CPU allocation (billing) follows the service's app container: with CPU only during
+        # requests, a scrape between requests may be skipped, which loses no counts (they are
+        # cumulative), only resolution.
+        resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(limits={"cpu": "1", "memory": "256Mi"}),
         volume_mounts=[
             gcp.cloudrunv2.ServiceTemplateContainerVolumeMountArgs(name=SIDECAR_VOLUME, mount_path=SIDECAR_CONFIG_DIR)
         ],
