@@ -305,6 +305,13 @@ def test_promql_of_panels_and_alerts_is_valid(tmp_path: Path) -> None:
     done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{len(records) + sum(1 for a in ALERTS if a.promql)} rules found" in done.stdout
+    # The Prometheus config as compose mounts it (the rules path moved to where they are here).
+    config = dashboards.prometheus_config()
+    config["rule_files"] = [str(OBSERVABILITY / dashboards.RULES_FILE)]
+    (tmp_path / "prometheus.yml").write_text(json.dumps(config))
+    done = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_compose_observability_profile_wires_the_generated_files() -> None:
