@@ -43,7 +43,7 @@ def _format(formatter: JsonFormatter, **extra: object) -> dict[str, object]:
 
 
 def test_json_lines_carry_the_bound_trace_with_the_project() -> None:
-    token = context.bind(context.TraceContext(TRACE, "00f067aa0ba902b7", True))
+    token = context.bind([(b"traceparent", f"00-{TRACE}-00f067aa0ba902b7-01".encode())])
     try:
         entry = _format(JsonFormatter("my-project"))
         bare = _format(JsonFormatter(None))

@@ -120,7 +120,7 @@ def test_storage_operations_are_counted_once_with_their_outcome(tmp_path: Path) 
     assert sample(ops, backend="local", op="stat", outcome="NOT_FOUND") - missing == 1
 
 
-async def test_pool_gauges_follow_checkouts(tmp_path: Path) -> None:
+async def test_pool_gauges_are_read_at_each_scrape(tmp_path: Path) -> None:
     engine = build_engine(f"sqlite:///{tmp_path / 'pool.db'}", pool_size=3)
     try:
         base_out = sample("loist_db_pool_connections", state="checked_out")
@@ -128,7 +128,6 @@ async def test_pool_gauges_follow_checkouts(tmp_path: Path) -> None:
             await conn.exec_driver_sql("SELECT 1")
             assert sample("loist_db_pool_connections", state="checked_out") - base_out == 1
         await conn.close()
-        metrics.refresh_pools()
         assert sample("loist_db_pool_connections", state="checked_out") == base_out
         assert sample("loist_db_pool_size") >= 3
     finally:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,13 +21,15 @@ from tests.support.served import free_port, scrape, value
 # alive until its stdin closes.
 WORKER = """
 import sys
+from loist.catalog.engine import build_engine
 from loist.config import Settings
 from loist.telemetry import metrics, setup
+engine = build_engine("sqlite:///" + sys.argv[2], pool_size=5)
 setup.start_worker(Settings(_env_file=None))
 for _ in range(int(sys.argv[1])):
     metrics.http_request("/embed/{track_id}", "GET", 200, 0.02)
 metrics.tool_call("search_library", "ok", 0.01)
-metrics.active().pool_size.set(5)
+metrics.active().pool_refresher.refresh()  # what its thread does every second
 print("ready", flush=True)
 sys.stdin.read()
 """
@@ -45,17 +48,17 @@ def parent() -> Iterator[Telemetry]:
     assert telemetry.workers_dir is not None and not telemetry.workers_dir.exists()
 
 
-def _worker(requests: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(requests)], stdin=subprocess.PIPE,
+def _worker(requests: int, db: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(requests), str(db)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 
 
-def test_the_parent_listener_sums_its_live_workers(parent: Telemetry) -> None:
+def test_the_parent_listener_sums_its_live_workers(parent: Telemetry, tmp_path: Path) -> None:
     assert parent.listener is not None and parent.workers_dir is not None
     assert os.environ[MULTIPROC_ENV] == str(parent.workers_dir)  # what the workers inherit
-    workers = [_worker(2), _worker(3)]
+    workers = [_worker(2, tmp_path / "a.db"), _worker(3, tmp_path / "b.db")]
     try:
         samples = scrape(parent.listener.url)
         http = "loist_http_requests_total"

@@ -49,7 +49,10 @@ def _operation(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
             return fn(self, *args, **kwargs)
         _inside.op = op
         try:
-            with tracing.span(f"storage.{op}", {"loist.storage.backend": self.name}):
+            if tracing.active():
+                with tracing.span(f"storage.{op}", {"loist.storage.backend": self.name}):
+                    result = fn(self, *args, **kwargs)
+            else:  # the span's context manager alone costs more than the count
                 result = fn(self, *args, **kwargs)
         except BaseException as exc:
             metrics.storage_op(self.name, op, metrics.outcome_of(exc))

@@ -26,7 +26,9 @@ class TraceContext:
     sampled: bool
 
 
-_bound: ContextVar[TraceContext | None] = ContextVar("loist_trace", default=None)
+Headers = list[tuple[bytes, bytes]]
+# The request's headers, read only when a log line asks (most requests log nothing but their access line).
+_bound: ContextVar[Headers | None] = ContextVar("loist_trace_headers", default=None)
 
 
 def from_headers(headers: list[tuple[bytes, bytes]]) -> TraceContext | None:
@@ -47,15 +49,20 @@ def from_headers(headers: list[tuple[bytes, bytes]]) -> TraceContext | None:
     return None
 
 
-def bind(trace: TraceContext | None) -> Token[TraceContext | None]:
-    return _bound.set(trace)
+def bind(headers: Headers | None) -> Token[Headers | None]:
+    """Make ``headers`` (a request's, ASGI form) the source of :func:`current` in this context."""
+    return _bound.set(headers)
 
 
-def unbind(token: Token[TraceContext | None]) -> None:
+def unbind(token: Token[Headers | None]) -> None:
     _bound.reset(token)
 
 
 def current() -> TraceContext | None:
-    """The trace of the work running now: the active span's when tracing is on, else the bound one."""
+    """The trace of the work running now: the active span's when tracing is on, else the caller's
+    from the bound request headers."""
     ids = tracing.current_ids()
-    return TraceContext(*ids) if ids is not None else _bound.get()
+    if ids is not None:
+        return TraceContext(*ids)
+    headers = _bound.get()
+    return from_headers(headers) if headers else None

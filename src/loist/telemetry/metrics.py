@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from loist import __version__
 from loist.errors import ErrorCode, LoistError
-from loist.telemetry import tracing
+from loist.telemetry import instruments, tracing
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -48,22 +48,40 @@ SEARCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 class Families:
     """The metric families of one process (built once, by :func:`enable`)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
+    def __init__(self, registry: CollectorRegistry, *, shared: bool = False) -> None:
+        from prometheus_client import Gauge
 
-        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
-            return Counter(name, doc, labels, registry=registry)
+        made: list[instruments.Counter | instruments.Histogram | instruments.RequestTimes] = []
 
-        def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Any:
-            return Histogram(name, doc, labels, buckets=buckets, registry=registry)
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> instruments.Counter:
+            mirror = None
+            if shared:
+                from prometheus_client import Counter
 
-        self.http_requests = counter(
-            "loist_http_requests", "HTTP requests answered, by route template, method and status.",
-            ("route", "method", "status"))
-        self.http_duration = histogram(
-            "loist_http_request_duration_seconds",
-            "Time from a request's arrival to the end of its response body, by route template and method.",
-            ("route", "method"), HTTP_BUCKETS)
+                mirror = Counter(name, doc, labels, registry=None)
+            made.append(instruments.Counter(name, doc, labels, shared=mirror))
+            return made[-1]  # type: ignore[return-value]
+
+        def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> instruments.Histogram:
+            mirror = None
+            if shared:
+                from prometheus_client import Histogram
+
+                mirror = Histogram(name, doc, labels, buckets=buckets, registry=None)
+            made.append(instruments.Histogram(name, doc, labels, buckets, shared=mirror))
+            return made[-1]  # type: ignore[return-value]
+
+        requests = ("loist_http_requests", "HTTP requests answered, by route template, method and status.")
+        duration = ("loist_http_request_duration_seconds",
+                    "Time from a request's arrival to the end of its response body, by route template and method.")
+        mirrors = None
+        if shared:
+            from prometheus_client import Counter, Histogram
+
+            mirrors = (Counter(*requests, ("route", "method", "status"), registry=None),
+                       Histogram(*duration, ("route", "method"), buckets=HTTP_BUCKETS, registry=None))
+        self.http = instruments.RequestTimes(requests, duration, HTTP_BUCKETS, shared=mirrors)
+        made.append(self.http)
         self.tool_calls = counter(
             "loist_mcp_tool_calls", "MCP tool calls, by tool and outcome (ok or the stable error code).",
             ("tool", "outcome"))
@@ -83,39 +101,30 @@ class Families:
             "loist_storage_operations",
             "Blob-store operations, by backend (local, gcs), operation and outcome (ok or the error code).",
             ("backend", "op", "outcome"))
-        self.pool_connections = Gauge(
-            "loist_db_pool_connections",
-            "Database connections of this process's pools, by state (checked_out, idle, overflow).",
-            ("state",), registry=registry, multiprocess_mode="livesum")
-        self.pool_size = Gauge(
-            "loist_db_pool_size", "Configured size of this process's database pools (without overflow).",
-            registry=registry, multiprocess_mode="livesum")
+        if shared:  # several workers: the client writes their files; each writes its pools every second
+            self.pool_connections = Gauge(
+                POOL_CONNECTIONS, POOL_CONNECTIONS_DOC, ("state",), registry=None, multiprocess_mode="livesum")
+            self.pool_size = Gauge(POOL_SIZE, POOL_SIZE_DOC, registry=None, multiprocess_mode="livesum")
+            self.pool_refresher = PoolRefresher(self)
+            self.pool_refresher.start()
+        else:  # one process: everything is read at each scrape, nothing of it on the hot path
+            registry.register(instruments.Collector(made))
+            registry.register(PoolCollector())
         self.build_info = Gauge(
             "loist_build_info", "Always 1; the version label says which build is running.",
             ("version",), registry=registry, multiprocess_mode="max")
         self.build_info.labels(version=__version__).set(1)
-        self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-    def http_children(self, route: str, method: str, status: int) -> tuple[Any, Any]:
-        """The counter and histogram children of one label set (cached: ``labels()`` takes a lock)."""
-        key = (route, method, status)
-        found = self._http.get(key)
-        if found is None:
-            found = self._http[key] = (
-                self.http_requests.labels(route, method, str(status)),
-                self.http_duration.labels(route, method),
-            )
-        return found
 
 
 _families: Families | None = None
 
 
-def enable(registry: CollectorRegistry | None = None) -> Families:
+def enable(registry: CollectorRegistry | None = None, *, shared: bool = False) -> Families:
     """Create the families (once per process; later calls return the same ones).
 
     ``registry``: where they register, the client's default registry (with its process and
-    platform collectors) unless a caller passes one.
+    platform collectors) unless a caller passes one. ``shared``: this process is one of several
+    workers writing to ``PROMETHEUS_MULTIPROC_DIR``.
     """
     global _families
     if _families is None:
@@ -123,7 +132,7 @@ def enable(registry: CollectorRegistry | None = None) -> Families:
             from prometheus_client import REGISTRY
 
             registry = REGISTRY
-        _families = Families(registry)
+        _families = Families(registry, shared=shared)
     return _families
 
 
@@ -147,38 +156,37 @@ def outcome_of(exc: BaseException | None) -> str:
 
 
 def http_request(route: str, method: str, status: int, seconds: float) -> None:
+    """One answered request (from the event loop's thread only: see ``instruments.RequestTimes``)."""
     f = _families
     if f is not None:
-        count, duration = f.http_children(route, method_label(method), status)
-        count.inc()
-        duration.observe(seconds)
+        f.http.record(route, method if method in METHODS else OTHER_METHOD, status, seconds)
 
 
 def tool_call(tool: str, outcome: str, seconds: float) -> None:
     f = _families
     if f is not None:
-        f.tool_calls.labels(tool, outcome).inc()
-        f.tool_duration.labels(tool).observe(seconds)
+        f.tool_calls.inc((tool, outcome))
+        f.tool_duration.observe((tool,), seconds)
 
 
 def storage_op(backend: str, op: str, outcome: str) -> None:
     f = _families
     if f is not None:
-        f.storage_ops.labels(backend, op, outcome).inc()
+        f.storage_ops.inc((backend, op, outcome))
 
 
 def search_took(engine: str, seconds: float) -> None:
     f = _families
     if f is not None:
-        f.search_duration.labels(engine).observe(seconds)
+        f.search_duration.observe((engine,), seconds)
 
 
 def ingest_finished(source: str, outcome: str, nbytes: int | None = None) -> None:
     f = _families
     if f is not None:
-        f.ingests.labels(source, outcome).inc()
+        f.ingests.inc((source, outcome))
         if outcome == OK and nbytes:
-            f.ingest_bytes.inc(nbytes)
+            f.ingest_bytes.inc((), nbytes)
 
 
 @contextmanager
@@ -194,7 +202,7 @@ def stage(name: str) -> Iterator[None]:
             yield
     finally:
         if _families is not None:
-            _families.ingest_duration.labels(name).observe(time.perf_counter() - started)
+            _families.ingest_duration.observe((name,), time.perf_counter() - started)
 
 
 @dataclass
@@ -219,48 +227,67 @@ def ingesting(source: str) -> Iterator[IngestRecord]:
 
 # --- database pools ----------------------------------------------------------------------------
 
+POOL_CONNECTIONS = "loist_db_pool_connections"
+POOL_CONNECTIONS_DOC = "Database connections of this process's pools, by state (checked_out, idle, overflow)."
+POOL_SIZE = "loist_db_pool_size"
+POOL_SIZE_DOC = "Configured size of this process's database pools (without overflow)."
+POOL_REFRESH_S = 1.0
+
 _engines: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def watch_pool(engine: Any) -> None:
-    """Keep the pool gauges up to date from the checkout and checkin events of ``engine``'s pool
-    (a synchronous :class:`~sqlalchemy.engine.Engine`; its pool may be replaced by ``dispose``).
-    Pools that hold no count, such as SQLite's in-memory StaticPool, are not watched."""
-    if _families is None or not hasattr(engine.pool, "checkedout"):
-        return
-    from sqlalchemy import event
-
+    """Count ``engine``'s pool (a synchronous :class:`~sqlalchemy.engine.Engine`; ``dispose`` may
+    replace its pool) in the pool gauges. No event listener: the numbers are read when needed."""
     _engines.add(engine)
-    event.listen(engine, "checkout", lambda *_: refresh_pools())
-    event.listen(engine, "checkin", lambda *_: _refresh_soon())
-    refresh_pools()
 
 
-def _refresh_soon() -> None:
-    """A checkin event fires before the connection is back in the pool: count once it is."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop().call_soon(refresh_pools)
-    except RuntimeError:  # no loop in this thread (a synchronous engine): count now
-        refresh_pools()
-
-
-def refresh_pools() -> None:
-    """Set the pool gauges from every watched engine's pool as it is now."""
-    f = _families
-    if f is None:
-        return
-    out = idle = overflow = size = 0
+def pool_numbers() -> dict[str, int]:
+    """Checked-out, idle and overflow connections and the configured size, over every watched pool
+    (pools that keep no count, such as SQLite's in-memory StaticPool, add nothing)."""
+    out = {"checked_out": 0, "idle": 0, "overflow": 0, "size": 0}
     for engine in list(_engines):
         pool = engine.pool
-        if not hasattr(pool, "checkedout"):
-            continue
-        out += pool.checkedout()
-        idle += pool.checkedin()
-        overflow += max(0, pool.overflow())
-        size += pool.size()
-    f.pool_connections.labels("checked_out").set(out)
-    f.pool_connections.labels("idle").set(idle)
-    f.pool_connections.labels("overflow").set(overflow)
-    f.pool_size.set(size)
+        if hasattr(pool, "checkedout"):
+            out["checked_out"] += pool.checkedout()
+            out["idle"] += pool.checkedin()
+            out["overflow"] += max(0, pool.overflow())
+            out["size"] += pool.size()
+    return out
+
+
+class PoolCollector:
+    """The pool gauges, read from the pools at each scrape (one process)."""
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        numbers = pool_numbers()
+        connections = GaugeMetricFamily(POOL_CONNECTIONS, POOL_CONNECTIONS_DOC, labels=["state"])
+        for state in ("checked_out", "idle", "overflow"):
+            connections.add_metric([state], numbers[state])
+        yield connections
+        yield GaugeMetricFamily(POOL_SIZE, POOL_SIZE_DOC, value=numbers["size"])
+
+
+class PoolRefresher:
+    """Several workers: a daemon thread that writes this worker's pool numbers every second."""
+
+    def __init__(self, families: Families) -> None:
+        self.families = families
+
+    def start(self) -> None:
+        import threading
+
+        threading.Thread(target=self._run, name="loist-pool-gauges", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.refresh()
+            time.sleep(POOL_REFRESH_S)
+
+    def refresh(self) -> None:
+        numbers = pool_numbers()
+        for state in ("checked_out", "idle", "overflow"):
+            self.families.pool_connections.labels(state).set(numbers[state])
+        self.families.pool_size.set(numbers["size"])

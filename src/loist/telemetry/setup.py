@@ -59,5 +59,5 @@ def start_worker(settings: Settings) -> bool:
     """In one of several web workers: report metrics into the parent's folder (when it made one)
     and trace. Returns whether tracing is on."""
     if settings.metrics_port and settings.prometheus_multiproc_dir is not None:
-        metrics.enable()
+        metrics.enable(shared=True)
     return tracing.configure(settings)

@@ -16,6 +16,7 @@ while tracing is off, and :func:`span` is then an empty context manager.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ from loist import __version__
 
 if TYPE_CHECKING:
     from loist.config import Settings
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = "loist"
 MAX_STATEMENT_CHARS = 2000
@@ -55,11 +58,16 @@ def configure(settings: Settings, exporter: Any = None) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+    try:
+        exporter = exporter or _exporter(kind or "otlp", settings)
+    except Exception as exc:  # noqa: BLE001 - e.g. no Google credentials: serve on, untraced, and say why
+        log.error("tracing is off: the %s span exporter could not be built: %s", kind, exc)
+        return False
     resource = Resource.create({"service.version": __version__})
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource({"service.name": SERVICE_NAME}))
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(exporter or _exporter(kind or "otlp", settings)))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     propagate.set_global_textmap(CompositePropagator(
         [TraceContextTextMapPropagator(), W3CBaggagePropagator(), CloudTraceFormatPropagator()]

@@ -75,7 +75,8 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
         Mount("/static", StaticFiles(packages=[("loist.web", "static")]), name="static"),
     ]
     middleware = [
-        Middleware(Observe, routes=routes, access=settings.access_log),  # outermost: sees every answer
+        # outermost: it sees every answer, those of the middleware below included
+        Middleware(Observe, routes=routes, access=settings.access_log, trace_logs=settings.log_format == "json"),
         Middleware(SecurityHeaders),
         Middleware(ScopedCORS, origins=settings.cors_origins),
     ]

@@ -22,7 +22,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from typing import Any
 
 from starlette.routing import BaseRoute, Match
@@ -38,6 +37,8 @@ CLIENT_LEFT = 499
 def route_label(scope: Scope, routes: Sequence[BaseRoute]) -> str:
     """The template of the route that served (or would serve) the request, else ``unmatched``."""
     route = scope.get("route")
+    if route is not None and type(template := getattr(route, "path_format", None)) is str:
+        return template
     if route is None:  # answered before routing (another middleware): find the route it was for
         for candidate in routes:
             if candidate.matches(scope)[0] is not Match.NONE:
@@ -48,54 +49,66 @@ def route_label(scope: Scope, routes: Sequence[BaseRoute]) -> str:
 
 
 class Observe:
-    """ASGI middleware: metrics, access log and trace context for every HTTP request."""
+    """ASGI middleware: metrics, access log and trace context for every HTTP request.
 
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute] = (), access: bool = True) -> None:
+    ``access``: write the access lines (``ACCESS_LOG``). ``trace_logs``: bind each request's trace
+    headers for log lines (only JSON lines carry the trace, so ``LOG_FORMAT=json``).
+    """
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute] = (), access: bool = True,
+                 trace_logs: bool = True) -> None:
         self.app = app
         self.routes = routes
         self.access = access
+        self.trace_logs = trace_logs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if tracing.active():
+            with tracing.server_span(scope["method"], scope["headers"]) as span:
+                await self._observe(scope, receive, send, span)
+            return
+        await self._observe(scope, receive, send, None)
+
+    async def _observe(self, scope: Scope, receive: Receive, send: Send, span: Any) -> None:
+        # Everything inline: this runs for every request, and each call costs (docs/benchmarks.md).
         started = time.perf_counter()
-        sent = {"status": 0, "bytes": 0}
+        status = size = 0
 
         async def observed_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                sent["status"] = message["status"]
-            elif message["type"] == "http.response.body":
-                sent["bytes"] += len(message.get("body", b""))
+            nonlocal status, size
+            if message["type"] == "http.response.body":
+                size += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
+                status = message["status"]
             await send(message)
 
-        traced = tracing.active()
-        token = context.bind(None if traced else context.from_headers(scope["headers"]))
-        span_scope = tracing.server_span(scope["method"], scope["headers"]) if traced else nullcontext()
+        token = context.bind(scope["headers"]) if self.trace_logs else None  # parsed only if a line asks
         try:
-            with span_scope as span:
-                try:
-                    await self.app(scope, receive, observed_send)
-                except asyncio.CancelledError:
-                    raise
-                except BaseException:
-                    sent["status"] = sent["status"] or 500
-                    raise
-                finally:
-                    self._done(scope, sent, time.perf_counter() - started, span)
+            await self.app(scope, receive, observed_send)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            status = status or 500
+            raise
         finally:
-            context.unbind(token)
+            seconds = time.perf_counter() - started
+            if token is not None:
+                context.unbind(token)
+            route = route_label(scope, self.routes)
+            metrics.http_request(route, scope["method"], status or CLIENT_LEFT, seconds)
+            if span is not None:
+                _describe(span, scope["method"], route, status or CLIENT_LEFT)
+            if self.access and access_log.isEnabledFor(logging.INFO):
+                _access_line(scope, status or CLIENT_LEFT, size, seconds)
 
-    def _done(self, scope: Scope, sent: dict[str, int], seconds: float, span: Any) -> None:
-        status = sent["status"] or CLIENT_LEFT
-        route = route_label(scope, self.routes)
-        metrics.http_request(route, scope["method"], status, seconds)
-        if span is not None:
-            span.update_name(f"{scope['method']} {route}")
-            span.set_attribute("http.route", route)
-            span.set_attribute("http.response.status_code", status)
-        if self.access and access_log.isEnabledFor(logging.INFO):
-            _access_line(scope, status, sent["bytes"], seconds)
+
+def _describe(span: Any, method: str, route: str, status: int) -> None:
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
 
 
 def _access_line(scope: Scope, status: int, size: int, seconds: float) -> None:
