@@ -8,7 +8,7 @@ import pulumi_gcp as gcp
 from loist_infra.database import build_database
 from loist_infra.envspec import EnvSpec, default_run_url
 from loist_infra.identity import build_runtime_account, grant_runtime_access
-from loist_infra.monitoring import build_monitoring
+from loist_infra.monitoring import build_metrics_sidecar, build_monitoring
 from loist_infra.network import build_network
 from loist_infra.pipeline import build_deployer
 from loist_infra.registry import build_repository
@@ -67,10 +67,13 @@ class LoistEnvironment(pulumi.ComponentResource):
         )
 
         envs = service_envs(spec, self.embed_base_url, self.secrets.by_env())
+        self.metrics = build_metrics_sidecar(spec, self.runtime_account, child)
         # The revision must not start before it may read its secrets and reach its database.
         run_opts = pulumi.ResourceOptions.merge(
             child,
-            pulumi.ResourceOptions(depends_on=[*grants, *self.secrets.versions.values(), self.database.user]),
+            pulumi.ResourceOptions(
+                depends_on=[*grants, *self.secrets.versions.values(), self.database.user, *self.metrics.dependencies]
+            ),
         )
         connection_name = self.database.instance.connection_name
         self.job = build_migration_job(
@@ -88,8 +91,10 @@ class LoistEnvironment(pulumi.ComponentResource):
             connection_name=connection_name,
             envs=envs,
             opts=run_opts,
+            sidecars=[self.metrics.container],
+            sidecar_volumes=[self.metrics.volume],
         )
-        self.monitoring = build_monitoring(spec, self.service, child)
+        self.monitoring = build_monitoring(spec, self.service, child, instance=self.database.instance)
 
         self.register_outputs(
             {

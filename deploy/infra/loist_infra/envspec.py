@@ -41,6 +41,18 @@ CLOUDSQL_MOUNT = "/cloudsql"
 LIVE_PATH = "/health/live"
 READY_PATH = "/health/ready"
 
+#: The app's Prometheus metrics listener (``METRICS_PORT``; ``METRICS_HOST`` stays 127.0.0.1):
+#: never the public port. On Cloud Run the Managed Service for Prometheus sidecar scrapes it over
+#: the instance's shared localhost.
+METRICS_PORT = 9464
+METRICS_PATH = "/metrics"
+
+#: The app's container in the Cloud Run service (the ingress container; sidecars start after it).
+APP_CONTAINER = "loist"
+
+#: Google's Managed Service for Prometheus collector for Cloud Run, run as a sidecar.
+GMP_SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
+
 #: Image name inside the Artifact Registry repository.
 IMAGE_NAME = "loist"
 
@@ -131,6 +143,13 @@ class EnvSpec:
     #: Optional "owner/repo" on GitHub: when set, the program creates the Cloud Build trigger.
     github_repo: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Monitoring: e-mail addresses that get a notification channel each, existing channels
+    #: (``projects/<p>/notificationChannels/<id>``: Slack, PagerDuty...) added as they are, and
+    #: the SLO targets (None: the environment's default in loist_infra.signals.OBJECTIVES).
+    alert_emails: tuple[str, ...] = ()
+    alert_channels: tuple[str, ...] = ()
+    slo_availability: float | None = None
+    slo_latency_ms: int | None = None
 
     # --- names ---------------------------------------------------------------------------------
     @property
@@ -200,6 +219,11 @@ class EnvSpec:
         return f"loist-{self.suffix}-vpc"
 
     @property
+    def metrics_config_secret(self) -> str:
+        """Secret Manager secret holding the sidecar's RunMonitoring config (not an env var)."""
+        return f"run-gmp-config-{self.suffix}"
+
+    @property
     def branch(self) -> str:
         """The branch whose pushes deploy here."""
         return "main" if self.environment == "production" else "dev"
@@ -238,6 +262,7 @@ class EnvSpec:
             "CORS_ORIGINS": "*",
             "LOG_LEVEL": self.log_level,
             "LOG_FORMAT": "json",
+            "METRICS_PORT": str(METRICS_PORT),
         }
         env.update(self.extra_env)
         return env

@@ -8,10 +8,13 @@ The pipelines roll new images out (``gcloud run deploy --no-traffic --tag``, the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_gcp as gcp
 
 from loist_infra.envspec import (
+    APP_CONTAINER,
     CLOUDSQL_MOUNT,
     CONTAINER_PORT,
     LIVE_PATH,
@@ -80,7 +83,11 @@ def build_service(
     connection_name: pulumi.Input[str],
     envs: list[gcp.cloudrunv2.ServiceTemplateContainerEnvArgs],
     opts: pulumi.ResourceOptions,
+    sidecars: Sequence[gcp.cloudrunv2.ServiceTemplateContainerArgs] = (),
+    sidecar_volumes: Sequence[gcp.cloudrunv2.ServiceTemplateVolumeArgs] = (),
 ) -> gcp.cloudrunv2.Service:
+    """The app container first (``containers[0]``, the one the pipelines deploy images to), then
+    ``sidecars`` (the metrics collector, see monitoring.py)."""
     sizing = spec.sizing
     service = gcp.cloudrunv2.Service(
         spec.service_name,
@@ -110,11 +117,12 @@ def build_service(
                     cloud_sql_instance=gcp.cloudrunv2.ServiceTemplateVolumeCloudSqlInstanceArgs(
                         instances=[connection_name]
                     ),
-                )
+                ),
+                *sidecar_volumes,
             ],
             containers=[
                 gcp.cloudrunv2.ServiceTemplateContainerArgs(
-                    name="loist",
+                    name=APP_CONTAINER,
                     image=spec.effective_image,
                     ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=CONTAINER_PORT),
                     envs=envs,
@@ -145,7 +153,8 @@ def build_service(
                         timeout_seconds=5,
                         failure_threshold=3,
                     ),
-                )
+                ),
+                *sidecars,
             ],
         ),
         opts=pulumi.ResourceOptions.merge(

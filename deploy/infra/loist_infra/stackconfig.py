@@ -11,7 +11,35 @@ from collections.abc import Mapping
 from loist_infra.envspec import ENVIRONMENTS, CloudEnvironment, EnvSpec
 
 #: Config keys (namespace ``loist:``) the program reads; everything else has a safe default.
-LOIST_KEYS = ("environment", "embedBaseUrl", "image", "stagingObjectMaxAgeDays", "logLevel", "githubRepo")
+LOIST_KEYS = (
+    "environment",
+    "embedBaseUrl",
+    "image",
+    "stagingObjectMaxAgeDays",
+    "logLevel",
+    "githubRepo",
+    "alertEmails",
+    "alertChannels",
+    "sloAvailability",
+    "sloLatencyMs",
+)
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    """``"a@x.org, b@x.org"`` -> ``("a@x.org", "b@x.org")``."""
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def _objective(stack: str, key: str, value: str | None, kind: type, low: float, high: float) -> float | None:
+    if not value:
+        return None
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"stack {stack!r}: loist:{key} must be a number, got {value!r}") from None
+    if not low < number < high:
+        raise ValueError(f"stack {stack!r}: loist:{key} must be between {low} and {high}, got {value!r}")
+    return number
 
 
 def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[str, str | None]) -> EnvSpec:
@@ -36,4 +64,8 @@ def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[s
         staging_object_max_age_days=int(age) if age else 30,
         log_level=(loist.get("logLevel") or "INFO"),
         github_repo=(loist.get("githubRepo") or None),
+        alert_emails=_list(loist.get("alertEmails")),
+        alert_channels=_list(loist.get("alertChannels")),
+        slo_availability=_objective(stack, "sloAvailability", loist.get("sloAvailability"), float, 0.5, 1.0),
+        slo_latency_ms=_objective(stack, "sloLatencyMs", loist.get("sloLatencyMs"), int, 0, 60_000),  # type: ignore[arg-type]
     )
