@@ -65,6 +65,9 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
         "log_config": None,  # uvicorn's loggers propagate to the root handler of loist.logs (LOG_FORMAT)
         "lifespan": "on",
         "server_header": False,
+        # X-Forwarded-For is read by loist.web.ratelimit alone, from TRUSTED_PROXY_COUNT proxies
+        # (uvicorn would otherwise believe any such header sent from 127.0.0.1).
+        "proxy_headers": False,
     }
     return uvicorn.Config(app, **{**chosen, **options})
 
