@@ -3,7 +3,7 @@
 :func:`create_app` builds everything from a :class:`~loist.config.Settings` (no work at import
 time, no globals), so tests build as many apps as they like. Composition, outermost first::
 
-    SecurityHeaders        frame-ancestors 'none' / X-Frame-Options DENY unless a route set a CSP
+    SecurityHeaders        DEFAULT_CSP / X-Frame-Options DENY unless a route set a CSP; nosniff, Referrer-Policy
     PublicRateLimit        RATE_LIMIT_PUBLIC per client outside /mcp (loist.web.ratelimit)
     ScopedCORS             CORS_ORIGINS, only for /audio/*, /oembed, /.well-known/oembed.json
     Starlette router       /embed/{id}  /oembed  /.well-known/oembed.json
