@@ -6,12 +6,16 @@ the way ``pulumi up`` does.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 
 from loist_infra.envspec import ENVIRONMENTS, CloudEnvironment, EnvSpec
 
 #: Config keys (namespace ``loist:``) the program reads; everything else has a safe default.
-LOIST_KEYS = ("environment", "embedBaseUrl", "image", "stagingObjectMaxAgeDays", "logLevel", "githubRepo")
+LOIST_KEYS = (
+    "environment", "embedBaseUrl", "image", "stagingObjectMaxAgeDays", "logLevel", "githubRepo",
+    "allowedSourceRanges",
+)
 
 
 def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[str, str | None]) -> EnvSpec:
@@ -27,7 +31,12 @@ def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[s
         raise ValueError(f"stack {stack!r}: set gcp:project and gcp:region")
     env: CloudEnvironment = environment  # type: ignore[assignment]
     age = loist.get("stagingObjectMaxAgeDays")
-    return EnvSpec(
+    ranges = tuple(r.strip() for r in (loist.get("allowedSourceRanges") or "").split(",") if r.strip())
+    if ranges and env == "production":
+        raise ValueError(f"stack {stack!r}: loist:allowedSourceRanges is staging's allow-list mode; production is public")
+    for cidr in ranges:
+        ipaddress.ip_network(cidr)  # a typo fails here, not in the cloud
+    spec = EnvSpec(
         environment=env,
         project=project,
         region=region,
@@ -36,4 +45,11 @@ def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[s
         staging_object_max_age_days=int(age) if age else 30,
         log_level=(loist.get("logLevel") or "INFO"),
         github_repo=(loist.get("githubRepo") or None),
+        allowed_source_ranges=ranges,
     )
+    if spec.behind_load_balancer and not spec.public_host:
+        raise ValueError(
+            f"stack {stack!r}: behind the HTTPS load balancer the service needs its own domain: "
+            "pulumi config set loist:embedBaseUrl https://<domain> (its certificate is issued for it)"
+        )
+    return spec
