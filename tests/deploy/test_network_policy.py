@@ -40,15 +40,20 @@ def test_production_is_behind_the_load_balancer_and_cloud_run_admits_only_it(pul
     prod = pulumi_stacks["production"]
     service = prod.one("cloudrunv2/service:Service")["inputs"]
     assert service["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
-    neg = prod.one("compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup")["inputs"]
-    assert neg["networkEndpointType"] == "SERVERLESS" and neg["cloudRun"]["service"] == service["name"]
-    backend = prod.one("compute/backendService:BackendService")
+    negs = {n["inputs"].get("cloudRun", {}).get("tag"): n for n in prod.of_type("compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup")}
+    assert set(negs) == {None, "candidate"}  # the serving revision, and the one under test
     policy = prod.one("compute/securityPolicy:SecurityPolicy")
-    assert backend["inputs"]["securityPolicy"] == policy["id"]
-    assert backend["inputs"]["loadBalancingScheme"] == "EXTERNAL_MANAGED"
-    assert backend["inputs"]["backends"][0]["group"] == prod.one("compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup")["id"]
+    backends = {b["inputs"]["backends"][0]["group"]: b for b in prod.of_type("compute/backendService:BackendService")}
+    for neg in negs.values():
+        assert neg["inputs"]["networkEndpointType"] == "SERVERLESS" and neg["inputs"]["cloudRun"]["service"] == service["name"]
+        backend = backends[neg["id"]]["inputs"]
+        assert backend["securityPolicy"] == policy["id"] and backend["loadBalancingScheme"] == "EXTERNAL_MANAGED"
     cert = prod.one("compute/managedSslCertificate:ManagedSslCertificate")["inputs"]
-    assert cert["managed"]["domains"] == ["music.example.org"]  # EMBED_BASE_URL's host
+    assert cert["managed"]["domains"] == ["music.example.org", "candidate.music.example.org"]  # EMBED_BASE_URL's host
+    (lb,) = [m["inputs"] for m in prod.of_type("compute/uRLMap:URLMap") if m["inputs"].get("hostRules")]
+    assert lb["hostRules"] == [{"hosts": ["candidate.music.example.org"], "pathMatcher": "candidate"}]
+    assert lb["pathMatchers"][0]["defaultService"] == backends[negs["candidate"]["id"]]["id"]
+    assert lb["defaultService"] == backends[negs[None]["id"]]["id"]
     ports = {r["inputs"]["portRange"] for r in prod.of_type("compute/globalForwardingRule:GlobalForwardingRule")}
     assert ports == {"443", "80"}
     redirect = [m for m in prod.of_type("compute/uRLMap:URLMap") if m["inputs"].get("defaultUrlRedirect")]
@@ -149,3 +154,52 @@ def test_image_scanning_is_on(stack: Stack) -> None:
     roles = {r["inputs"]["role"] for r in stack.of_type("projects/iAMMember:IAMMember")
              if "deploy" in r["name"]}
     assert {"roles/ondemandscanning.admin", "roles/containeranalysis.occurrences.editor"} <= roles
+
+
+# --- the pipeline reaches the candidate through the load balancer ---------------------------------------
+
+FAKE_GCLOUD = """#!/usr/bin/env bash
+echo "$*" >> "$GCLOUD_LOG"
+case "$*" in
+  "run services describe"*"--format=json"*) cat "$SERVICE_JSON" ;;
+  "run services describe"*latestCreatedRevisionName*) echo loist-production-00042-abc ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("ingress", "expected"), [
+    ("internal-and-cloud-load-balancing", "https://candidate.music.example.org"),
+    ("all", "https://sha-abc1234---loist-production-123.us-central1.run.app"),
+])
+def test_the_deploy_step_targets_the_candidate_where_it_can_be_reached(tmp_path, ingress: str, expected: str) -> None:
+    """The deploy step of cloudbuild.yaml, run by bash with a recording stand-in for gcloud."""
+    import subprocess
+
+    import yaml
+
+    from tests.deploy.conftest import ROOT
+
+    step = next(s for s in yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())["steps"] if s["id"] == "deploy")
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    script = step["script"].replace("/workspace/", f"{workspace}/")
+    (tmp_path / "bin").mkdir()
+    gcloud = tmp_path / "bin" / "gcloud"
+    gcloud.write_text(FAKE_GCLOUD)
+    gcloud.chmod(0o755)
+    service = {
+        "metadata": {"annotations": {"run.googleapis.com/ingress": ingress}},
+        "status": {"url": "https://loist-production-123.us-central1.run.app"},
+        "spec": {"template": {"spec": {"containers": [{"env": [
+            {"name": "EMBED_BASE_URL", "value": "https://music.example.org"}]}]}}},
+    }
+    (tmp_path / "service.json").write_text(__import__("json").dumps(service))
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "GCLOUD_LOG": str(tmp_path / "calls"),
+           "SERVICE_JSON": str(tmp_path / "service.json"), "_REGION": "us-central1", "PROJECT_ID": "p",
+           "_REPOSITORY": "loist-production", "_IMAGE": "loist", "SHORT_SHA": "abc1234", "_SERVICE": "loist-production"}
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (workspace / "candidate_url").read_text().strip() == expected
+    calls = (tmp_path / "calls").read_text()
+    assert f"ALLOWED_HOSTS={expected.split('://')[1]}" in calls
+    assert ("--update-tags candidate=loist-production-00042-abc" in calls) is (ingress != "all")

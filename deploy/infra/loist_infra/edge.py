@@ -36,6 +36,10 @@ DEFAULT_PRIORITY = 2147483647
 WAF_PRIORITY = 1000
 RATE_BAN_PRIORITY = 2000
 MAX_RANGES_PER_RULE = 10  # Cloud Armor's limit for a basic source-range match
+#: The revision tag the pipelines move to each new revision before it gets traffic; the load
+#: balancer serves it at ``candidate.<domain>`` (Cloud Run's tagged run.app URLs are closed by the
+#: ingress setting), so the deployment check reaches the candidate through the same policy.
+CANDIDATE_TAG = "candidate"
 
 INPUT_ROUTES = "request.path.startsWith('/mcp') || request.path.startsWith('/oembed') || " \
                "request.path.startsWith('/embed/') || request.path.startsWith('/audio/')"
@@ -119,6 +123,36 @@ def _rate_ban(priority: int, ranges: list[str]) -> gcp.compute.SecurityPolicyRul
     )
 
 
+def _backend(
+    spec: EnvSpec,
+    name: str,
+    service: gcp.cloudrunv2.Service,
+    policy: gcp.compute.SecurityPolicy,
+    tag: str | None,
+    opts: pulumi.ResourceOptions,
+) -> gcp.compute.BackendService:
+    """A serverless NEG for the service (its revision ``tag``, or the one serving traffic), and a
+    backend service for it behind ``policy``."""
+    neg = gcp.compute.RegionNetworkEndpointGroup(
+        f"{name}-neg",
+        name=f"{name}-neg",
+        region=spec.region,
+        network_endpoint_type="SERVERLESS",
+        cloud_run=gcp.compute.RegionNetworkEndpointGroupCloudRunArgs(service=service.name, tag=tag),
+        opts=opts,
+    )
+    return gcp.compute.BackendService(
+        name,
+        name=name,
+        load_balancing_scheme="EXTERNAL_MANAGED",
+        protocol="HTTPS",
+        security_policy=policy.id,
+        backends=[gcp.compute.BackendServiceBackendArgs(group=neg.id)],
+        log_config=gcp.compute.BackendServiceLogConfigArgs(enable=True, sample_rate=1.0),
+        opts=opts,
+    )
+
+
 def build_edge(spec: EnvSpec, service: gcp.cloudrunv2.Service, opts: pulumi.ResourceOptions) -> Edge:
     """Policy, serverless NEG, backend, URL map, managed certificate, HTTPS and HTTP->HTTPS rules."""
     name = f"loist-{spec.suffix}"
@@ -135,32 +169,24 @@ def build_edge(spec: EnvSpec, service: gcp.cloudrunv2.Service, opts: pulumi.Reso
         ),
         opts=opts,
     )
-    neg = gcp.compute.RegionNetworkEndpointGroup(
-        f"{name}-neg",
-        name=f"{name}-neg",
-        region=spec.region,
-        network_endpoint_type="SERVERLESS",
-        cloud_run=gcp.compute.RegionNetworkEndpointGroupCloudRunArgs(service=service.name),
-        opts=opts,
-    )
-    backend = gcp.compute.BackendService(
-        f"{name}-backend",
-        name=f"{name}-backend",
-        load_balancing_scheme="EXTERNAL_MANAGED",
-        protocol="HTTPS",
-        security_policy=policy.id,
-        backends=[gcp.compute.BackendServiceBackendArgs(group=neg.id)],
-        log_config=gcp.compute.BackendServiceLogConfigArgs(enable=True, sample_rate=1.0),
-        opts=opts,
-    )
+    backend = _backend(spec, f"{name}-backend", service, policy, None, opts)
+    candidate = _backend(spec, f"{name}-candidate", service, policy, CANDIDATE_TAG, opts)
     address = gcp.compute.GlobalAddress(f"{name}-ip", name=f"{name}-ip", opts=opts)
+    host = spec.public_host or ""
     certificate = gcp.compute.ManagedSslCertificate(
         f"{name}-cert",
         name=f"{name}-cert",
-        managed=gcp.compute.ManagedSslCertificateManagedArgs(domains=[spec.public_host or ""]),
+        managed=gcp.compute.ManagedSslCertificateManagedArgs(domains=[host, f"{CANDIDATE_TAG}.{host}"]),
         opts=opts,
     )
-    url_map = gcp.compute.URLMap(f"{name}-lb", name=f"{name}-lb", default_service=backend.id, opts=opts)
+    url_map = gcp.compute.URLMap(
+        f"{name}-lb",
+        name=f"{name}-lb",
+        default_service=backend.id,
+        host_rules=[gcp.compute.URLMapHostRuleArgs(hosts=[f"{CANDIDATE_TAG}.{host}"], path_matcher="candidate")],
+        path_matchers=[gcp.compute.URLMapPathMatcherArgs(name="candidate", default_service=candidate.id)],
+        opts=opts,
+    )
     https_proxy = gcp.compute.TargetHttpsProxy(
         f"{name}-https", name=f"{name}-https", url_map=url_map.id, ssl_certificates=[certificate.id], opts=opts
     )
