@@ -18,7 +18,6 @@ from loist.errors import PUBLIC_MESSAGE, DatabaseFailed, ErrorCode, NotFound
 from loist.mcp.results import error_result
 from loist.mcp.server import create_mcp_server
 
-
 LEAKY = "database query failed on postgresql+asyncpg://loist:********@10.8.0.3:5432/loist_mvp_production: ConnectionRefusedError"
 TRACK = "00000000-0000-4000-8000-000000000000"
 
