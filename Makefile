@@ -12,7 +12,7 @@ test:
 lint:
 	@scripts/bootstrap --test
 	.venv/bin/ruff check src tests bench
-	.venv/bin/bandit -q -r src -c pyproject.toml
+	scripts/scan offline
 
 bench-ingest:
 	.venv/bin/python bench/ingest.py

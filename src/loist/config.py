@@ -98,6 +98,18 @@ class Settings(BaseSettings):
     http_body_timeout_s: float = Field(default=30, gt=0, le=3600)
     http_keepalive_timeout_s: float = Field(default=5, gt=0, le=3600)
 
+    # --- abuse limits (loist.web.ratelimit) ------------------------------------------------------
+    rate_limits_enabled: bool = True
+    rate_limit_auth_failures: str = "10/minute"  # failed bearer checks per client
+    rate_limit_ingest: str = "30/minute"  # write tools (ingest, update, delete) per client
+    rate_limit_mcp: str = "600/minute"  # MCP messages per client
+    rate_limit_public: str = "3000/minute"  # every other request per client (pages, streams, health)
+    ingest_max_downloads: int = Field(default=8, ge=1, le=1000)  # URL ingests running at once, per instance
+    ingest_max_downloads_per_client: int = Field(default=2, ge=1, le=1000)  # ... per client, per instance
+    trusted_proxy_count: int = Field(default=0, ge=0, le=10)  # proxies whose X-Forwarded-For entry is believed
+    redis_url: SecretStr | None = None  # shared limits across instances; unset: each instance counts alone
+    rate_limit_key_prefix: str = Field(default="loist", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
     # --- logging ---------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -117,6 +129,17 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("rate_limit_auth_failures", "rate_limit_ingest", "rate_limit_mcp", "rate_limit_public")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate: write e.g. '10/minute' or '300 per hour'") from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -223,6 +246,9 @@ class Settings(BaseSettings):
                 found.append(f"EMBED_BASE_URL must be an absolute http(s) URL, got {self.embed_base_url!r}")
         if self.traces_exporter not in (None, "otlp", "gcp_trace", "console"):
             found.append(f"OTEL_TRACES_EXPORTER must be otlp, gcp_trace, console or none, got {self.otel_traces_exporter!r}")
+        redis = self.redis_url.get_secret_value() if self.redis_url else ""
+        if redis and urlsplit(redis).scheme not in ("redis", "rediss", "unix"):
+            found.append("REDIS_URL must be a redis://, rediss:// or unix:// URL")
         if self.environment == "production":
             if not self.auth_enabled:
                 found.append("production refuses AUTH_ENABLED=false: /mcp would be open to anyone")
@@ -230,6 +256,8 @@ class Settings(BaseSettings):
                 found.append(f"production needs a BEARER_TOKEN of at least {MIN_PRODUCTION_TOKEN_LENGTH} characters")
             if self.allow_private_urls:
                 found.append("production refuses ALLOW_PRIVATE_URLS=true (SSRF protection must stay on)")
+            if not self.rate_limits_enabled:
+                found.append("production refuses RATE_LIMITS_ENABLED=false (token guessing and floods must be limited)")
             if url.startswith("sqlite"):
                 found.append("production refuses SQLite: set DATABASE_URL or DB_HOST/DB_CONNECTION_NAME to PostgreSQL")
             if self.storage_backend != "gcs":

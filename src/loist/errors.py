@@ -68,6 +68,25 @@ EXIT_CODE: dict[ErrorCode, int] = {
 }
 
 
+# Failures of the deployment itself. Their messages can name it (a database URL with user, host and
+# port; a bucket; a folder), so a public edge (the web routes, MCP over HTTP) answers with these
+# words instead and logs the real message. Every other code's message is about the caller's request
+# or source (a bad argument, a URL that failed) and is shown as it is.
+PUBLIC_MESSAGE: dict[ErrorCode, str] = {
+    ErrorCode.DATABASE_FAILED: "the music catalog is unavailable right now; try again later",
+    ErrorCode.STORAGE_FAILED: "the audio storage is unavailable right now; try again later",
+    ErrorCode.NOT_READY: "the server is starting or stopping; try again shortly",
+    ErrorCode.INTERRUPTED: "the server stopped this work before it finished; try again",
+    ErrorCode.CONFIG_INVALID: "internal server error",
+    ErrorCode.INTERNAL: "internal server error",
+}
+
+
+def public_message(exc: LoistError) -> str:
+    """What a caller outside this deployment may read of ``exc`` (see :data:`PUBLIC_MESSAGE`)."""
+    return PUBLIC_MESSAGE.get(exc.code, exc.message)
+
+
 class LoistError(Exception):
     """Base of every error a caller can see."""
 

@@ -66,6 +66,9 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
         "lifespan": "on",
         "server_header": False,
         "access_log": False,  # the app writes one access line per request itself (loist.web.observe)
+        # X-Forwarded-For is read by loist.web.ratelimit alone, from TRUSTED_PROXY_COUNT proxies
+        # (uvicorn would otherwise believe any such header sent from 127.0.0.1).
+        "proxy_headers": False,
     }
     return uvicorn.Config(app, **{**chosen, **options})
 

@@ -44,6 +44,14 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
             "loist:sloAvailability": "0.999",
         },
     ),
+    # Staging limited to an allow-list of source ranges (12: more than one Cloud Armor rule holds).
+    "staging-allowlist": (
+        "staging",
+        {
+            "loist:embedBaseUrl": "https://staging.music.example.org",
+            "loist:allowedSourceRanges": ",".join([f"203.0.113.{n}/32" for n in range(11)] + ["198.51.100.0/24"]),
+        },
+    ),
 }
 
 

@@ -250,6 +250,8 @@ def test_deployer_has_least_privilege_and_can_sign_the_check_audio(stack: Stack)
             ("RepositoryIamMember", "roles/artifactregistry.writer"),
             ("IAMMember", "roles/run.developer"),
             ("IAMMember", "roles/logging.logWriter"),
+            ("IAMMember", "roles/ondemandscanning.admin"),  # the scan-image gate
+            ("IAMMember", "roles/containeranalysis.occurrences.editor"),  # sbom-attach
             ("IAMMember", "roles/iam.serviceAccountUser"),
             ("IAMMember", "roles/iam.serviceAccountTokenCreator"),
             ("SecretIamMember", "roles/secretmanager.secretAccessor"),

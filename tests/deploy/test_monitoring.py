@@ -71,6 +71,9 @@ def test_uptime_checks_target_the_services_own_url_and_health_paths(stack: Stack
     service = stack.one("cloudrunv2/service:Service")["inputs"]
     # The host the mocks give the service's `uri` output, i.e. Cloud Run's URL of this service.
     own_host = urlsplit(default_run_url(service["name"], PROJECT_NUMBER, stack.config["gcp:region"])).hostname
+    if service["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER":
+        # only the load balancer reaches the service: the checks use its domain (EMBED_BASE_URL's)
+        own_host = urlsplit(stack.config["loist:embedBaseUrl"]).hostname
     checks = [c["inputs"] for c in stack.of_type("monitoring/uptimeCheckConfig:UptimeCheckConfig")]
     assert sorted(c["httpCheck"]["path"] for c in checks) == sorted([READY_PATH, LIVE_PATH])
     for check in checks:

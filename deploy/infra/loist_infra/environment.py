@@ -6,6 +6,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from loist_infra.database import build_database
+from loist_infra.edge import build_edge
 from loist_infra.envspec import EnvSpec, default_run_url
 from loist_infra.identity import build_runtime_account, grant_runtime_access
 from loist_infra.monitoring import build_metrics_sidecar, build_monitoring
@@ -30,7 +31,8 @@ def resolve_embed_base_url(spec: EnvSpec) -> pulumi.Output[str]:
 
 
 class LoistEnvironment(pulumi.ComponentResource):
-    """Network, bucket, database, secrets, identities, registry, Cloud Run service and job."""
+    """Network, bucket, database, secrets, identities, registry, Cloud Run service and job, and
+    (production, staging in allow-list mode) the load balancer with Cloud Armor in front."""
 
     def __init__(self, spec: EnvSpec, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("loist:index:Environment", f"loist-{spec.environment}", None, opts)
@@ -95,6 +97,8 @@ class LoistEnvironment(pulumi.ComponentResource):
             sidecar_volumes=[self.metrics.volume],
         )
         self.monitoring = build_monitoring(spec, self.service, child, instance=self.database.instance)
+        # Production, and staging in allow-list mode: the HTTPS load balancer with Cloud Armor.
+        self.edge = build_edge(spec, self.service, child) if spec.behind_load_balancer else None
 
         self.register_outputs(
             {
@@ -104,5 +108,6 @@ class LoistEnvironment(pulumi.ComponentResource):
                 "connection_name": connection_name,
                 "runtime_account": self.runtime_account.email,
                 "deployer_account": self.deployer.email,
+                "load_balancer_ip": self.edge.address.address if self.edge else None,
             }
         )

@@ -142,6 +142,9 @@ class EnvSpec:
     log_level: str = "INFO"
     #: Optional "owner/repo" on GitHub: when set, the program creates the Cloud Build trigger.
     github_repo: str | None = None
+    #: Staging's allow-list mode: only these source ranges (CIDR) get past Cloud Armor; setting any
+    #: puts staging behind the load balancer too. Production never has one (it is public).
+    allowed_source_ranges: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
     #: Monitoring: e-mail addresses that get a notification channel each, existing channels
     #: (``projects/<p>/notificationChannels/<id>``: Slack, PagerDuty...) added as they are, and
@@ -150,6 +153,35 @@ class EnvSpec:
     alert_channels: tuple[str, ...] = ()
     slo_availability: float | None = None
     slo_latency_ms: int | None = None
+
+    # --- the edge (loist_infra.edge) -----------------------------------------------------------
+    @property
+    def behind_load_balancer(self) -> bool:
+        """Production always; staging when it is limited to an allow-list of source ranges."""
+        return self.environment == "production" or bool(self.allowed_source_ranges)
+
+    @property
+    def run_ingress(self) -> str:
+        """Cloud Run ingress: only the load balancer when one is in front, else the internet."""
+        return "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER" if self.behind_load_balancer else "INGRESS_TRAFFIC_ALL"
+
+    @property
+    def trusted_proxy_count(self) -> int:
+        """X-Forwarded-For entries appended by our own front ends: Google's load balancer
+        appends "<client>, <load balancer>", Cloud Run alone appends "<client>"."""
+        return 2 if self.behind_load_balancer else 1
+
+    @property
+    def public_host(self) -> str | None:
+        """The custom domain the load balancer's certificate is for (EMBED_BASE_URL's host)."""
+        if not self.embed_base_url:
+            return None
+        return origin_of(self.embed_base_url).split("://", 1)[1].split(":", 1)[0]
+
+    @property
+    def run_network_tag(self) -> str:
+        """Network tag of the service's and the job's VPC interfaces (egress firewall target)."""
+        return f"loist-run-{self.suffix}"
 
     # --- names ---------------------------------------------------------------------------------
     @property
@@ -258,6 +290,8 @@ class EnvSpec:
             "SERVER_HOST": "0.0.0.0",  # noqa: S104 - inside the container, behind Cloud Run
             "AUTH_ENABLED": "true",
             "ALLOW_PRIVATE_URLS": "false",
+            "RATE_LIMITS_ENABLED": "true",
+            "TRUSTED_PROXY_COUNT": str(self.trusted_proxy_count),
             "EMBED_BASE_URL": embed_base_url,
             "CORS_ORIGINS": "*",
             "LOG_LEVEL": self.log_level,

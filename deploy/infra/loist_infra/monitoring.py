@@ -290,7 +290,13 @@ def _conditions(alert: Alert, ctx: Context) -> list[gcp.monitoring.AlertPolicyCo
 def _uptime_checks(
     spec: EnvSpec, service: gcp.cloudrunv2.Service, period_s: int, opts: pulumi.ResourceOptions
 ) -> list[gcp.monitoring.UptimeCheckConfig]:
-    host = service.uri.apply(lambda uri: urlsplit(uri).hostname or "")
+    # Behind the load balancer Cloud Run's own URL refuses outside traffic (ingress is the load
+    # balancer's only), so the checks go where users go: the service's domain on the balancer.
+    host = (
+        pulumi.Output.from_input(spec.public_host or "")
+        if spec.behind_load_balancer
+        else service.uri.apply(lambda uri: urlsplit(uri).hostname or "")
+    )
     return [
         gcp.monitoring.UptimeCheckConfig(
             f"{spec.service_name}-uptime-{path.rsplit('/', 1)[-1]}",

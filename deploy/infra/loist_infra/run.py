@@ -93,7 +93,7 @@ def build_service(
         spec.service_name,
         name=spec.service_name,
         location=spec.region,
-        ingress="INGRESS_TRAFFIC_ALL",
+        ingress=spec.run_ingress,  # only the load balancer where one is in front (edge.py)
         deletion_protection=sizing.deletion_protection,
         labels={"app": "loist", "environment": spec.environment},
         template=gcp.cloudrunv2.ServiceTemplateArgs(
@@ -107,7 +107,7 @@ def build_service(
                 egress="PRIVATE_RANGES_ONLY",
                 network_interfaces=[
                     gcp.cloudrunv2.ServiceTemplateVpcAccessNetworkInterfaceArgs(
-                        network=network.vpc.name, subnetwork=network.subnet.name
+                        network=network.vpc.name, subnetwork=network.subnet.name, tags=[spec.run_network_tag]
                     )
                 ],
             ),
@@ -210,7 +210,7 @@ def build_migration_job(
                     egress="PRIVATE_RANGES_ONLY",
                     network_interfaces=[
                         gcp.cloudrunv2.JobTemplateTemplateVpcAccessNetworkInterfaceArgs(
-                            network=network.vpc.name, subnetwork=network.subnet.name
+                            network=network.vpc.name, subnetwork=network.subnet.name, tags=[spec.run_network_tag]
                         )
                     ],
                 ),

@@ -6,6 +6,7 @@ the way ``pulumi up`` does.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 
 from loist_infra.envspec import ENVIRONMENTS, CloudEnvironment, EnvSpec
@@ -22,6 +23,7 @@ LOIST_KEYS = (
     "alertChannels",
     "sloAvailability",
     "sloLatencyMs",
+    "allowedSourceRanges",
 )
 
 
@@ -55,7 +57,12 @@ def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[s
         raise ValueError(f"stack {stack!r}: set gcp:project and gcp:region")
     env: CloudEnvironment = environment  # type: ignore[assignment]
     age = loist.get("stagingObjectMaxAgeDays")
-    return EnvSpec(
+    ranges = _list(loist.get("allowedSourceRanges"))
+    if ranges and env == "production":
+        raise ValueError(f"stack {stack!r}: loist:allowedSourceRanges is staging's allow-list mode; production is public")
+    for cidr in ranges:
+        ipaddress.ip_network(cidr)  # a typo fails here, not in the cloud
+    spec = EnvSpec(
         environment=env,
         project=project,
         region=region,
@@ -68,4 +75,11 @@ def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[s
         alert_channels=_list(loist.get("alertChannels")),
         slo_availability=_objective(stack, "sloAvailability", loist.get("sloAvailability"), float, 0.5, 1.0),
         slo_latency_ms=_objective(stack, "sloLatencyMs", loist.get("sloLatencyMs"), int, 0, 60_000),  # type: ignore[arg-type]
+        allowed_source_ranges=ranges,
     )
+    if spec.behind_load_balancer and not spec.public_host:
+        raise ValueError(
+            f"stack {stack!r}: behind the HTTPS load balancer the service needs its own domain: "
+            "pulumi config set loist:embedBaseUrl https://<domain> (its certificate is issued for it)"
+        )
+    return spec

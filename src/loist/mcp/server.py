@@ -34,7 +34,7 @@ from starlette.applications import Starlette
 
 from loist import __version__
 from loist.config import Settings
-from loist.errors import ErrorCode, LoistError
+from loist.errors import ErrorCode, LoistError, public_message
 from loist.library.holder import LibraryHolder
 from loist.mcp import observe
 from loist.mcp.deps import Deps, Transport
@@ -86,7 +86,7 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
         except MCPError:
             raise
         except Exception as exc:
-            result = error_result(name, exc)
+            result = error_result(name, exc, public=self.deps.transport == "http")
         finally:
             observe.record(self.tool_names, name, result, time.perf_counter() - started)
         return result
@@ -104,10 +104,10 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
                 return await stream_contents(self.deps, match["id"])
             return await super().read_resource(uri, context)
         except LoistError as exc:
-            raise _resource_error(uri, exc) from None
+            raise _resource_error(uri, exc, self.deps.transport == "http") from None
         except ResourceError as exc:
             if isinstance(exc.__cause__, LoistError):
-                raise _resource_error(uri, exc.__cause__) from None
+                raise _resource_error(uri, exc.__cause__, self.deps.transport == "http") from None
             raise
         except MCPError:
             raise
@@ -115,11 +115,18 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
             raise UnexpectedResourceError(f"Error reading resource {uri}") from exc
 
 
-def _resource_error(uri: AnyUrl | str, exc: LoistError) -> MCPError:
+def _resource_error(uri: AnyUrl | str, exc: LoistError, public: bool) -> MCPError:
     # A missing resource or a bad id is "invalid params" (SEP-2164); anything else is a server error.
+    # Over HTTP a failure of the deployment carries public words only (loist.errors.PUBLIC_MESSAGE).
     code = INVALID_PARAMS if exc.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_ARGUMENT) else INTERNAL_ERROR
-    logger.info("resource %s failed: %s", uri, exc)
-    return MCPError(code=code, message=str(exc), data={"uri": str(uri), "error": exc.to_dict()})
+    message = public_message(exc) if public else exc.message
+    if message != exc.message:
+        logger.warning("resource %s failed: %s", uri, exc)
+        error = {"code": str(exc.code), "message": message}
+    else:
+        logger.info("resource %s failed: %s", uri, exc)
+        error = exc.to_dict()
+    return MCPError(code=code, message=f"{exc.code}: {message}", data={"uri": str(uri), "error": error})
 
 
 def create_mcp_server(
