@@ -209,7 +209,7 @@ def gcloud_invocations(text: str) -> list[str]:
     joined = re.sub(r"\\\n\s*", " ", text)
     found = []
     for line in joined.splitlines():
-        for match in re.finditer(r"(?<![\w/-])gcloud\s+([a-z].*)", line):
+        for match in re.finditer(r"(?<![\w/-])gcloud\s+([a-z][^`]*)", line):
             found.append(match.group(1))
     return found
 
