@@ -88,22 +88,26 @@ def bench_embed(args: argparse.Namespace, work: Path) -> list[str]:
     def per_request(runs: list[dict[str, int]]) -> float:
         return statistics.median(r["cpu_us"] / r["requests"] for r in runs)
 
-    base_runs = results[servers[0][0]]
+    def paired(runs: list[dict[str, int]], against: list[dict[str, int]]) -> float:
+        """The median over the rounds of this server's CPU per request over the other's, minus 1."""
+        return statistics.median(
+            (r["cpu_us"] / r["requests"]) / (b["cpu_us"] / b["requests"]) for r, b in zip(runs, against, strict=True)
+        ) - 1
+
+    base_runs, off_runs = results[servers[0][0]], results[servers[1][0]]
     rows = [
-        f"| server | server CPU µs per request (median of {args.rounds}) | vs before (median of the rounds' ratios) "
+        f"| server | server CPU µs per request (median of {args.rounds}) | vs before | vs metrics off "
         "| req/s | p50 ms | p95 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, runs in results.items():
         cpu = per_request(runs)
-        ratio = statistics.median(
-            (r["cpu_us"] / r["requests"]) / (b["cpu_us"] / b["requests"]) for r, b in zip(runs, base_runs, strict=True)
-        )
         rps = statistics.median(r["requests"] / r["duration_us"] * 1e6 for r in runs)
         p50 = statistics.median(r["p50_us"] for r in runs) / 1000
         p95 = statistics.median(r["p95_us"] for r in runs) / 1000
         errors = sum(r["errors"] for r in runs)
-        rows.append(f"| {name} | {cpu:.1f} | {ratio - 1:+.1%} | {rps:,.0f} | {p50:.2f} | {p95:.2f} | {errors} |")
+        rows.append(f"| {name} | {cpu:.1f} | {paired(runs, base_runs):+.1%} | {paired(runs, off_runs):+.1%} "
+                    f"| {rps:,.0f} | {p50:.2f} | {p95:.2f} | {errors} |")
     return rows
 
 
@@ -111,6 +115,67 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (``/proc/PID/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_embed_asgi(args: argparse.Namespace, work: Path) -> list[str]:
+    """The real app called in-process (no sockets, no uvicorn), its CPU time per ``GET /embed/{id}``,
+    three variants interleaved in batches of 100 requests so load on the machine weighs on all alike:
+    the app without the telemetry middleware (the code before, as near as one process gets), and
+    with it, metrics off and on."""
+    from loist.config import Settings
+    from loist.logs import configure_logging
+    from loist.telemetry import metrics
+    from loist.web.app import create_app
+    from loist.web.observe import Observe
+
+    data_dir = work / "data-asgi"
+    track = asyncio.run(seed(data_dir, make_wav(work / "tone-asgi.wav", 5)))
+    settings = Settings(_env_file=None, data_dir=data_dir, embed_base_url="http://127.0.0.1:8080")  # type: ignore[call-arg]
+    configure_logging(settings.model_copy(update={"log_level": "WARNING"}))  # as the servers above: no access lines
+    observed, bare = create_app(settings), create_app(settings)
+    bare.user_middleware = [m for m in bare.user_middleware if m.cls is not Observe]
+    families = metrics.enable()
+    path = f"/embed/{track}"
+    headers = [(b"host", b"127.0.0.1:8080"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
+
+    async def batch(app: object, n: int) -> float:
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            assert message["type"] != "http.response.start" or message["status"] == 200
+
+        started = time.process_time()
+        for _ in range(n):
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                     "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                     "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8080)}
+            await app(scope, receive, send)  # type: ignore[operator]
+        return (time.process_time() - started) / n * 1e6
+
+    async def run() -> dict[str, list[float]]:
+        variants = {"without the telemetry middleware": (bare, None), "metrics off": (observed, None),
+                    "metrics on": (observed, families)}
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        async with bare.router.lifespan_context(bare), observed.router.lifespan_context(observed):
+            for app, on in variants.values():
+                metrics._families = on  # noqa: SLF001 - the switch under test
+                await batch(app, 300)  # warm-up
+            for _ in range(args.batches):
+                for name, (app, on) in random.sample(list(variants.items()), len(variants)):
+                    metrics._families = on  # noqa: SLF001
+                    times[name].append(await batch(app, 100))
+        metrics._families = families  # noqa: SLF001
+        return times
+
+    times = asyncio.run(run())
+    before = statistics.median(times["without the telemetry middleware"])
+    rows = [f"| app | CPU µs per embed request (median of {args.batches} batches of 100) | vs without |",
+            "|---|---:|---:|"]
+    for name, values in times.items():
+        median = statistics.median(values)
+        rows.append(f"| {name} | {median:.1f} | {median / before - 1:+.1%} |")
+    return rows
 
 
 def bench_search(args: argparse.Namespace, work: Path) -> list[str]:
@@ -151,7 +216,8 @@ def bench_search(args: argparse.Namespace, work: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--what", choices=["embed", "search", "both"], default="both")
+    parser.add_argument("--what", choices=["embed", "embed-asgi", "search", "all"], default="all")
+    parser.add_argument("--batches", type=int, default=200, help="embed-asgi: batches of 100 requests per variant")
     parser.add_argument("--base", default="main", help="git ref of the code before (default: main)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=int, default=5, help="seconds of wrk per round and server")
@@ -163,9 +229,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}; load before: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="loist-telemetry-bench-") as tmp:
-        if args.what in ("embed", "both"):
+        if args.what in ("embed", "all"):
             print("\n".join(bench_embed(args, Path(tmp))))
-        if args.what in ("search", "both"):
+        if args.what in ("embed-asgi", "all"):
+            print("\n".join(bench_embed_asgi(args, Path(tmp))))
+        if args.what in ("search", "all"):
             print("\n".join(bench_search(args, Path(tmp))))
     print(f"load after: {os.getloadavg()[0]:.1f}")
 

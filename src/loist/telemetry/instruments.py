@@ -1,8 +1,9 @@
 """Labelled counters and histograms cheap enough for a request that takes tens of microseconds.
 
 Why not ``prometheus_client``'s own: an embed page costs the server about 70 µs of CPU, and its
-``Counter`` + ``Histogram`` (``labels()``, a lock per value, exemplar checks) added 6 µs to that,
-9 %, measured with ``bench/telemetry_overhead.py``. These keep one plain dict per family under one
+``Counter`` + ``Histogram`` (``labels()``, a lock per value, exemplar checks) and pool gauges
+read on every checkout added about 7 µs to that, 9-11 %, measured with
+``bench/telemetry_overhead.py``. These keep one plain dict per family under one
 lock (a label tuple -> a number, or bucket counts and a sum), and turn it into Prometheus families
 only when scraped (:class:`Collector`), so a report is a dict update and, for a histogram, a
 ``bisect``. ``docs/benchmarks.md`` has the figures.

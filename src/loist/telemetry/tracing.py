@@ -106,18 +106,36 @@ def span(name: str, attributes: dict[str, Any] | None = None) -> Iterator[Any]:
         yield current
 
 
-@contextmanager
-def server_span(method: str, headers: list[tuple[bytes, bytes]]) -> Iterator[Any]:
-    """The server span of one HTTP request, child of the caller's trace (from its headers)."""
-    from opentelemetry import propagate
+def start_server_span(method: str, headers: list[tuple[bytes, bytes]]) -> tuple[Any, Any]:
+    """Open the server span of one HTTP request, child of the caller's trace (from its headers), and
+    make it current; returns what :func:`end_server_span` needs. Call only while tracing is on."""
+    from opentelemetry import context, propagate, trace
     from opentelemetry.trace import SpanKind
 
     carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
-    parent = propagate.extract(carrier)
-    with _tracer.start_as_current_span(
-        method, context=parent, kind=SpanKind.SERVER, attributes={"http.request.method": method}
-    ) as current:
-        yield current
+    span = _tracer.start_span(
+        method, context=propagate.extract(carrier), kind=SpanKind.SERVER, attributes={"http.request.method": method}
+    )
+    return span, context.attach(trace.set_span_in_context(span))
+
+
+def end_server_span(
+    opened: tuple[Any, Any], method: str, route: str, status: int, error: BaseException | None
+) -> None:
+    """Name the span after its route, record the status (and the error, if the app raised), end it."""
+    from opentelemetry import context
+    from opentelemetry.trace import Status, StatusCode
+
+    span, token = opened
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
+    if error is not None:
+        span.record_exception(error)
+    if error is not None or status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+    context.detach(token)
+    span.end()
 
 
 def current_ids() -> tuple[str, str, bool] | None:

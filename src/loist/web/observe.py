@@ -22,7 +22,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -63,19 +62,14 @@ class Observe:
         self.trace_logs = trace_logs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # One coroutine and no helper calls on the usual path: this runs for every request, and
+        # each call and frame costs (bench/telemetry_overhead.py, docs/benchmarks.md).
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if tracing.active():
-            with tracing.server_span(scope["method"], scope["headers"]) as span:
-                await self._observe(scope, receive, send, span)
-            return
-        await self._observe(scope, receive, send, None)
-
-    async def _observe(self, scope: Scope, receive: Receive, send: Send, span: Any) -> None:
-        # Everything inline: this runs for every request, and each call costs (docs/benchmarks.md).
         started = time.perf_counter()
         status = size = 0
+        error: BaseException | None = None
 
         async def observed_send(message: Message) -> None:
             nonlocal status, size
@@ -85,30 +79,28 @@ class Observe:
                 status = message["status"]
             await send(message)
 
+        span = tracing.start_server_span(scope["method"], scope["headers"]) if tracing.active() else None
         token = context.bind(scope["headers"]) if self.trace_logs else None  # parsed only if a line asks
         try:
             await self.app(scope, receive, observed_send)
         except asyncio.CancelledError:
             raise
-        except BaseException:
-            status = status or 500
+        except BaseException as exc:
+            status, error = status or 500, exc
             raise
         finally:
             seconds = time.perf_counter() - started
+            status = status or CLIENT_LEFT
+            route = getattr(scope.get("route"), "path_format", None)  # the usual case, without a call
+            if type(route) is not str:
+                route = route_label(scope, self.routes)
+            metrics.http_request(route, scope["method"], status, seconds)
+            if self.access and access_log.isEnabledFor(logging.INFO):
+                _access_line(scope, status, size, seconds)  # while the trace is still the request's
+            if span is not None:
+                tracing.end_server_span(span, scope["method"], route, status, error)
             if token is not None:
                 context.unbind(token)
-            route = route_label(scope, self.routes)
-            metrics.http_request(route, scope["method"], status or CLIENT_LEFT, seconds)
-            if span is not None:
-                _describe(span, scope["method"], route, status or CLIENT_LEFT)
-            if self.access and access_log.isEnabledFor(logging.INFO):
-                _access_line(scope, status or CLIENT_LEFT, size, seconds)
-
-
-def _describe(span: Any, method: str, route: str, status: int) -> None:
-    span.update_name(f"{method} {route}")
-    span.set_attribute("http.route", route)
-    span.set_attribute("http.response.status_code", status)
 
 
 def _access_line(scope: Scope, status: int, size: int, seconds: float) -> None:
