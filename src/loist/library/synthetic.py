@@ -237,18 +237,28 @@ def generate_tracks(
         fmt, codec, mime = formats[bisect.bisect(cumulative, rng.random() * cumulative[-1])]
         created = start + step * index
         year = int(min(2025, max(1950, rng.gauss(1995, 18))))
+        # Drawn in this order (the generator's output for a seed stays what it was).
+        title = _title(rng)
+        album_artist = artist if rng.random() < 0.9 else "Various Artists"
+        kept_year = year if rng.random() > 0.03 else None
+        track_number = rng.randint(1, 16)
+        composer = rng.choice(COMPOSERS) if genre in ("Classical", "Soundtrack") or rng.random() < 0.05 else None
+        label = rng.choice(LABELS) if rng.random() < 0.7 else None
         tags = _construct(
             Tags,
-            title=_title(rng),
+            title=title,
             artist=artist,
+            artists=[artist],
             album=album,
-            album_artist=artist if rng.random() < 0.9 else "Various Artists",
+            album_artist=album_artist,
+            album_artists=[album_artist],
             genres=genres,
-            year=year if rng.random() > 0.03 else None,
-            track_number=rng.randint(1, 16),
+            year=kept_year,
+            track_number=track_number,
             disc_number=1,
-            composer=rng.choice(COMPOSERS) if genre in ("Classical", "Soundtrack") or rng.random() < 0.05 else None,
-            label=rng.choice(LABELS) if rng.random() < 0.7 else None,
+            composer=composer,
+            composers=[composer] if composer else [],
+            label=label,
             isrc=None,
             comment=None,
         )
