@@ -80,6 +80,21 @@ def search_output(deps: Deps, result: SearchResult) -> SearchOutput:
     )
 
 
+def file_path(raw: str) -> Path:
+    """The file a ``file`` source names. A folder is refused with what to do instead: this tool's
+    answer is one track and its links, and a folder can hold thousands of files that take minutes,
+    longer than a client waits for one call; ``loist ingest`` walks folders in bulk, with a summary."""
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        raise InvalidArgument(
+            f"{raw} is a folder: process_audio_complete adds one file per call (one track and its links); "
+            f"call it once for each audio file in the folder, or add the whole folder from a terminal "
+            f"with `loist ingest {raw}` (it walks the folder and reports every file)",
+            details={"path": raw, "kind": "folder"},
+        )
+    return path
+
+
 def resource_links(track: Track) -> list[ResourceLink]:
     """``resource_link`` content items pointing at the track's resources."""
     title = track.tags.title or str(track.id)
@@ -151,7 +166,7 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
                     "file sources are only accepted when the server runs over stdio on your own machine; "
                     "over HTTP, give an http_url the server can fetch"
                 )
-            track = await library.ingest_file(Path(source.path).expanduser(), progress=reporter)
+            track = await library.ingest_file(file_path(source.path), progress=reporter)
         else:
             track = await library.ingest_url(
                 source.url,
