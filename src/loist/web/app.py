@@ -5,7 +5,7 @@ time, no globals), so tests build as many apps as they like. Composition, outerm
 
     SecurityHeaders        frame-ancestors 'none' / X-Frame-Options DENY unless a route set a CSP
     ScopedCORS             CORS_ORIGINS, only for /audio/*, /oembed, /.well-known/oembed.json
-    Starlette router       /embed/{id}  /oembed  /.well-known/oembed.json
+    Starlette router       /  /embed/{id}  /oembed  /.well-known/oembed.json
                            /audio/{id}/stream  /audio/{id}/thumbnail  /health/live  /health/ready
                            /static/*  /mcp (BearerAuth -> McpEndpoint -> MCP streamable HTTP session manager)
 
@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 from loist.config import Settings
 from loist.library.holder import LibraryHolder
 from loist.mcp.server import create_mcp_server, mcp_http_app
-from loist.web import embed, health, oembed, stream
+from loist.web import embed, health, landing, oembed, stream
 from loist.web.auth import BearerAuth
 from loist.web.context import WebContext, make_templates
 from loist.web.cors import ScopedCORS
@@ -53,7 +53,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
     # EMBED_BASE_URL + ALLOWED_HOSTS (see loist.mcp.server.transport_security). We do not mount the
     # SDK's own app: /mcp is routed here so the bearer check and the error format are ours.
     mcp_http_app(mcp_server, settings, path=MCP_PATH)
-    endpoint = McpEndpoint()
+    endpoint = McpEndpoint(ctx.site_name, f"{ctx.base_url}/")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,6 +65,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
                 endpoint.manager = None
 
     routes: list[BaseRoute] = [
+        *landing.routes(ctx, MCP_PATH),
         *embed.routes(ctx),
         *oembed.routes(ctx),
         *stream.routes(ctx),

@@ -80,8 +80,10 @@ def replay(body: bytes, receive: Receive) -> Receive:
 class McpEndpoint:
     """Hands requests to the MCP session manager while it runs (the app's lifespan sets it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, site_name: str = "this server", home_url: str = "/") -> None:
         self.manager: StreamableHTTPSessionManager | None = None
+        self.site_name = site_name  # named in the answer to a request that is not an MCP message
+        self.home_url = home_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         manager = self.manager
@@ -90,7 +92,11 @@ class McpEndpoint:
             await error_json(503, str(ErrorCode.NOT_READY), message)(scope, receive, send)
             return
         if manager.stateless and scope["method"] != "POST":
-            message = "this MCP endpoint is stateless: send JSON-RPC messages with POST (no event stream, no session)"
+            message = (
+                f"this is the MCP endpoint of {self.site_name} (Model Context Protocol over streamable HTTP): "
+                "connect an MCP client to this URL; it sends JSON-RPC messages with POST. This server is "
+                f"stateless: no event stream to open, no session. What this server is: {self.home_url}"
+            )
             response = error_json(405, str(ErrorCode.INVALID_ARGUMENT), message, headers={"Allow": "POST"})
             await response(scope, receive, send)
             return
