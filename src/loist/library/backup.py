@@ -274,7 +274,9 @@ def _put_blobs(store: BlobStore, folder: Path, manifest: dict[str, Any], types: 
         source = _inside(folder, key)
         if not source.is_file() or source.stat().st_size != size:
             raise StorageFailed(f"blob {key} is missing or damaged in the backup ({source})")
-        store.put_file(key, source, "image/jpeg" if key.startswith("thumbnails/") else types.get(key))
+        # One flush for the whole restore (the rows are checked only after it), not one per blob.
+        content_type = "image/jpeg" if key.startswith("thumbnails/") else types.get(key)
+        store.put_file(key, source, content_type, durable=False)
         put += 1
     store.sync()
     return put
