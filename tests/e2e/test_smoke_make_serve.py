@@ -30,7 +30,7 @@ async def test_smoke_passes_against_make_serve_and_says_what_it_skipped(tmp_path
     assert all(c.ok for name, c in checks.items() if name != "mcp_auth")
     auth = checks["mcp_auth"]
     assert (auth.ok, auth.skipped, auth.not_applicable) == (False, True, True)  # not counted as a pass
-    assert "no --token" in auth.detail
+    assert "no token given" in auth.detail
     assert report.lines()[-1] == "PASS: 12/13 checks passed, 1 skipped (mcp_auth)"
     assert report.to_dict()["checks"][2]["skipped"] is True
 
@@ -44,7 +44,7 @@ async def test_smoke_against_a_server_that_refuses_loopback_says_how_to_allow_it
 
 
 def test_a_skipped_check_counts_as_a_pass_only_when_it_did_not_apply() -> None:
-    not_applicable = Check("mcp_auth", skipped=True, not_applicable=True, detail="skipped: no --token given")
+    not_applicable = Check("mcp_auth", skipped=True, not_applicable=True, detail="skipped: no token given")
     assert Report("http://x", [Check("live", ok=True), not_applicable]).ok is True
     blocked = Check("ready", skipped=True, detail="skipped: needs live")
     assert Report("http://x", [Check("live", ok=True), blocked]).ok is False

@@ -370,7 +370,7 @@ class Smoke:
 
     async def check_mcp_auth(self) -> str:
         if not self.token:
-            raise NotApplicable("skipped: no --token given (give the server's BEARER_TOKEN to prove /mcp refuses anonymous calls)")
+            raise NotApplicable("skipped: no token given (give --token, the server's BEARER_TOKEN, to prove /mcp refuses anonymous calls)")
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
         headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
         http = self.state["http"]
