@@ -22,6 +22,7 @@ from pydantic import Field
 from loist import __version__
 from loist.errors import InvalidArgument, LoistError
 from loist.mcp.deps import Deps, metadata_uri, stream_uri, thumbnail_uri
+from loist.mcp.folder import register_folder_tool
 from loist.mcp.progress import ProgressReporter
 from loist.mcp.results import ok
 from loist.mcp.schemas import (
@@ -81,15 +82,13 @@ def search_output(deps: Deps, result: SearchResult) -> SearchOutput:
 
 
 def file_path(raw: str) -> Path:
-    """The file a ``file`` source names. A folder is refused with what to do instead: this tool's
-    answer is one track and its links, and a folder can hold thousands of files that take minutes,
-    longer than a client waits for one call; ``loist ingest`` walks folders in bulk, with a summary."""
+    """The file a ``file`` source names. A folder is refused with the tool that adds one: this tool's
+    answer is one track and its links, ``ingest_folder``'s counts and each file's outcome."""
     path = Path(raw).expanduser()
     if path.is_dir():
         raise InvalidArgument(
-            f"{raw} is a folder: process_audio_complete adds one file per call (one track and its links); "
-            f"call it once for each audio file in the folder, or add the whole folder from a terminal "
-            f"with `loist ingest {raw}` (it walks the folder and reports every file)",
+            f"{raw} is a folder: process_audio_complete adds one file (one track and its links); "
+            f"call ingest_folder with this path to add every audio file in it (as `loist ingest` does)",
             details={"path": raw, "kind": "folder"},
         )
     return path
@@ -183,6 +182,8 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
             processing_time_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return ok(result, resource_links(track))
+
+    register_folder_tool(server, deps)  # ingest_folder: second in tools/list
 
     @server.tool(title="Get a track's metadata", annotations=READ_ONLY)
     async def get_audio_metadata(audioId: AudioId) -> Annotated[CallToolResult, TrackResult]:  # noqa: N803
