@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     frame_ancestors: str = "*"
+    docs_url: str | None = None  # the documentation the landing page (GET /) links to
     health_timeout_s: float = Field(default=2, gt=0, le=60)  # /health/ready answers within this
 
     # --- HTTP connections (loist.web.protocol) ---------------------------------------------------

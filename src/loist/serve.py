@@ -78,22 +78,27 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
 
     from loist.telemetry.setup import start as start_telemetry
     from loist.web.app import ANNOUNCED_PATHS, create_app
+    from loist.web.reach import reachable_urls, start_warnings
 
     telemetry = start_telemetry(settings)  # before the app: its engines and stores report from the start
     app = create_app(settings)
     host, port = settings.server_host, settings.port
     shown = f"[{host}]" if ":" in host else host
     urls = {name: settings.public_base_url + path for name, path in ANNOUNCED_PATHS.items()}
+    reachable, warnings = reachable_urls(settings), start_warnings(settings)
     _announce(
         f"{settings.server_name}: listening on http://{shown}:{port}\n"
+        f"  reachable at  {'  '.join(reachable)}\n"
         f"  MCP endpoint  {urls['mcp']}{'  (bearer token required)' if settings.auth_enabled else ''}\n"
         f"  embed pages   {urls['embed'].replace('{id}', '<track id>')}\n"
         f"  health        {urls['health']}"
-        + (f"\n  metrics       {telemetry.listener.url}" if telemetry.listener else ""),
+        + (f"\n  metrics       {telemetry.listener.url}" if telemetry.listener else "")
+        + "".join(f"\nwarning: {warning}" for warning in warnings),
         {
             "event": "serving", "server": settings.server_name, "transport": "http",
             "listen": f"http://{shown}:{port}", "auth": settings.auth_enabled, **urls,
             "metrics": telemetry.listener.url if telemetry.listener else None,
+            "reachable": reachable, "warnings": warnings,
         },
         as_json=as_json,
     )

@@ -19,7 +19,7 @@ from loist.catalog.search import tuning, walk
 from loist.catalog.search.index import POSTINGS_TABLE, refill_postings
 from loist.catalog.search.tuning import FIELD_IDS, IMPACT_DAMPING, IMPACT_SCALE, RANKING
 from loist.model import SearchRequest, Tags, TrackStatus
-from tests.catalog.factories import make_track
+from tests.catalog.factories import insert_old_rows, make_track
 from tests.support.pg import sqlite_catalog_url
 
 
@@ -228,8 +228,7 @@ async def test_each_posting_holds_its_field_and_impact(catalog: Catalog) -> None
 async def test_migration_fills_and_removes_the_postings(tmp_path: Path) -> None:
     url = sqlite_catalog_url(tmp_path)
     await upgrade(url, "0004")
-    async with Catalog.from_url(url) as catalog:
-        await catalog.add_many([make_track(n, tags=Tags(title=f"Lima {n}")) for n in range(3)])
+    await insert_old_rows(url, [make_track(n, tags=Tags(title=f"Lima {n}")) for n in range(3)])
     await upgrade(url)
     async with Catalog.from_url(url) as catalog:
         assert len([row for row in await postings(catalog) if row[0] == "lima"]) == 3
@@ -243,8 +242,7 @@ async def test_migration_fills_and_removes_the_postings(tmp_path: Path) -> None:
 @pytest.mark.postgres
 async def test_postgresql_migration_builds_the_key_after_the_fill(fresh_pg_url: str) -> None:
     await upgrade(fresh_pg_url, "0004")
-    async with Catalog.from_url(fresh_pg_url) as catalog:
-        await catalog.add_many([make_track(n, tags=Tags(title=f"Mike {n}", artist="Mike")) for n in range(3)])
+    await insert_old_rows(fresh_pg_url, [make_track(n, tags=Tags(title=f"Mike {n}", artist="Mike")) for n in range(3)])
     await upgrade(fresh_pg_url)
     async with Catalog.from_url(fresh_pg_url) as catalog:
         assert await postings(catalog) == await recomputed(catalog)

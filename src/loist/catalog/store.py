@@ -26,7 +26,7 @@ from loist.catalog import blobs, sqlite_bulk
 from loist.catalog.cursor import decode_cursor, encode_cursor, invalid_cursor
 from loist.catalog.engine import DEFAULT_WRITE_TIMEOUT_S, build_engine, transaction
 from loist.catalog.errors import database_failed
-from loist.catalog.rows import genre_keys, row_to_track, track_to_row, utc
+from loist.catalog.rows import LIST_TAG_FIELDS, genre_keys, row_to_track, track_to_row, utc
 from loist.catalog.schema import GENRE_KEYS, TRACK_COLUMNS, pg_tracks, track_columns, track_genres, tracks
 from loist.catalog.search import run_search
 from loist.catalog.text import genre_rows, search_columns
@@ -268,14 +268,18 @@ class Catalog:
     async def update_tags(self, track_id: uuid.UUID, tags: Tags) -> Track | None:
         """Replace a track's tags (all of them: pass the merged result); ``None`` if it is gone."""
         values: dict[str, Any] = {field: getattr(tags, field) for field in TAG_FIELDS}
-        values["genres"] = list(tags.genres)
-        values.update(search_columns(tags))
+        for field in LIST_TAG_FIELDS:
+            values[field] = list(getattr(tags, field))
         values["updated_at"] = _now()
         table, returned = tracks, track_columns
         if self.dialect == "postgresql":
             values[GENRE_KEYS] = genre_keys(tags.genres)
             table, returned = pg_tracks, tuple(pg_tracks.c[name] for name in TRACK_COLUMNS)
         async with self._tx("update") as conn:
+            filename = None
+            if not tags.title:  # an untitled track stays findable by its file name's words
+                filename = await conn.scalar(sa.select(tracks.c.original_filename).where(tracks.c.id == track_id))
+            values.update(search_columns(tags, filename))
             result = await conn.execute(
                 sa.update(table).where(table.c.id == track_id).values(values).returning(*returned)
             )

@@ -30,6 +30,7 @@ from loist.library.pipeline import BulkControl, IngestOutcome, Pipeline, Progres
 from loist.library.storage_pool import StoragePool
 from loist.library.synthetic import SEED_BATCH, SYNTHETIC_BLOB_KEY, generate_tracks, synthetic_blob
 from loist.model import (
+    NAME_LISTS,
     TAG_FIELDS,
     SearchRequest,
     SearchResult,
@@ -203,9 +204,11 @@ class Library:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise InvalidArgument(f"invalid tag values: {problems}") from None
         track = await self.get(track_id)
-        merged = track.tags.model_dump() | patch.model_dump(include=set(fields))
-        if merged.get("genres") is None:
-            merged["genres"] = []
+        # The patch's own fields: a name list and its display string change together (loist.model).
+        merged = track.tags.model_dump() | patch.model_dump(include=patch.model_fields_set)
+        for many in ("genres", *NAME_LISTS):
+            if merged.get(many) is None:
+                merged[many] = []
         tags = Tags.model_validate(merged)
         updated = await self.catalog.update_tags(track.id, tags)
         if updated is None:

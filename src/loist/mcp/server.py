@@ -52,7 +52,8 @@ STREAM_URI = re.compile(r"music-library://audio/(?P<id>[^/?#]+)/stream")
 
 INSTRUCTIONS = """\
 Loist is a music library. Add audio with process_audio_complete (an http(s) URL; a local file path
-only when connected over stdio), find it with search_library or list_library, read one track with
+only when connected over stdio) or a whole local folder with ingest_folder (stdio only), find it
+with search_library or list_library, read one track with
 get_audio_metadata, share it with get_embed_url (a public player page that unfurls in Slack,
 Discord and Notion), fix tags with update_metadata, remove it with delete_audio. Track ids are
 UUIDs. Failed calls return isError with a stable code such as NOT_FOUND or INVALID_ARGUMENT."""

@@ -7,7 +7,7 @@ time, no globals), so tests build as many apps as they like. Composition, outerm
     SecurityHeaders        DEFAULT_CSP / X-Frame-Options DENY unless a route set a CSP; nosniff, Referrer-Policy
     PublicRateLimit        RATE_LIMIT_PUBLIC per client outside /mcp (loist.web.ratelimit)
     ScopedCORS             CORS_ORIGINS, only for /audio/*, /oembed, /.well-known/oembed.json
-    Starlette router       /embed/{id}  /oembed  /.well-known/oembed.json
+    Starlette router       /  /embed/{id}  /oembed  /.well-known/oembed.json
                            /audio/{id}/stream  /audio/{id}/thumbnail  /health/live  /health/ready
                            /static/*  /mcp (BearerAuth -> McpEndpoint (McpLimits) -> MCP streamable HTTP session manager)
 
@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from loist.config import Settings
 from loist.library.holder import LibraryHolder
 from loist.mcp.server import create_mcp_server, mcp_http_app
-from loist.web import embed, health, oembed, stream
+from loist.web import embed, health, landing, oembed, stream
 from loist.web.auth import BearerAuth
 from loist.web.context import WebContext, make_templates
 from loist.web.cors import ScopedCORS
@@ -59,7 +59,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
     # SDK's own app: /mcp is routed here so the bearer check and the error format are ours.
     mcp_http_app(mcp_server, settings, path=MCP_PATH)
     limiter = Limiter(settings)
-    endpoint = McpEndpoint(McpLimits(limiter, settings).admit)
+    endpoint = McpEndpoint(McpLimits(limiter, settings).admit, ctx.site_name, f"{ctx.base_url}/")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -72,6 +72,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
                 await limiter.aclose()
 
     routes: list[BaseRoute] = [
+        *landing.routes(ctx, MCP_PATH),
         *embed.routes(ctx),
         *oembed.routes(ctx),
         *stream.routes(ctx),

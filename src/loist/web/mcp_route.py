@@ -93,9 +93,11 @@ class McpEndpoint:
     ``admit`` sees each whole body first and may answer instead of the SDK (the abuse limits of
     :class:`loist.web.mcp_limits.McpLimits`); what it holds (a download slot) lasts the request."""
 
-    def __init__(self, admit: Admit = admit_all) -> None:
+    def __init__(self, admit: Admit = admit_all, site_name: str = "this server", home_url: str = "/") -> None:
         self.manager: StreamableHTTPSessionManager | None = None
         self.admit = admit
+        self.site_name = site_name  # named in the answer to a request that is not an MCP message
+        self.home_url = home_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         manager = self.manager
@@ -104,7 +106,11 @@ class McpEndpoint:
             await error_json(503, str(ErrorCode.NOT_READY), message)(scope, receive, send)
             return
         if manager.stateless and scope["method"] != "POST":
-            message = "this MCP endpoint is stateless: send JSON-RPC messages with POST (no event stream, no session)"
+            message = (
+                f"this is the MCP endpoint of {self.site_name} (Model Context Protocol over streamable HTTP): "
+                "connect an MCP client to this URL; it sends JSON-RPC messages with POST. This server is "
+                f"stateless: no event stream to open, no session. What this server is: {self.home_url}"
+            )
             response = error_json(405, str(ErrorCode.INVALID_ARGUMENT), message, headers={"Allow": "POST"})
             await response(scope, receive, send)
             return

@@ -328,7 +328,7 @@ def _has_table(connection: Connection, name: str) -> bool:
 
 def backfill_search_columns(connection: Connection, batch: int = 2000) -> int:
     """Fill the ``search_*`` columns of existing rows from their tags (migration 0002 and repairs)."""
-    source_cols = ["title", "artist", "album", "album_artist", "composer", "label"]
+    source_cols = ["title", "artist", "album", "album_artist", "composer", "label", "original_filename"]
     table = sa.table(
         "tracks",
         sa.column("id", sa.Uuid()),
@@ -346,7 +346,7 @@ def backfill_search_columns(connection: Connection, batch: int = 2000) -> int:
             return done
         params = []
         for row in rows:
-            values = search_columns(dict(row))
+            values = search_columns(dict(row), row["original_filename"])
             params.append({"b_id": row["id"], **values})
         update = (
             sa.table("tracks", sa.column("id", sa.Uuid()), *(sa.column(c) for c in SEARCH_COLUMNS.values()))
