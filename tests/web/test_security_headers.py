@@ -22,6 +22,7 @@ def requests_for(world: WebWorld) -> list[tuple[str, str]]:
     """(route path template, concrete request path): each route, found and not found."""
     art, plain = world.with_art.id, world.plain.id
     return [
+        ("/", "/"),
         ("/embed/{track_id}", f"/embed/{art}"),
         ("/embed/{track_id}", f"/embed/{plain}"),
         ("/embed/{track_id}", f"/embed/{MISSING}"),
@@ -60,13 +61,17 @@ async def test_every_response_carries_the_security_headers(client: httpx.AsyncCl
         assert directives.get("base-uri") == ["'none'"] and directives.get("form-action") == ["'none'"], path
         if r.headers.get("content-type", "").startswith("text/html"):
             html_seen += 1
-            assert path.startswith("/embed/"), f"an HTML page outside /embed/: {path}"
+            assert path == "/" or path.startswith("/embed/"), f"an HTML page outside / and /embed/: {path}"
             assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp, path
         if path.startswith("/embed/"):
             # The player is meant to be framed by Notion, Slack, Discord (FRAME_ANCESTORS, default *)
             assert directives["frame-ancestors"] == ["*"], path
             assert "x-frame-options" not in r.headers, path
+        elif path == "/":
+            # the landing page: its own stylesheet by hash, never framed
+            assert directives["frame-ancestors"] == ["'none'"], csp
+            assert r.headers["x-frame-options"] == "DENY", path
         else:
             assert csp == DEFAULT_CSP, path
             assert r.headers["x-frame-options"] == "DENY", path
-    assert html_seen == 4  # two players, two not-found pages
+    assert html_seen == 5  # the landing page, two players, two not-found pages
