@@ -60,7 +60,7 @@ def test_show_list_search_delete_round_trip(audio_factory: AudioFactory) -> None
     assert code == 0
     assert [h["track"]["id"] for h in json.loads(out)["items"]] == [track_id]
 
-    code, out, _ = run("delete", track_id, "--json")
+    code, out, _ = run("delete", track_id, "--json", "--yes")
     assert code == 0 and json.loads(out) == {"deleted": track_id}
     code, out, _ = run("show", track_id, "--json")
     assert code == EXIT_CODE[ErrorCode.NOT_FOUND]

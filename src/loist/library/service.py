@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from loist.catalog import Catalog
 from loist.config import Settings
 from loist.errors import DatabaseFailed, InvalidArgument, LoistError, NotFound, StorageFailed
+from loist.library import datadir
 from loist.library.bulk import NewBlobs
 from loist.library.pipeline import BulkControl, IngestOutcome, Pipeline, Progress, _emit
 from loist.library.storage_pool import StoragePool
@@ -69,8 +70,7 @@ class Library:
         databases are migrated by ``loist db upgrade`` (a deploy step); opening one whose schema
         is behind is refused with a clear error instead of running migrations from every instance.
         """
-        if settings.database_dialect == "sqlite":
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        datadir.prepare(settings)
         catalog = Catalog.from_url(
             settings.sqlalchemy_url(), pool_size=settings.db_pool_size, write_timeout_s=settings.sqlite_write_timeout_s
         )
@@ -367,8 +367,7 @@ async def migrate_database(
     from loist.catalog import migrate
 
     url = settings.sqlalchemy_url()
-    if settings.database_dialect == "sqlite":
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    datadir.prepare(settings, blobs=False)
     if action == "upgrade":
         await migrate.upgrade(url, revision)
     elif action == "downgrade":
