@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape
 
 from loist.errors import LoistError
 from loist.model import SearchResult, Track, TrackPage, TrackStatus
@@ -53,11 +54,11 @@ def error(exc: LoistError, as_json: bool) -> None:
     if as_json:
         print_json({"error": exc.to_dict()})
     else:
-        err.print(f"[red]error[/red] {exc.code}: {exc.message}", highlight=False, markup=True)
+        err.print(f"[red]error[/red] {exc.code}: {escape(exc.message)}", highlight=False, markup=True)
 
 
 def failed_item(name: str, code: str, message: str) -> None:
-    note(f"[red]FAILED[/red] {name}: {code}: {message}")
+    note(f"[red]FAILED[/red] {escape(name)}: {code}: {escape(message)}")
 
 
 def track_summary(track: Track) -> str:
@@ -193,6 +194,8 @@ class IngestView:
             print_json(outcome.to_dict())
         elif outcome.interrupted:
             pass  # counted: the summary says how many were not ingested
+        elif outcome.skipped:
+            note(f"skipped {escape(outcome.input)}: {outcome.to_dict()['reason']}")
         elif outcome.error is not None:
             failed_item(outcome.input, outcome.error.code, outcome.error.message)
         elif not outcome.skipped and outcome.track is not None and not self.show_bar:

@@ -39,6 +39,7 @@ from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
 from loist.ingest.tempspace import TempBudget
 from loist.library.bulk import NewBlobs, Stored, put_blobs, worker_init
+from loist.library.datadir import library_folders
 from loist.library.filerun import (
     BULK_BATCH,
     BulkControl,
@@ -240,7 +241,7 @@ class Pipeline:
         workers = concurrency or self.settings.effective_ingest_concurrency
         control = control or BulkControl()
         queue: asyncio.Queue[IngestOutcome | None] = asyncio.Queue(maxsize=4 * BULK_BATCH)
-        urls, files = _plan(inputs)
+        urls, files = _plan(inputs, skip=library_folders(self.settings))
         if on_planned is not None:
             on_planned(len(urls) + len(files))
 
@@ -366,8 +367,10 @@ class Pipeline:
         ]
 
 
-def _plan(inputs: Iterable[str]) -> tuple[list[str], list[FileInput]]:
-    """Split inputs into URLs and files, walking folders (a walked file is not named by the caller)."""
+def _plan(inputs: Iterable[str], *, skip: list[tuple[str, Path]]) -> tuple[list[str], list[FileInput]]:
+    """Split inputs into URLs and files, walking folders (a walked file is not named by the caller;
+    the library's own folders in ``skip`` are not walked: re-ingesting a folder that holds the
+    library never reads its blobs back in)."""
     urls: list[str] = []
     files: list[FileInput] = []
     for raw in inputs:
@@ -375,7 +378,8 @@ def _plan(inputs: Iterable[str]) -> tuple[list[str], list[FileInput]]:
         if kind == "url":
             urls.append(raw)
         elif kind == "folder":
-            files.extend((str(found), found, False) for found in walk_folder(Path(raw)))
+            walked = walk_folder(Path(raw), skip=[folder for _, folder in skip])
+            files.extend((str(found), found, False) for found in walked)
         else:
             files.append((raw, Path(raw), True))
     return urls, files
