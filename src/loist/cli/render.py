@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from loist.config import Settings
-    from loist.library.service import IngestOutcome
+    from loist.library.pipeline import IngestOutcome
     from loist.library.transfer import ExportReport
     from loist.ops.smoke import SmokeReport
 
