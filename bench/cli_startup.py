@@ -70,7 +70,7 @@ def timed(src: Path, args: list[str], data_dir: Path) -> tuple[float, float]:
 def measure(versions: dict[str, Path], runs: int, one: Callable[[Path, int], tuple[float, float]]) -> dict[str, tuple[float, float]]:
     """Median (wall, cpu) per version, the versions alternating run by run after one warm-up each."""
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in versions}
-    for name, src in versions.items():
+    for src in versions.values():
         one(src, -1)  # warm-up: bytecode caches, the page cache
     for i in range(runs):
         for name, src in versions.items():
