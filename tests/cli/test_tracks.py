@@ -198,3 +198,12 @@ def test_a_missing_file_is_not_found_as_over_mcp(tmp_path: Path) -> None:
     code, out, _ = run("ingest", "--json", str(tmp_path / "gone.mp3"))
     assert code == EXIT_CODE[ErrorCode.NOT_FOUND]
     assert json_lines(out)[0]["error"]["code"] == "NOT_FOUND"
+
+
+def test_url_ingest_prints_no_http_client_log_lines(audio_factory: AudioFactory, http_server, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("ALLOW_PRIVATE_URLS", "true")  # the loopback server
+    url = http_server.file("/tone.mp3", audio_factory("mp3", tags={"title": "Over HTTP"}).read_bytes())
+    code, out, err = run("ingest", url)
+    assert code == 0, err
+    assert "Over HTTP" in out
+    assert "HTTP Request" not in err and "httpx" not in err

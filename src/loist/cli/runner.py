@@ -72,9 +72,14 @@ def run(as_json: bool, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return guarded(as_json, lambda: asyncio.run(call()))
 
 
-def on_library(as_json: bool, call: Callable[[Library], Awaitable[T]]) -> T:
-    """Load the settings, open the library, run ``call`` on it and close it; errors mapped."""
+def on_library(
+    as_json: bool, call: Callable[[Library], Awaitable[T]], *, before_open: Callable[[], None] | None = None
+) -> T:
+    """Load the settings, open the library, run ``call`` on it and close it; errors mapped.
+    ``before_open`` runs once the settings are valid, before the library opens."""
     loaded = settings(as_json)
+    if before_open is not None:
+        guarded(as_json, before_open)
 
     async def go() -> T:
         from loist.library.holder import LibraryHolder  # deferred: `loist --help` stays light

@@ -44,11 +44,18 @@ def ingest(
             async for outcome in outcomes:
                 view.add(outcome)
 
-    on_library(as_json, go)
+    on_library(as_json, go, before_open=_start_workers if any("://" not in s for s in sources) else None)
     view.summary(interruption.signum)
     if interruption.exit_code is not None:
         raise typer.Exit(interruption.exit_code)
     finish(view.failed)
+
+
+def _start_workers() -> None:
+    """Files to analyse: their workers start while the catalog opens."""
+    from loist.library.pipeline import start_workers_early
+
+    start_workers_early()
 
 
 def show(track_id: TrackId, as_json: JsonOpt = False) -> None:
