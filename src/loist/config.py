@@ -25,6 +25,15 @@ MIN_PRODUCTION_TOKEN_LENGTH = 32
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104  # nosec B104
 
 
+def default_data_dir() -> Path:
+    """The per-user library folder when ``LOIST_DATA_DIR`` is unset: the platform's data folder
+    (``$XDG_DATA_HOME/loist``, usually ``~/.local/share/loist``), so every command, the stdio server
+    and the HTTP server use one library wherever they are started."""
+    import platformdirs
+
+    return platformdirs.user_data_path("loist", appauthor=False)
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -44,7 +53,7 @@ class Settings(BaseSettings):
 
     # --- profile -------------------------------------------------------------------------------
     environment: Environment = "local"
-    data_dir: Path = Field(default=Path("data"), validation_alias=AliasChoices("LOIST_DATA_DIR", "data_dir"))
+    data_dir: Path = Field(default_factory=lambda: default_data_dir(), validation_alias=AliasChoices("LOIST_DATA_DIR", "data_dir"))
 
     # --- catalog (database) ----------------------------------------------------------------------
     database_url: SecretStr | None = None

@@ -20,7 +20,7 @@ from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 from PIL import Image
 
-from loist.errors import InvalidArgument, InvalidFormat
+from loist.errors import InvalidArgument, InvalidFormat, NotFound
 from loist.ingest.analyze import Analysis, analyze, make_thumbnail
 from loist.ingest.tags import clean_text, parse_number, parse_year, split_genres
 from tests.support.audio import AudioFactory, png_bytes
@@ -306,8 +306,8 @@ def test_corrupt_mp4_is_invalid(audio_factory: AudioFactory, tmp_path: Path) -> 
         analyze(bad)
 
 
-def test_missing_file_is_invalid_argument(tmp_path: Path) -> None:
-    with pytest.raises(InvalidArgument):
+def test_missing_file_is_not_found_and_a_folder_invalid(tmp_path: Path) -> None:
+    with pytest.raises(NotFound):
         analyze(tmp_path / "nope.mp3")
     with pytest.raises(InvalidArgument):
         analyze(tmp_path)

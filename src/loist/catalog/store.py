@@ -10,6 +10,7 @@ driver failure leaves as :class:`DatabaseFailed` with the password masked.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -22,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from loist.catalog import blobs, sqlite_bulk
+from loist.catalog import blobs, revisions, sqlite_bulk
 from loist.catalog.cursor import decode_cursor, encode_cursor, invalid_cursor
 from loist.catalog.engine import DEFAULT_WRITE_TIMEOUT_S, build_engine, transaction
 from loist.catalog.errors import database_failed
@@ -137,7 +138,11 @@ class Catalog:
             await conn.execute(sa.text("SELECT 1"))
 
     async def ensure_schema(self) -> None:
-        """Upgrade the database to the newest migration (a no-op when it is current)."""
+        """Upgrade the database to the newest migration (a no-op when it is current: then read
+        from one small table, without importing Alembic; see :mod:`loist.catalog.revisions`)."""
+        with contextlib.suppress(SQLAlchemyError, OSError, TimeoutError):  # the upgrade reports these
+            if await revisions.at_head(self._engine):
+                return
         from loist.catalog.migrate import upgrade_engine
 
         await upgrade_engine(self._engine)
@@ -145,13 +150,15 @@ class Catalog:
     async def check_schema(self) -> None:
         """Refuse a database that is not at this code's migration head (server databases are
         migrated by a deploy step, ``loist db upgrade``, not by every instance that starts)."""
-        from loist.catalog.migrate import current_engine, heads
-
         try:
-            now = await current_engine(self._engine)
+            now = await revisions.current(self._engine)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             raise database_failed(exc, self._engine.url, action="schema check") from None
-        head = heads()[0]
+        head = revisions.head()
+        if head is None:  # a history this reader cannot follow: Alembic's answer
+            from loist.catalog.migrate import heads
+
+            head = heads()[0]
         if now != head:
             state = f"at revision {now}" if now else "empty (no migrations applied)"
             raise DatabaseFailed(
