@@ -19,11 +19,14 @@ ID = "00000000-0000-0000-0000-000000000000"
 ARGS: dict[str, list[str]] = {
     "serve": [], "ingest": ["{tmp}"], "show": [ID], "list": [], "search": ["x"], "update": [ID, "--title", "x"],
     "delete": [ID, "--yes"], "seed": ["--synthetic", "1"], "fsck": [], "smoke": ["--base-url", "http://127.0.0.1:9"],
-    "export": ["{tmp}/out.jsonl"], "import": ["{tmp}/in.jsonl"],
+    "export": ["{tmp}/out.jsonl"], "import": ["{tmp}/in.jsonl"], "backup": ["{tmp}/backup"], "restore": ["{tmp}/backup"],
     "db upgrade": [], "db downgrade": ["base"], "db current": [], "config check": [],
 }
 # Commands that never read the library's settings: what they answer instead.
-OWN_RULES = {"smoke": 1}  # checks a deployment by URL: the unreachable one fails its checks
+OWN_RULES = {
+    "smoke": 1,  # checks a deployment by URL: the unreachable one fails its checks
+    "restore": 2,  # its argument (a backup folder; here none) is checked before anything else: INVALID_ARGUMENT
+}
 
 SCENARIOS = {
     "data folder under a file": ({"LOIST_DATA_DIR": "{tmp}/afile/loist"}, ErrorCode.CONFIG_INVALID),
