@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -62,16 +63,36 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and its children (worker processes)."""
+    try:
+        return [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    except OSError:
+        return [pid]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its children so far."""
+    total = 0
+    for p in family(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    """This process's (the client's) user + system CPU time, children not counted."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rss_anon_mb(pid: int) -> float:
     """RssAnon of ``pid`` and its children (worker processes), in MB."""
     total = 0
-    pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-    except OSError:
-        pass
-    for p in pids:
+    for p in family(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("RssAnon:"):
@@ -139,7 +160,7 @@ class Client:
         stats = self.kinds[kind]
         try:
             status, retry_after, failure = await getattr(self, kind)()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             status, retry_after, failure = 0, None, f"{type(exc).__name__}: {exc}"
         elapsed = time.perf_counter() - scheduled
         if status in (429, 503) and retry_after is not None:
@@ -219,19 +240,22 @@ def run_round(args: argparse.Namespace, track_id: str, rate: float) -> dict[str,
     env = server_env(args.data, args.src, {"EMBED_BASE_URL": base, **extra})
     proc = subprocess.Popen(
         [sys.executable, "-m", "loist", "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=args.data, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=args.data, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.nice(args.nice)) if args.nice else None)  # noqa: PLW1509
     try:
         wait_live(f"{base}/health/live", proc)
         asyncio.run(offered_load(base, track_id, 30, 2))  # warm-up: caches, pools, imports
         load = os.getloadavg()[0]
-        mem_before = rss_anon_mb(proc.pid)
+        mem_before, cpu_before, own_before = rss_anon_mb(proc.pid), cpu_seconds(proc.pid), own_cpu()
         client, wall = asyncio.run(offered_load(base, track_id, rate, args.seconds))
-        mem_after = rss_anon_mb(proc.pid)
+        mem_after, cpu_after, own_after = rss_anon_mb(proc.pid), cpu_seconds(proc.pid), own_cpu()
     finally:
         stop(proc)
     row: dict[str, object] = {
         "rate": rate, "seconds": args.seconds, "wall_s": round(wall, 1), "load1": round(load, 2),
         "rss_anon_mb_before": round(mem_before, 1), "rss_anon_mb_after": round(mem_after, 1),
+        "server_cpu_s": round(cpu_after - cpu_before, 2), "client_cpu_s": round(own_after - own_before, 2),
+        "nice": args.nice,
     }
     for name, stats in client.kinds.items():
         row[name] = {
@@ -240,12 +264,15 @@ def run_round(args: argparse.Namespace, track_id: str, rate: float) -> dict[str,
             "p99_ms": round(pct(stats.latencies, 99) * 1000, 1),
             "shed_p95_ms": round(pct(stats.shed_latencies, 95) * 1000, 1), "sample_error": stats.sample_error,
         }
+    served = sum(len(k.latencies) + k.shed + k.errors for k in client.kinds.values())
+    row["cpu_ms_per_request"] = round(row["server_cpu_s"] / max(1, served) * 1000, 2)  # type: ignore[operator]
     return row
 
 
 def table(rows: list[dict[str, object]]) -> str:
     head = ("| offered | load1 | errors | shed | embed p95 | oEmbed p95 | health p95 | 1 MiB range p95 "
-            "| MCP search p95 | shed p95 | RssAnon growth |\n|---|---|---|---|---|---|---|---|---|---|---|")
+            "| MCP search p95 | shed p95 | RssAnon growth | server CPU/request |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for row in rows:
         kinds = {name: row[name] for name in MIX}
@@ -255,7 +282,7 @@ def table(rows: list[dict[str, object]]) -> str:
         growth = row["rss_anon_mb_after"] - row["rss_anon_mb_before"]  # type: ignore[operator]
         cells = [f"{kinds[n]['p95_ms']} ms" for n in ("embed", "oembed", "health", "stream", "search")]  # type: ignore[index]
         lines.append(f"| {row['rate']:g} req/s × {row['seconds']:g} s | {row['load1']} | {errors} | {shed} | "
-                     + " | ".join(cells) + f" | {shed_p95} ms | {growth:+.1f} MB |")
+                     + " | ".join(cells) + f" | {shed_p95} ms | {growth:+.1f} MB | {row['cpu_ms_per_request']} ms |")
     return "\n".join(lines)
 
 
@@ -268,13 +295,20 @@ def main() -> None:
     parser.add_argument("--src", type=Path, help="run the server from this src/ directory (a baseline checkout)")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the server (e.g. WEB_WORKERS=2)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="scheduling priority of server and client (negative: ahead of other work; root)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
+    if args.nice:
+        os.nice(args.nice)
     args.data = args.data.resolve()
     track_id = ensure_library(args.data, args.tracks, args.src)
     rows = [run_round(args, track_id, float(rate)) for rate in args.rates.split(",")]
     print(f"Machine: {machine()}; server: {args.src or 'this checkout'} {' '.join(args.server_env)}")
     print(table(rows))
+    for row in rows:
+        print(f"  {row['rate']:g} req/s: wall {row['wall_s']} s, server CPU {row['server_cpu_s']} s, "
+              f"client CPU {row['client_cpu_s']} s")
     for row in rows:
         for name in MIX:
             if row[name]["sample_error"]:  # type: ignore[index]

@@ -1,7 +1,7 @@
 """``loist serve``: run the one server on the transport the settings choose (``SERVER_TRANSPORT``).
 
 - ``http``: uvicorn runs :func:`loist.web.app.create_app` (``/mcp`` plus the web routes) on
-  ``SERVER_HOST``:``PORT``. Where it listens and the public URLs are announced on stderr.
+  ``SERVER_HOST``:``PORT``, in ``WEB_WORKERS`` processes (:mod:`loist.web.workers`). Where it listens and the public URLs are announced on stderr.
 - ``stdio``: the MCP server (:func:`loist.mcp.server.run_stdio`) speaks JSON-RPC on stdin/stdout
   (for desktop clients that spawn it), with no web app; nothing else may write to stdout, so
   every message goes to stderr.
@@ -89,8 +89,16 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
         },
         as_json=as_json,
     )
-    config = uvicorn_config(app, settings, host=host, port=port)
+    stopped = {"event": "stopped", "server": settings.server_name}
+    if settings.web_workers > 1:  # several processes on one port (loist.web.workers)
+        from loist.web.workers import serve_workers
+
+        status = serve_workers(settings)
+        _announce(f"{settings.server_name}: stopped", stopped, as_json=as_json)
+        if status:
+            raise SystemExit(status)
+        return
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a graceful shutdown: that is a clean exit
-        _announce(f"{settings.server_name}: stopped", {"event": "stopped", "server": settings.server_name}, as_json=as_json)
+        _announce(f"{settings.server_name}: stopped", stopped, as_json=as_json)

@@ -5,6 +5,7 @@ time, no globals), so tests build as many apps as they like. Composition, outerm
 
     SecurityHeaders        frame-ancestors 'none' / X-Frame-Options DENY unless a route set a CSP
     ScopedCORS             CORS_ORIGINS, only for /audio/*, /oembed, /.well-known/oembed.json
+    Admission              per-kind concurrency bounds; past them 503 OVERLOADED + Retry-After
     Starlette router       /embed/{id}  /oembed  /.well-known/oembed.json
                            /audio/{id}/stream  /audio/{id}/thumbnail  /health/live  /health/ready
                            /static/*  /mcp (BearerAuth -> McpEndpoint -> MCP streamable HTTP session manager)
@@ -29,6 +30,7 @@ from loist.config import Settings
 from loist.library.holder import LibraryHolder
 from loist.mcp.server import create_mcp_server, mcp_http_app
 from loist.web import embed, health, oembed, stream
+from loist.web.admission import Admission, AdmissionLimits
 from loist.web.auth import BearerAuth
 from loist.web.context import WebContext, make_templates
 from loist.web.cors import ScopedCORS
@@ -75,6 +77,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
     middleware = [
         Middleware(SecurityHeaders),
         Middleware(ScopedCORS, origins=settings.cors_origins),
+        Middleware(Admission, limits=AdmissionLimits.from_settings(settings)),
     ]
     app = Starlette(
         routes=routes,

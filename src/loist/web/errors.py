@@ -41,6 +41,7 @@ PUBLIC_MESSAGE: dict[ErrorCode, str] = {
     ErrorCode.NOT_READY: "the server is starting or stopping; try again shortly",
     ErrorCode.TIMEOUT: "the server took too long to answer; try again later",
     ErrorCode.FETCH_FAILED: "fetching the source failed",
+    ErrorCode.OVERLOADED: "the server is at capacity; retry shortly",
 }
 GENERIC_MESSAGE = "internal server error"
 

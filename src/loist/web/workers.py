@@ -1,0 +1,150 @@
+"""Several server processes on one port: ``loist serve`` with ``WEB_WORKERS`` > 1.
+
+One Python process runs one event loop on one core. Where the host has more (Cloud Run with 2+
+vCPU, a laptop), :func:`serve_workers` binds the listening socket once and starts ``WEB_WORKERS``
+processes (``spawn``: a fresh interpreter each, nothing inherited but the settings and the socket);
+the kernel spreads new connections among them. Each worker builds its own app, library, database
+pool and admission bounds (docs/capacity.md counts the connections).
+
+Before the workers start, the parent opens the library once and closes it again: on the embedded
+SQLite catalogue that runs the migrations, so the workers never race each other's; on PostgreSQL it
+checks that the schema is current and fails fast, once, if it is not. SQLite stays correct with
+several processes (WAL readers in parallel; each write takes the file's lock up front and retries
+within ``SQLITE_WRITE_TIMEOUT_S``).
+
+The parent only supervises: SIGINT/SIGTERM to it become SIGTERM to every worker (each shuts down
+gracefully, finishing its requests; workers run in their own process group, so a Ctrl-C reaches
+the parent only), and a worker that dies is replaced, unless it died within
+:data:`CRASH_WINDOW_S` of starting, which stops the server (a worker that cannot start would
+otherwise restart forever).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from loist.config import Settings
+from loist.errors import ConfigInvalid
+
+log = logging.getLogger(__name__)
+
+CRASH_WINDOW_S = 5.0
+STOP_GRACE_S = 30.0
+
+
+def prepare(settings: Settings) -> None:
+    """Open the library once and close it (migrations on SQLite, a schema check on PostgreSQL)."""
+    import anyio
+
+    from loist.library.service import Library
+
+    async def open_and_close() -> None:
+        library = await Library.open(settings)
+        await library.close()
+
+    anyio.run(open_and_close)
+
+
+def _worker(settings: Settings, sock: socket.socket) -> None:
+    """One worker process: the app on the shared socket until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from loist.logs import configure_logging
+    from loist.serve import uvicorn_config
+    from loist.web.app import create_app
+
+    os.setpgid(0, 0)  # Ctrl-C at a terminal reaches the parent only; it stops the workers
+    configure_logging(settings)
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    server.run(sockets=[sock])
+
+
+def bind(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.server_host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.server_host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigInvalid(f"cannot listen on {settings.server_host}:{settings.port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    """Starts the workers, passes signals on, replaces a worker that dies."""
+
+    def __init__(self, settings: Settings, sock: socket.socket) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: dict[int, tuple[BaseProcess, float]] = {}
+        self.stopping: int | None = None
+
+    def start_one(self, slot: int) -> None:
+        process = self.context.Process(target=_worker, args=(self.settings, self.sock), name=f"loist-worker-{slot}")
+        process.start()
+        self.workers[slot] = (process, time.monotonic())
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.stopping = signum
+        for process, _ in self.workers.values():
+            if process.pid is not None and process.exitcode is None:
+                process.terminate()  # SIGTERM: uvicorn's graceful stop
+
+    def run(self) -> int:
+        """Run until a signal stops the workers; the exit status (0 after a signal)."""
+        previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for slot in range(self.settings.web_workers):
+                self.start_one(slot)
+            while self.stopping is None:
+                wait([process.sentinel for process, _ in self.workers.values()], timeout=1.0)
+                if self.stopping is None and not self.replace_dead():
+                    self.on_signal(signal.SIGTERM, None)
+                    return 1
+            return 0
+        finally:
+            self.join()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def replace_dead(self) -> bool:
+        """Start a new worker for each dead one; False when one died right after starting."""
+        for slot, (process, started) in list(self.workers.items()):
+            if process.exitcode is None:
+                continue
+            if time.monotonic() - started < CRASH_WINDOW_S:
+                log.error("server worker %d exited with %s right after starting; stopping", slot, process.exitcode)
+                return False
+            log.warning("server worker %d exited with %s; starting a new one", slot, process.exitcode)
+            self.start_one(slot)
+        return True
+
+    def join(self) -> None:
+        deadline = time.monotonic() + STOP_GRACE_S
+        for process, _ in self.workers.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+
+
+def serve_workers(settings: Settings) -> int:
+    """Serve with ``settings.web_workers`` processes; returns the exit status."""
+    prepare(settings)
+    sock = bind(settings)
+    try:
+        return Supervisor(settings, sock).run()
+    finally:
+        sock.close()
