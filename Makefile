@@ -11,7 +11,7 @@ test:
 
 lint:
 	@scripts/bootstrap --test
-	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff check src tests bench loadtest
 	.venv/bin/bandit -q -r src -c pyproject.toml
 
 bench-ingest:
