@@ -142,9 +142,9 @@ class Supervisor:
 
 def serve_workers(settings: Settings) -> int:
     """Serve with ``settings.web_workers`` processes; returns the exit status."""
-    prepare(settings)
-    sock = bind(settings)
+    sock = bind(settings)  # first: a port in use fails before anything else
     try:
+        prepare(settings)
         return Supervisor(settings, sock).run()
     finally:
         sock.close()
