@@ -102,15 +102,16 @@ def rss_anon_mb(pid: int) -> float:
     return total / 1024
 
 
-def ensure_library(data: Path, tracks: int, src: Path | None) -> str:
-    """Seed ``data`` once; returns the id of the real (streamable) track."""
+def ensure_library(data: Path, tracks: int, src: Path | None, extra: dict[str, str] | None = None) -> str:
+    """Seed ``data`` (and the database ``extra`` names, if any) once; returns the id of the real
+    (streamable) track."""
     marker = data / "bench-stream-id"
     if marker.exists():
         return marker.read_text().strip()
     data.mkdir(parents=True, exist_ok=True)
-    env = server_env(data, src, {})
+    env = server_env(data, src, extra or {})
     loist = [sys.executable, "-m", "loist"]
-    if not (data / "data" / "loist.db").exists():
+    if extra or not (data / "data" / "loist.db").exists():
         subprocess.run([*loist, "seed", "--synthetic", str(tracks)], env=env, check=True, cwd=data)
     wav = make_wav(data / "stream.wav", 60)
     out = subprocess.run([*loist, "ingest", str(wav), "--json"], env=env, check=True, cwd=data,
@@ -297,8 +298,16 @@ def main() -> None:
                         help="extra environment for the server (e.g. WEB_WORKERS=2)")
     parser.add_argument("--nice", type=int, default=0,
                         help="scheduling priority of server and client (negative: ahead of other work; root)")
+    parser.add_argument("--mix", help="the mix instead of the default, e.g. search=1 or embed=1,oembed=1")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
+    if args.mix:
+        chosen = {name: float(weight) for name, _, weight in (part.partition("=") for part in args.mix.split(","))}
+        unknown = set(chosen) - set(MIX)
+        if unknown:
+            parser.error(f"unknown kinds {sorted(unknown)}; known: {', '.join(MIX)}")
+        MIX.clear()
+        MIX.update({name: chosen.get(name, 0.0) for name in ("search", "embed", "oembed", "stream", "health")})
     if args.nice:
         os.nice(args.nice)
     args.data = args.data.resolve()
