@@ -36,7 +36,7 @@ from loist_infra.envspec import SIZING  # noqa: E402
 
 MONITORING = "https://monitoring.googleapis.com/v3/projects/{project}/timeSeries"
 #: Mixed-profile requests/s one instance serves within the thresholds (docs/capacity.md, "The model").
-PER_INSTANCE_RPS = {"staging": 60.0, "production": 120.0}
+PER_INSTANCE_RPS = {"staging": 80.0, "production": 160.0}
 
 
 def rfc3339(t: float) -> str:
