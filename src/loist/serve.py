@@ -1,7 +1,8 @@
 """``loist serve``: run the one server on the transport the settings choose (``SERVER_TRANSPORT``).
 
 - ``http``: uvicorn runs :func:`loist.web.app.create_app` (``/mcp`` plus the web routes) on
-  ``SERVER_HOST``:``PORT``, in ``WEB_WORKERS`` processes (:mod:`loist.web.workers`). Where it listens and the public URLs are announced on stderr.
+  ``SERVER_HOST``:``PORT``, in ``WEB_WORKERS`` processes (:mod:`loist.web.workers`). Where it
+  listens and the public URLs are announced on stderr.
 - ``stdio``: the MCP server (:func:`loist.mcp.server.run_stdio`) speaks JSON-RPC on stdin/stdout
   (for desktop clients that spawn it), with no web app; nothing else may write to stdout, so
   every message goes to stderr.
@@ -74,7 +75,6 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
 
     from loist.web.app import ANNOUNCED_PATHS, create_app
 
-    app = create_app(settings)
     host, port = settings.server_host, settings.port
     shown = f"[{host}]" if ":" in host else host
     urls = {name: settings.public_base_url + path for name, path in ANNOUNCED_PATHS.items()}
@@ -99,6 +99,6 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
             raise SystemExit(status)
         return
     try:
-        uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
+        uvicorn.Server(uvicorn_config(create_app(settings), settings, host=host, port=port)).run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a graceful shutdown: that is a clean exit
         _announce(f"{settings.server_name}: stopped", stopped, as_json=as_json)
