@@ -75,6 +75,7 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
 
     from loist.web.app import ANNOUNCED_PATHS, create_app
 
+    app = create_app(settings) if settings.web_workers == 1 else None  # workers build their own
     host, port = settings.server_host, settings.port
     shown = f"[{host}]" if ":" in host else host
     urls = {name: settings.public_base_url + path for name, path in ANNOUNCED_PATHS.items()}
@@ -99,6 +100,6 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
             raise SystemExit(status)
         return
     try:
-        uvicorn.Server(uvicorn_config(create_app(settings), settings, host=host, port=port)).run()
+        uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a graceful shutdown: that is a clean exit
         _announce(f"{settings.server_name}: stopped", stopped, as_json=as_json)
