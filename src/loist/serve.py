@@ -94,7 +94,7 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
     if settings.web_workers > 1:  # several processes on one port (loist.web.workers)
         from loist.web.workers import serve_workers
 
-        status = serve_workers(settings)
+        status = serve_workers(settings, uvicorn_config)
         _announce(f"{settings.server_name}: stopped", stopped, as_json=as_json)
         if status:
             raise SystemExit(status)

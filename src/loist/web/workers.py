@@ -27,9 +27,11 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
 
 from loist.config import Settings
 from loist.errors import ConfigInvalid
@@ -53,17 +55,21 @@ def prepare(settings: Settings) -> None:
     anyio.run(open_and_close)
 
 
-def _worker(settings: Settings, sock: socket.socket) -> None:
+#: How a worker configures uvicorn for the app: ``loist.serve.uvicorn_config`` (passed in, pickled
+#: by name, so this module does not import ``serve``, which imports it).
+ConfigFactory = Callable[..., Any]
+
+
+def _worker(settings: Settings, sock: socket.socket, make_config: ConfigFactory) -> None:
     """One worker process: the app on the shared socket until SIGINT/SIGTERM."""
     import uvicorn
 
     from loist.logs import configure_logging
-    from loist.serve import uvicorn_config
     from loist.web.app import create_app
 
     os.setpgid(0, 0)  # Ctrl-C at a terminal reaches the parent only; it stops the workers
     configure_logging(settings)
-    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    server = uvicorn.Server(make_config(create_app(settings), settings))
     server.run(sockets=[sock])
 
 
@@ -84,15 +90,16 @@ def bind(settings: Settings) -> socket.socket:
 class Supervisor:
     """Starts the workers, passes signals on, replaces a worker that dies."""
 
-    def __init__(self, settings: Settings, sock: socket.socket) -> None:
+    def __init__(self, settings: Settings, sock: socket.socket, make_config: ConfigFactory) -> None:
         self.settings = settings
         self.sock = sock
+        self.make_config = make_config
         self.context = multiprocessing.get_context("spawn")
         self.workers: dict[int, tuple[BaseProcess, float]] = {}
         self.stopping: int | None = None
 
     def start_one(self, slot: int) -> None:
-        process = self.context.Process(target=_worker, args=(self.settings, self.sock), name=f"loist-worker-{slot}")
+        process = self.context.Process(target=_worker, args=(self.settings, self.sock, self.make_config), name=f"loist-worker-{slot}")
         process.start()
         self.workers[slot] = (process, time.monotonic())
 
@@ -140,11 +147,13 @@ class Supervisor:
                 process.join()
 
 
-def serve_workers(settings: Settings) -> int:
-    """Serve with ``settings.web_workers`` processes; returns the exit status."""
+def serve_workers(settings: Settings, make_config: ConfigFactory) -> int:
+    """Serve with ``settings.web_workers`` processes; returns the exit status.
+
+    ``make_config(app, settings)``: the uvicorn configuration each worker runs its app with."""
     sock = bind(settings)  # first: a port in use fails before anything else
     try:
         prepare(settings)
-        return Supervisor(settings, sock).run()
+        return Supervisor(settings, sock, make_config).run()
     finally:
         sock.close()
