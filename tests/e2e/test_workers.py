@@ -66,3 +66,16 @@ def test_a_database_that_cannot_open_fails_before_any_worker_starts(tmp_path: Pa
     assert proc.returncode != 0
     assert "DATABASE_FAILED" in err or "database" in err.lower()
     assert "Started server process" not in err
+
+
+def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    proc, base = serve(tmp_path)
+    try:
+        wait_until_live(base, is_alive=lambda: proc.poll() is None, timeout_s=90)
+        children = workers(proc)
+        assert len(children) == 2
+    finally:
+        proc.kill()  # SIGKILL: no chance to pass a signal on
+        proc.communicate()
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == [], f"workers outlived their killed parent: {[p.pid for p in alive]}"

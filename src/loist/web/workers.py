@@ -14,7 +14,7 @@ within ``SQLITE_WRITE_TIMEOUT_S``).
 
 The parent only supervises: SIGINT/SIGTERM to it become SIGTERM to every worker (each shuts down
 gracefully, finishing its requests; workers run in their own process group, so a Ctrl-C reaches
-the parent only), and a worker that dies is replaced, unless it died within
+the parent only, and die with it even when it is killed with SIGKILL), and a worker that dies is replaced, unless it died within
 :data:`CRASH_WINDOW_S` of starting, which stops the server (a worker that cannot start would
 otherwise restart forever).
 """
@@ -60,14 +60,17 @@ def prepare(settings: Settings) -> None:
 ConfigFactory = Callable[..., Any]
 
 
-def _worker(settings: Settings, sock: socket.socket, make_config: ConfigFactory) -> None:
+def _worker(settings: Settings, sock: socket.socket, make_config: ConfigFactory, parent: int) -> None:
     """One worker process: the app on the shared socket until SIGINT/SIGTERM."""
     import uvicorn
 
+    from loist.library.bulk import die_with_parent
     from loist.logs import configure_logging
     from loist.web.app import create_app
 
     os.setpgid(0, 0)  # Ctrl-C at a terminal reaches the parent only; it stops the workers
+    if die_with_parent() and os.getppid() != parent:  # even a kill -9 of the parent ends the workers
+        return  # the parent died before the death signal was armed
     configure_logging(settings)
     server = uvicorn.Server(make_config(create_app(settings), settings))
     server.run(sockets=[sock])
@@ -99,7 +102,7 @@ class Supervisor:
         self.stopping: int | None = None
 
     def start_one(self, slot: int) -> None:
-        process = self.context.Process(target=_worker, args=(self.settings, self.sock, self.make_config), name=f"loist-worker-{slot}")
+        process = self.context.Process(target=_worker, args=(self.settings, self.sock, self.make_config, os.getpid()), name=f"loist-worker-{slot}")
         process.start()
         self.workers[slot] = (process, time.monotonic())
 
