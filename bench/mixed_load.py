@@ -205,7 +205,7 @@ class Client:
             text = await response.text()
             if response.status != 200:
                 return response.status, response.headers.get("Retry-After"), f"HTTP {response.status} on /mcp"
-            payload = next((line[5:] for line in text.splitlines() if line.startswith("data:")), text)
+            payload = next((line[5:] for line in text.split("\n") if line.startswith("data:")), text)
             result = json.loads(payload).get("result", {})
             if result.get("isError"):
                 code = (result.get("structuredContent") or {}).get("error", {}).get("code", "")

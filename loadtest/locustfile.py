@@ -106,7 +106,9 @@ class AssistantUser(HttpUser):
 
 def rpc_problem(text: str) -> str:
     """Why a JSON-RPC answer (plain JSON or server-sent events) is a failure; "" when it is not."""
-    payload = next((line[5:] for line in text.splitlines() if line.startswith("data:")), text)
+    # Split at "\n" only: str.splitlines() also breaks at U+2028, U+0085 ..., which tags may hold
+    # raw inside the JSON (the SDK writes it with ensure_ascii off), and cut the answer in two.
+    payload = next((line[5:] for line in text.split("\n") if line.startswith("data:")), text)
     try:
         message = json.loads(payload)
     except ValueError:
@@ -151,7 +153,10 @@ class ListenerUser(HttpUser):
         if size > 1:  # then a seek: from some point to the end, again read in part
             start = rng.randrange(size // 2, size)
             with self.client.get(url, headers={"Range": f"bytes={start}-"}, name="GET /audio/[id]/stream (seek)",
-                                 stream=True) as seek:
+                                 stream=True, catch_response=True) as seek:
+                if seek.status_code != 206:
+                    seek.failure(f"HTTP {seek.status_code}")
+                    return
                 next(seek.iter_content(BROWSER_FIRST_READ), b"")
 
     @task(1)

@@ -11,7 +11,8 @@
    ``ALLOW_PRIVATE_URLS=true``); else no ingests.
 3. Runs locust headless (``loadtest/locustfile.py``), writing ``DIR/locust_stats.csv`` (and the
    failures, exceptions and history CSVs) and ``DIR/report.html``.
-4. Checks the stats against the profile's thresholds (``loadtest/thresholds.toml``), writes
+4. Checks the stats against the profile's thresholds (``loadtest/thresholds.toml``) and that no
+   scenario raised (``locust_exceptions.csv``), writes
    ``DIR/verdict.json`` and exits 1 when one is broken (2 for a usage error), 0 otherwise.
 """
 
@@ -60,7 +61,7 @@ def find_tracks(host: str, bearer: str) -> list[dict[str, Any]]:
         raise UsageError(f"cannot reach {host}: {exc}") from None
     if response.status_code != 200:
         raise UsageError(f"{host}/mcp answered {response.status_code} (is LOADTEST_BEARER_TOKEN set?)")
-    payload = next((line[5:] for line in response.text.splitlines() if line.startswith("data:")), response.text)
+    payload = next((line[5:] for line in response.text.split("\n") if line.startswith("data:")), response.text)
     result = json.loads(payload).get("result", {})
     items = (result.get("structuredContent") or {}).get("items", [])
     tracks = [{"id": item["track"]["id"], "artwork": bool((item["track"].get("artwork") or {}).get("present"))}
@@ -179,9 +180,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def task_errors(report: Path) -> list[str]:
+    """Exceptions raised inside the scenarios (a broken scenario, not a slow server): each breaks the run."""
+    path = report / "locust_exceptions.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return [f"scenario error ({row['Count']}x): {row['Message']}" for row in csv.DictReader(handle)]
+
+
 def verdict(report: Path, profile: str, thresholds: Path) -> int:
     limits = load_thresholds(thresholds, profile)
-    broken = judge(read_stats(report), limits)
+    broken = judge(read_stats(report), limits) + task_errors(report)
     (report / "verdict.json").write_text(json.dumps({"profile": profile, "thresholds": str(thresholds),
                                                      "passed": not broken, "broken": broken}, indent=2))
     for line in broken:
