@@ -13,7 +13,7 @@ test:
 
 lint:
 	@scripts/bootstrap --test
-	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff check src tests bench loadtest
 	scripts/scan offline
 
 bench-ingest:

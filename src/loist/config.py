@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     db_password: SecretStr | None = None
     db_connection_name: str | None = None  # Cloud SQL "project:region:instance" -> /cloudsql/<name>
     db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int | None = Field(default=None, ge=0, le=100)  # default: DB_POOL_SIZE (PostgreSQL)
     sqlite_write_timeout_s: float = Field(default=30, gt=0, le=3600)
 
     # --- storage ---------------------------------------------------------------------------------
@@ -100,6 +101,15 @@ class Settings(BaseSettings):
     frame_ancestors: str = "*"
     docs_url: str | None = None  # the documentation the landing page (GET /) links to
     health_timeout_s: float = Field(default=2, gt=0, le=60)  # /health/ready answers within this
+    web_workers: int = Field(default=1, ge=1, le=64)  # server processes sharing the port (loist.web.workers)
+
+    # --- admission control (loist.web.admission) -------------------------------------------------
+    max_concurrent_requests: int = Field(default=64, ge=0, le=100_000)  # per process; 0: no admission control
+    max_concurrent_mcp: int = Field(default=8, ge=1, le=10_000)
+    max_concurrent_streams: int = Field(default=32, ge=1, le=10_000)
+    max_concurrent_ingests: int = Field(default=2, ge=1, le=1_000)
+    admission_wait_ms: float = Field(default=200, ge=0, le=60_000)
+    admission_retry_after_s: float = Field(default=1, gt=0, le=3600)
 
     # --- HTTP connections (loist.web.protocol) ---------------------------------------------------
     http_max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)

@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     CONFIG_INVALID = "CONFIG_INVALID"
     NOT_READY = "NOT_READY"
     INTERRUPTED = "INTERRUPTED"
+    OVERLOADED = "OVERLOADED"
     INTERNAL = "INTERNAL"
 
 
@@ -46,6 +47,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.CONFIG_INVALID: 500,
     ErrorCode.NOT_READY: 503,
     ErrorCode.INTERRUPTED: 503,
+    ErrorCode.OVERLOADED: 503,
     ErrorCode.INTERNAL: 500,
 }
 
@@ -63,6 +65,7 @@ EXIT_CODE: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 30,
     ErrorCode.UNAUTHORIZED: 31,
     ErrorCode.NOT_READY: 32,
+    ErrorCode.OVERLOADED: 33,
     ErrorCode.INTERRUPTED: 130,  # 128 + SIGINT, the shell's convention; SIGTERM ends `loist ingest` with 143
     ErrorCode.INTERNAL: 70,
 }
@@ -180,6 +183,13 @@ class Interrupted(LoistError):
     retryable = True
 
 
+class Overloaded(LoistError):
+    """The server is at capacity for this kind of work (admission control); retry later."""
+
+    code = ErrorCode.OVERLOADED
+    retryable = True
+
+
 class Internal(LoistError):
     """An unexpected failure: the edge reports this code and logs the traceback server-side."""
 
@@ -192,7 +202,7 @@ def error_for_code(code: str | ErrorCode, message: str) -> LoistError:
     for cls in (
         FetchFailed, SizeExceeded, InvalidFormat, Timeout, UrlNotAllowed, NotFound, StorageFailed,
         DatabaseFailed, RateLimited, Unauthorized, InvalidArgument, ConfigInvalid, NotReady,
-        Interrupted, Internal,
+        Interrupted, Overloaded, Internal,
     ):
         if cls.code == code:
             return cls(message)

@@ -1,7 +1,8 @@
 """``loist serve``: run the one server on the transport the settings choose (``SERVER_TRANSPORT``).
 
 - ``http``: uvicorn runs :func:`loist.web.app.create_app` (``/mcp`` plus the web routes) on
-  ``SERVER_HOST``:``PORT``. Where it listens and the public URLs are announced on stderr.
+  ``SERVER_HOST``:``PORT``, in ``WEB_WORKERS`` processes (:mod:`loist.web.workers`). Where it
+  listens and the public URLs are announced on stderr.
 - ``stdio``: the MCP server (:func:`loist.mcp.server.run_stdio`) speaks JSON-RPC on stdin/stdout
   (for desktop clients that spawn it), with no web app; nothing else may write to stdout, so
   every message goes to stderr.
@@ -124,8 +125,12 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
 
     host, port = settings.server_host, settings.port
     sock = bind(host, port)  # a port in use fails here, before anything is started or announced
-    telemetry = start_telemetry(settings)  # before the app: its engines and stores report from the start
-    app = create_app(settings)
+    # before the app: its engines and stores report from the start; with several workers it prepares
+    # the folder they report into (PROMETHEUS_MULTIPROC_DIR) and serves their sums
+    telemetry = start_telemetry(settings, workers=settings.web_workers)
+    if telemetry.workers_dir is not None:
+        settings = settings.model_copy(update={"prometheus_multiproc_dir": telemetry.workers_dir})
+    app = create_app(settings) if settings.web_workers == 1 else None  # workers build their own
     shown = f"[{host}]" if ":" in host else host
     urls = {name: settings.public_base_url + path for name, path in ANNOUNCED_PATHS.items()}
     reachable, warnings = reachable_urls(settings), start_warnings(settings)
@@ -147,10 +152,21 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
         },
         as_json=as_json,
     )
-    config = uvicorn_config(app, settings, host=host, port=port)
+    stopped = {"event": "stopped", "server": settings.server_name}
+    if settings.web_workers > 1:  # several processes on one port (loist.web.workers)
+        from loist.web.workers import serve_workers
+
+        try:
+            status = serve_workers(settings, sock, uvicorn_config)
+        finally:
+            telemetry.close()
+        _announce(f"{settings.server_name}: stopped", stopped, as_json=as_json)
+        if status:
+            raise SystemExit(status)
+        return
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a graceful shutdown: that is a clean exit
-        _announce(f"{settings.server_name}: stopped", {"event": "stopped", "server": settings.server_name}, as_json=as_json)
+        _announce(f"{settings.server_name}: stopped", stopped, as_json=as_json)
     finally:
         telemetry.close()

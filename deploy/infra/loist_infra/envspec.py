@@ -74,7 +74,8 @@ def secret_name(key: str, environment: CloudEnvironment) -> str:
 @dataclass(frozen=True)
 class Sizing:
     """Cloud Run and Cloud SQL capacity. Why per environment: staging scales to zero, production
-    keeps one warm instance and a highly available database."""
+    keeps one warm instance and a highly available database. The figures and the measurements they
+    rest on: docs/capacity.md."""
 
     cpu: str
     memory: str
@@ -82,6 +83,11 @@ class Sizing:
     min_instances: int
     max_instances: int
     request_timeout_s: int
+    web_workers: int  # server processes per instance: one per vCPU (WEB_WORKERS)
+    db_pool_size: int  # per process (DB_POOL_SIZE)
+    db_max_overflow: int  # per process (DB_MAX_OVERFLOW)
+    sql_max_connections: int  # declared on the instance (database flag max_connections)
+    sql_reserved_connections: int  # kept free for superusers, Cloud SQL's own, an operator's psql
     sql_tier: str
     sql_availability: Literal["ZONAL", "REGIONAL"]
     sql_disk_gb: int
@@ -99,6 +105,11 @@ SIZING: dict[CloudEnvironment, Sizing] = {
         min_instances=0,
         max_instances=3,
         request_timeout_s=300,
+        web_workers=1,
+        db_pool_size=5,
+        db_max_overflow=5,
+        sql_max_connections=50,  # db-g1-small's default, declared so it cannot drift
+        sql_reserved_connections=10,
         sql_tier="db-g1-small",
         sql_availability="ZONAL",
         sql_disk_gb=10,
@@ -114,6 +125,11 @@ SIZING: dict[CloudEnvironment, Sizing] = {
         min_instances=1,
         max_instances=20,
         request_timeout_s=300,
+        web_workers=2,
+        db_pool_size=4,
+        db_max_overflow=2,
+        sql_max_connections=400,  # the default for 7.5 GB, declared so it cannot drift
+        sql_reserved_connections=20,
         sql_tier="db-custom-2-7680",
         sql_availability="REGIONAL",
         sql_disk_gb=50,
@@ -123,6 +139,58 @@ SIZING: dict[CloudEnvironment, Sizing] = {
         bucket_versioning=True,
     ),
 }
+
+
+#: Tasks of the migration job that can run at once (its ``parallelism``).
+MIGRATION_JOB_TASKS = 1
+
+
+@dataclass(frozen=True)
+class ConnectionBudget:
+    """PostgreSQL connections the deployment can open at most, against what the instance allows."""
+
+    per_process: int  # DB_POOL_SIZE + DB_MAX_OVERFLOW
+    service: int  # max instances x WEB_WORKERS x per_process
+    job: int  # migration job tasks x per_process
+    max_connections: int
+    reserved: int
+
+    @property
+    def needed(self) -> int:
+        return self.service + self.job
+
+    @property
+    def available(self) -> int:
+        return self.max_connections - self.reserved
+
+    @property
+    def fits(self) -> bool:
+        return self.needed <= self.available
+
+    def explain(self) -> str:
+        return (f"{self.needed} connections at most (service {self.service} + migration job {self.job}, "
+                f"{self.per_process} per process) against max_connections {self.max_connections} "
+                f"- {self.reserved} reserved = {self.available}")
+
+
+def connection_budget(
+    *, max_instances: int, web_workers: int, pool_size: int, max_overflow: int, job_tasks: int,
+    max_connections: int, reserved: int,
+) -> ConnectionBudget:
+    """The budget docs/capacity.md states: every process of every instance at its pool's limit."""
+    per_process = pool_size + max_overflow
+    return ConnectionBudget(
+        per_process=per_process, service=max_instances * web_workers * per_process,
+        job=job_tasks * per_process, max_connections=max_connections, reserved=reserved,
+    )
+
+
+def sizing_budget(sizing: Sizing) -> ConnectionBudget:
+    return connection_budget(
+        max_instances=sizing.max_instances, web_workers=sizing.web_workers, pool_size=sizing.db_pool_size,
+        max_overflow=sizing.db_max_overflow, job_tasks=MIGRATION_JOB_TASKS,
+        max_connections=sizing.sql_max_connections, reserved=sizing.sql_reserved_connections,
+    )
 
 
 @dataclass(frozen=True)
@@ -297,6 +365,10 @@ class EnvSpec:
             "LOG_LEVEL": self.log_level,
             "LOG_FORMAT": "json",
             "METRICS_PORT": str(METRICS_PORT),
+            # Capacity (docs/capacity.md): processes per instance and each one's database pool.
+            "WEB_WORKERS": str(self.sizing.web_workers),
+            "DB_POOL_SIZE": str(self.sizing.db_pool_size),
+            "DB_MAX_OVERFLOW": str(self.sizing.db_max_overflow),
         }
         env.update(self.extra_env)
         return env

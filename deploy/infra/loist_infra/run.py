@@ -19,6 +19,7 @@ from loist_infra.envspec import (
     CONTAINER_PORT,
     LIVE_PATH,
     MIGRATE_COMMAND,
+    MIGRATION_JOB_TASKS,
     READY_PATH,
     EnvSpec,
 )
@@ -200,8 +201,8 @@ def build_migration_job(
         deletion_protection=spec.sizing.deletion_protection,
         labels={"app": "loist", "environment": spec.environment},
         template=gcp.cloudrunv2.JobTemplateArgs(
-            task_count=1,
-            parallelism=1,
+            task_count=MIGRATION_JOB_TASKS,
+            parallelism=MIGRATION_JOB_TASKS,  # counted in the connection budget
             template=gcp.cloudrunv2.JobTemplateTemplateArgs(
                 service_account=account.email,
                 timeout="900s",

@@ -83,11 +83,12 @@ class Catalog:
 
     @classmethod
     def from_url(
-        cls, url: str, *, pool_size: int = 5, write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
+        cls, url: str, *, pool_size: int = 5, max_overflow: int | None = None,
+        write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
     ) -> Catalog:
         """A catalog on ``url`` (no I/O yet; a bad URL raises :class:`ConfigInvalid`).
         ``write_timeout_s``: how long a write waits for SQLite's write lock (``SQLITE_WRITE_TIMEOUT_S``)."""
-        return cls(build_engine(url, pool_size=pool_size, write_timeout_s=write_timeout_s))
+        return cls(build_engine(url, pool_size=pool_size, max_overflow=max_overflow, write_timeout_s=write_timeout_s))
 
     @property
     def engine(self) -> AsyncEngine:

@@ -81,7 +81,8 @@ class Library:
         """
         datadir.prepare(settings)
         catalog = Catalog.from_url(
-            settings.sqlalchemy_url(), pool_size=settings.db_pool_size, write_timeout_s=settings.sqlite_write_timeout_s
+            settings.sqlalchemy_url(), pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+            write_timeout_s=settings.sqlite_write_timeout_s,
         )
         try:
             if migrate is None:

@@ -42,6 +42,7 @@ from loist.mcp.resources import register_resources, stream_contents
 from loist.mcp.results import error_result
 from loist.mcp.schemas import compact_schema
 from loist.mcp.tools import register_tools
+from loist.web.admission import AdmissionLimits, ToolBounds
 
 if TYPE_CHECKING:
     from loist.library.service import Library
@@ -65,6 +66,7 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
     def __init__(self, deps: Deps, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deps = deps
+        self.bounds = ToolBounds(AdmissionLimits.from_settings(deps.settings))
 
     def compact_output_schemas(self) -> None:
         """Publish each tool's ``outputSchema`` in its equivalent fast-to-validate form.
@@ -83,7 +85,12 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
     ) -> CallToolResult | InputRequiredResult:
         started, result = time.perf_counter(), None
         try:
-            result = await super().call_tool(name, arguments, context)
+            gate = self.bounds.enter(name)  # OVERLOADED past MAX_CONCURRENT_INGESTS
+            try:
+                result = await super().call_tool(name, arguments, context)
+            finally:
+                if gate is not None:
+                    gate.leave()
         except MCPError:
             raise
         except Exception as exc:

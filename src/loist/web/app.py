@@ -7,6 +7,7 @@ time, no globals), so tests build as many apps as they like. Composition, outerm
     SecurityHeaders        DEFAULT_CSP / X-Frame-Options DENY unless a route set a CSP; nosniff, Referrer-Policy
     PublicRateLimit        RATE_LIMIT_PUBLIC per client outside /mcp (loist.web.ratelimit)
     ScopedCORS             CORS_ORIGINS, only for /audio/*, /oembed, /.well-known/oembed.json
+    Admission              per-kind concurrency bounds; past them 503 OVERLOADED + Retry-After
     Starlette router       /  /embed/{id}  /oembed  /.well-known/oembed.json
                            /audio/{id}/stream  /audio/{id}/thumbnail  /health/live  /health/ready
                            /static/*  /mcp (BearerAuth -> McpEndpoint (McpLimits) -> MCP streamable HTTP session manager)
@@ -31,6 +32,7 @@ from loist.config import Settings
 from loist.library.holder import LibraryHolder
 from loist.mcp.server import create_mcp_server, mcp_http_app
 from loist.web import embed, health, landing, oembed, stream
+from loist.web.admission import Admission, AdmissionLimits
 from loist.web.auth import BearerAuth
 from loist.web.context import WebContext, make_templates
 from loist.web.cors import ScopedCORS
@@ -86,6 +88,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
         Middleware(SecurityHeaders),
         Middleware(PublicRateLimit, limiter=limiter, mcp_path=MCP_PATH),
         Middleware(ScopedCORS, origins=settings.cors_origins),
+        Middleware(Admission, limits=AdmissionLimits.from_settings(settings)),
     ]
     app = Starlette(
         routes=routes,
