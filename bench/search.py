@@ -138,6 +138,27 @@ def query_mix(seed: int = SEED) -> list[Case]:
     return cases
 
 
+def shapes_mix(seed: int = SEED) -> list[Case]:
+    """200 searches of the six shapes people type most, as they type them (no trailing space, so
+    the last word is still a prefix): a word; two words; a word and a year range; ``genre:rock`` and
+    a word; a word and a duration range; a two-letter prefix."""
+    rng = random.Random(seed)  # noqa: S311
+    shapes: list[tuple[str, int, Callable[[], str]]] = [
+        ("word", 34, lambda: rng.choice(WORDS)),
+        ("two words", 34, lambda: f"{rng.choice(WORDS)} {rng.choice(WORDS)}"),
+        ("word + year", 33, lambda: f"{rng.choice(WORDS)} year:1990..1999"),
+        ("genre + word", 33, lambda: f"genre:rock {rng.choice(WORDS)}"),
+        ("word + duration", 33, lambda: f"{rng.choice(WORDS)} duration:..3:00"),
+        ("prefix 2", 33, lambda: rng.choice(WORDS)[:2]),
+    ]
+    cases = [Case(kind, SearchRequest(query=make())) for kind, count, make in shapes for _ in range(count)]
+    assert len(cases) == 200, len(cases)
+    return cases
+
+
+MIXES: dict[str, Callable[[], list[Case]]] = {"round3": query_mix, "shapes": shapes_mix}
+
+
 # --- seeding ----------------------------------------------------------------------------------
 
 
@@ -153,7 +174,7 @@ def _pg_create(name: str, drop: bool) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-async def library_url(engine: str, tracks: int, data_dir: Path, reseed: bool) -> str:
+async def library_url(engine: str, tracks: int, data_dir: Path, reseed: bool, pg_prefix: str = "loist_bench") -> str:
     """The URL of a seeded library (seeding it first when missing or ``reseed``)."""
     if engine == "sqlite":
         path = data_dir / f"search-{tracks}.db"
@@ -167,7 +188,7 @@ async def library_url(engine: str, tracks: int, data_dir: Path, reseed: bool) ->
             await seed(url, tracks)
             path.with_suffix(".ready").touch()
         return url
-    name = f"loist_bench_{tracks}"
+    name = f"{pg_prefix}_{tracks}"
     url = f"{PG_SERVER}/{name}"
     if reseed or not _pg_exists(name):
         _pg_create(name, drop=True)
@@ -297,8 +318,8 @@ async def time_mix(run: Runner, cases: list[Case]) -> list[tuple[str, float, int
 
 
 async def bench(engine: str, tracks: int, args: argparse.Namespace) -> list[str]:
-    url = await library_url(engine, tracks, args.data_dir, args.reseed)
-    cases = query_mix()
+    url = await library_url(engine, tracks, args.data_dir, args.reseed, args.pg_prefix)
+    cases = MIXES[args.mix]()
     timings: list[float] = []
     by_kind: dict[str, list[float]] = {}
     by_case: dict[int, list[float]] = {}
@@ -313,11 +334,12 @@ async def bench(engine: str, tracks: int, args: argparse.Namespace) -> list[str]
                 by_case.setdefault(index, []).append(ms)
     p = {q: percentile(timings, q) for q in (50, 95, 99)}
     lines = [
-        f"| {engine} | {tracks:,} | {args.transport} | {p[50]:.1f} | {p[95]:.1f} | {p[99]:.1f} | "
+        f"| {engine} | {tracks:,} | {args.transport} | {args.mix} | {p[50]:.1f} | {p[95]:.1f} | {p[99]:.1f} | "
         f"{max(timings):.1f} |"
     ]
-    kinds = " · ".join(f"{kind} {percentile(v, 95):.1f}" for kind, v in by_kind.items())
-    lines.append(f"|  | p95 by kind (ms) | {kinds} | | | | |")
+    kinds = " · ".join(f"{kind} {percentile(v, 50):.1f}/{percentile(v, 95):.1f}" for kind, v in by_kind.items())
+    lines.append(f"|  | p50/p95 by kind (ms) | {kinds} | | | | | |")
+    lines.append(f"|  | load average after | {os.getloadavg()[0]:.2f} | | | | | |")
     if args.slowest:
         worst = sorted(by_case.items(), key=lambda item: -max(item[1]))[: args.slowest]
         lines.append(f"\nslowest {len(worst)} ({engine}, {tracks:,}), ms per round:")
@@ -330,17 +352,26 @@ async def main() -> None:
     parser.add_argument("--engine", action="append", choices=["sqlite", "postgresql"])
     parser.add_argument("--tracks", action="append", type=int)
     parser.add_argument("--transport", choices=["inprocess", "mcp-http"], default="inprocess")
+    parser.add_argument("--mix", choices=list(MIXES), default="round3", help="the 200-search mix to time")
     parser.add_argument("--rounds", type=int, default=3, help="timed passes over the 200-search mix")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/loist-bench"))
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument(
+        "--pg-prefix", default="loist_bench", help="PostgreSQL libraries are databases named PREFIX_<tracks>"
+    )
+    parser.add_argument("--seed-only", action="store_true", help="seed the libraries that are missing, time nothing")
     parser.add_argument("--slowest", type=int, default=0, help="also list the N slowest searches")
     args = parser.parse_args()
     engines = args.engine or ["sqlite", "postgresql"]
     sizes = args.tracks or [100_000]
+    if args.seed_only:
+        for tracks, engine in itertools.product(sizes, engines):
+            await library_url(engine, tracks, args.data_dir, args.reseed, args.pg_prefix)
+        return
     print(f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
     print(f"Command: {' '.join(sys.argv)}\n")
-    print("| engine | tracks | transport | p50 ms | p95 ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|---|---|")
+    print("| engine | tracks | transport | mix | p50 ms | p95 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for tracks, engine in itertools.product(sizes, engines):
         for line in await bench(engine, tracks, args):
             print(line, flush=True)
