@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from loist.catalog import Catalog
 from loist.catalog.migrate import downgrade, upgrade
 from loist.catalog.search import tuning, walk
-from loist.catalog.search.index import POSTINGS_TABLE, refill_postings
+from loist.catalog.search.postings import POSTINGS_TABLE, refill_postings
 from loist.catalog.search.tuning import FIELD_IDS, IMPACT_DAMPING, IMPACT_SCALE, RANKING
 from loist.model import SearchRequest, Tags, TrackStatus
 from tests.catalog.factories import make_track
@@ -252,7 +252,7 @@ async def test_postgresql_migration_builds_the_key_after_the_fill(fresh_pg_url: 
             key = await conn.execute(sa.text(
                 "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :name"
             ), {"name": f"pk_{POSTINGS_TABLE}"})
-            assert key.scalar_one() == "PRIMARY KEY (term, field, impact, track)"
+            assert key.scalar_one() == "PRIMARY KEY (term, field, impact, added, track) INCLUDE (year, duration, format)"
         # the trigger works after the migration
         await catalog.add(make_track(9, tags=Tags(title="November")))
         assert (await catalog.search(SearchRequest(query="november"))).total == 1

@@ -34,7 +34,7 @@ from loist.catalog.query import ParsedQuery, Term, Token
 from loist.catalog.schema import tracks
 from loist.catalog.search import tuning
 from loist.catalog.search.builder import Builder, next_prefix, one_of
-from loist.catalog.search.index import POSTINGS_TABLE
+from loist.catalog.search.postings import POSTINGS_TABLE
 from loist.catalog.search.tuning import FIELD_IDS, RANKING
 from loist.model import SearchRequest
 
