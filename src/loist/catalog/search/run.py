@@ -124,7 +124,11 @@ async def _fetch_page(conn: AsyncConnection, plan: Plan, page: sa.Select[Any]) -
     )
     rows = (await conn.execute(found, {"page_keys": [key for key, _ in plan.walked]})).mappings()
     by_key = {row["_rid"]: row for row in rows}
-    return [{**by_key[key], "score": value, "_k0": value, "_k1": key} for key, value in plan.walked if key in by_key]
+    return [
+        {**by_key[key], "score": value, "_k0": value, "_k1": by_key[key]["created_at"], "_k2": key}
+        for key, value in plan.walked
+        if key in by_key
+    ]
 
 
 async def _rows_and_total(
