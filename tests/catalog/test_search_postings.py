@@ -259,3 +259,38 @@ async def test_postgresql_migration_builds_the_key_after_the_fill(fresh_pg_url: 
         await catalog.add(make_track(9, tags=Tags(title="November")))
         assert (await catalog.search(SearchRequest(query="november"))).total == 1
         assert await postings(catalog) == await recomputed(catalog)
+
+
+async def _reshape_round_trip(url: str) -> None:
+    """0006 -> 0009 (filter columns, added in the key) -> 0006 (the shape of 0005) -> 0009."""
+    await upgrade(url, "0006")
+    async with Catalog.from_url(url) as catalog:
+        await catalog.add_many([make_track(n, tags=Tags(title=f"Oscar {n}", artist="Oscar", year=1999)) for n in range(3)])
+    await upgrade(url)
+    async with Catalog.from_url(url) as catalog:
+        async with catalog.engine.connect() as conn:
+            rows = (await conn.execute(sa.text(
+                f"SELECT added, year, duration, format FROM {POSTINGS_TABLE} WHERE term = 'oscar' AND field = 1"  # noqa: S608
+            ))).all()
+        assert len(rows) == 3 and {(row[1], row[2], row[3]) for row in rows} == {(1999, 181.25, "mp3")}
+        assert await postings(catalog) == await recomputed(catalog)
+        assert (await catalog.search(SearchRequest(query="oscar year:1999"))).total == 3
+        assert (await catalog.search(SearchRequest(query="oscar year:2000.."))).total == 0
+    await downgrade(url, "0006")
+    async with Catalog.from_url(url) as catalog, catalog.engine.connect() as conn:
+        with pytest.raises(sa.exc.DBAPIError):
+            await conn.execute(sa.text(f"SELECT added FROM {POSTINGS_TABLE}"))  # noqa: S608
+    await upgrade(url)
+    async with Catalog.from_url(url) as catalog:
+        assert await postings(catalog) == await recomputed(catalog)
+        await catalog.add(make_track(7, tags=Tags(title="Oscar Seven")))
+        assert (await catalog.search(SearchRequest(query="oscar "))).total == 4
+
+
+async def test_migration_0009_reshapes_the_postings_and_back_on_sqlite(tmp_path: Path) -> None:
+    await _reshape_round_trip(sqlite_catalog_url(tmp_path))
+
+
+@pytest.mark.postgres
+async def test_migration_0009_reshapes_the_postings_and_back_on_postgresql(fresh_pg_url: str) -> None:
+    await _reshape_round_trip(fresh_pg_url)

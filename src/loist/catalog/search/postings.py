@@ -21,6 +21,7 @@ the file-wide S608 exemption and the ``# nosec B608`` marks on each statement.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from loist.catalog.search.tuning import FIELD_IDS, RANKING, impact_sql
@@ -241,8 +242,9 @@ def install_postings(connection: Connection, *, legacy: bool = False) -> None:
 def has_filter_columns(connection: Connection) -> bool:
     """Whether ``search_postings`` has the shape of 0009 (``added`` and the filter columns)."""
     if connection.dialect.name == "postgresql":
-        found = connection.exec_driver_sql(
-            f"SELECT 1 FROM information_schema.columns WHERE table_name = '{POSTINGS_TABLE}' AND column_name = 'added'"
+        found = connection.execute(
+            sa.text("SELECT 1 FROM information_schema.columns WHERE table_name = :table AND column_name = 'added'"),
+            {"table": POSTINGS_TABLE},
         )
         return found.first() is not None
     columns = connection.exec_driver_sql(f"PRAGMA table_info({POSTINGS_TABLE})").all()
