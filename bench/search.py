@@ -290,6 +290,14 @@ async def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout_s: flo
     raise SystemExit(f"loist serve did not answer on {base} within {timeout_s:.0f} s")
 
 
+def _is_child(pid: int) -> bool:
+    """Whether ``pid`` is a child of this process (the ``loist serve`` it started)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid()
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -302,8 +310,39 @@ def describe(case: Case) -> str:
     return f"{case.kind}: {json.dumps(fields, ensure_ascii=False)}" + (f" page {case.pages}" if case.pages > 1 else "")
 
 
-async def time_mix(run: Runner, cases: list[Case]) -> list[tuple[str, float, int]]:
-    timings: list[tuple[str, float, int]] = []
+class CpuMeter:
+    """CPU time spent on a search, in ms: this process's, plus that of the other processes serving it
+    (the PostgreSQL backends of the library's database; the ``loist serve`` child), from
+    ``/proc/<pid>/schedstat`` (nanoseconds on a CPU). Unlike the wall clock it does not count the
+    time a process waits for a core, so it stays readable on a machine shared with other work."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+
+    @staticmethod
+    def _on_cpu(pid: int) -> int:
+        try:
+            return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def now(self) -> int:
+        return time.process_time_ns() + sum(self._on_cpu(pid) for pid in self.pids)
+
+    def watch_postgres(self, url: str) -> None:
+        """Watch every backend connected to the library's database (after the warm-up: the pool is open)."""
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
+            ).fetchall()
+        self.pids += [int(row[0]) for row in rows]
+
+
+async def time_mix(run: Runner, cases: list[Case], cpu: CpuMeter | None = None) -> list[tuple[str, float, int, float]]:
+    """(kind, wall ms, total, CPU ms) of each case."""
+    cpu = cpu or CpuMeter()
+    timings: list[tuple[str, float, int, float]] = []
     for case in cases:
         request = case.request
         for _ in range(case.pages - 1):  # walk to the deep page, untimed
@@ -311,9 +350,10 @@ async def time_mix(run: Runner, cases: list[Case]) -> list[tuple[str, float, int
             if page.next_cursor is None:
                 break
             request = request.model_copy(update={"cursor": page.next_cursor})
-        started = time.perf_counter()
+        cpu_started, started = cpu.now(), time.perf_counter()
         result = await run(request)
-        timings.append((case.kind, (time.perf_counter() - started) * 1000, result.total))
+        wall = (time.perf_counter() - started) * 1000
+        timings.append((case.kind, wall, result.total, (cpu.now() - cpu_started) / 1e6))
     return timings
 
 
@@ -323,15 +363,22 @@ async def bench(engine: str, tracks: int, args: argparse.Namespace) -> list[str]
     timings: list[float] = []
     by_kind: dict[str, list[float]] = {}
     by_case: dict[int, list[float]] = {}
+    cpu_by_kind: dict[str, list[float]] = {}
+    cpu = CpuMeter()
     async with Catalog.from_url(url) as catalog:
         await catalog.ensure_schema()  # before a server starts: it refuses a database behind head
     async with Catalog.from_url(url) as catalog, make_runner(args.transport, catalog, url) as run:
         await time_mix(run, cases)  # warm-up: caches, prepared statements, page cache
+        if engine == "postgresql":
+            cpu.watch_postgres(url)
+        if args.transport == "mcp-http":
+            cpu.pids += [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _is_child(int(pid))]
         for _ in range(args.rounds):
-            for index, (kind, ms, _total) in enumerate(await time_mix(run, cases)):
+            for index, (kind, ms, _total, cpu_ms) in enumerate(await time_mix(run, cases, cpu)):
                 timings.append(ms)
                 by_kind.setdefault(kind, []).append(ms)
                 by_case.setdefault(index, []).append(ms)
+                cpu_by_kind.setdefault(kind, []).append(cpu_ms)
     p = {q: percentile(timings, q) for q in (50, 95, 99)}
     lines = [
         f"| {engine} | {tracks:,} | {args.transport} | {args.mix} | {p[50]:.1f} | {p[95]:.1f} | {p[99]:.1f} | "
@@ -339,6 +386,14 @@ async def bench(engine: str, tracks: int, args: argparse.Namespace) -> list[str]
     ]
     kinds = " · ".join(f"{kind} {percentile(v, 50):.1f}/{percentile(v, 95):.1f}" for kind, v in by_kind.items())
     lines.append(f"|  | p50/p95 by kind (ms) | {kinds} | | | | | |")
+    cpu_all = [ms for values in cpu_by_kind.values() for ms in values]
+    cpu_kinds = " · ".join(
+        f"{kind} {percentile(v, 50):.1f}/{percentile(v, 95):.1f}" for kind, v in cpu_by_kind.items()
+    )
+    lines.append(
+        f"|  | CPU ms per search, p50/p95 | all {percentile(cpu_all, 50):.1f}/{percentile(cpu_all, 95):.1f} · "
+        f"{cpu_kinds} | | | | | |"
+    )
     lines.append(f"|  | load average after | {os.getloadavg()[0]:.2f} | | | | | |")
     if args.slowest:
         worst = sorted(by_case.items(), key=lambda item: -max(item[1]))[: args.slowest]
