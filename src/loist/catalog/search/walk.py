@@ -2,13 +2,16 @@
 postings instead of scoring every match (docs/search.md, "How a broad word stays fast").
 
 Possible for one positive term made of single words or prefixes (a typo's replacements included),
-alone (no exclusion, filter or range: with those, ranking every match through the full-text and
-range indexes measured faster, 5-17 ms against 8-38 ms from 100K to 1M tracks), sorted by relevance
-best first. The postings of each (word, field) the term may match form one *list*, ordered by
-impact. A track's score is its best posting, and every posting above it in that list belongs to
-another track scoring at least as much; so a track on the page is among the first ``limit + 1``
-postings of the list holding its best posting, and merging that many from every list (a track
-keeping its best) gives exactly the page a full ranking gives. Past a cursor, a list may also hold
+with no exclusion or genre filter, sorted by relevance best first. Year, duration and added ranges
+and formats are allowed: the postings carry them (:class:`Filters`), so each list is read only
+through entries that pass (migration 0009; before it, checking each candidate's row measured slower
+than ranking every match). The postings of each (word, field) the term may match form one *list*,
+ordered by (impact, added, track), which is the page's own order once the word's rank is added
+(:func:`~loist.catalog.search.tuning.token_words`: constant per list). A track's score is its best
+posting, and every posting above it in that list belongs to another track that comes first; so a
+track on the page is among the first ``limit + 1`` postings of the list holding its best posting,
+and merging that many from every list (a track keeping its best) gives exactly the page a full
+ranking gives. Past a cursor, a list may also hold
 a lower posting of a track already shown (its best is above the cursor): those are dropped after
 computing the candidates' scores from their rows, and a list that lost postings is read further,
 up to WALK_MAX_READ postings a round.
