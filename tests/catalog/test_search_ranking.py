@@ -114,3 +114,19 @@ async def test_the_rules_hold_without_the_postings_walk(catalog: Catalog, monkey
         monkeypatch.setattr(tuning, "WALK_POSTINGS", False)
         assert await pages(catalog, query) == walked
         monkeypatch.setattr(tuning, "WALK_POSTINGS", True)
+
+
+async def test_a_cursor_past_two_to_the_31_is_read(catalog: Catalog) -> None:
+    """Scores of several TYPO ranks pass PostgreSQL's ``integer``: the cursor's key binds as 64 bits."""
+    from loist.catalog.search.paging import encode_search_cursor, request_fingerprint
+
+    await catalog.add_many([track(1, "Same"), track(2, "Same")])
+    request = SearchRequest(query="same -zzz", limit=1)  # an exclusion: ranked in full, the cursor in SQL
+    first = await catalog.search(request)
+    assert first.next_cursor is not None
+    key = [3 * tuning.TYPO, "2026-01-01T12:00:00+00:00", str(first.items[0].track.id)]
+    if catalog.dialect == "sqlite":
+        key[2] = 1
+    cursor = encode_search_cursor(request_fingerprint(request, "desc"), key, 2, False)
+    page = await catalog.search(request.model_copy(update={"cursor": cursor}))
+    assert [hit.track.tags.title for hit in page.items] == ["Same"]

@@ -129,8 +129,8 @@ def bind_key(kind: str, value: Any) -> sa.ColumnElement[Any]:
             return sa.literal(uuid.UUID(value), sa.Uuid())
         if kind == "float":
             return sa.literal(float(value), sa.Float())
-        if kind == "int":
-            return sa.literal(int(value), sa.Integer())
+        if kind == "int":  # a score can pass 2**31 (several TYPO ranks): 64 bits
+            return sa.literal(int(value), sa.BigInteger())
         if not isinstance(value, str):
             raise TypeError(value)
         return sa.literal(value, sa.Text())
