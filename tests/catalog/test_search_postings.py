@@ -294,3 +294,22 @@ async def test_migration_0009_reshapes_the_postings_and_back_on_sqlite(tmp_path:
 @pytest.mark.postgres
 async def test_migration_0009_reshapes_the_postings_and_back_on_postgresql(fresh_pg_url: str) -> None:
     await _reshape_round_trip(fresh_pg_url)
+
+
+async def test_a_rebuild_before_0009_makes_the_postings_of_this_code(tmp_path: Path) -> None:
+    """A migration between 0006 and 0009 that rebuilds the search index (batch mode on SQLite) gets
+    the postings this code reads, and 0009 then keeps them."""
+    from loist.catalog.search.index import rebuild_search_index
+
+    url = sqlite_catalog_url(tmp_path)
+    await upgrade(url, "0006")
+    async with Catalog.from_url(url) as catalog:
+        await catalog.add_many([make_track(n, tags=Tags(title=f"Papa {n}")) for n in range(2)])
+        async with catalog.engine.begin() as conn:
+            await conn.run_sync(rebuild_search_index)
+            columns = (await conn.execute(sa.text(f"PRAGMA table_info({POSTINGS_TABLE})"))).all()
+        assert "added" in {row[1] for row in columns}
+    await upgrade(url)
+    async with Catalog.from_url(url) as catalog:
+        assert await postings(catalog) == await recomputed(catalog)
+        assert (await catalog.search(SearchRequest(query="papa format:mp3"))).total == 2

@@ -226,6 +226,10 @@ def drop_postings(connection: Connection) -> None:
 def install_postings(connection: Connection, *, legacy: bool = False) -> None:
     """Create the postings table and its triggers (idempotent) and fill it (migrations 0005, 0009)."""
     dialect = connection.dialect.name
+    if has_table(connection, POSTINGS_TABLE) and has_filter_columns(connection) == legacy:
+        # The other shape (a migration between 0005 and 0009 rebuilding the search index with this
+        # code, or a downgrade): rebuilt in the shape asked for.
+        drop_postings(connection)
     # A new PostgreSQL table is filled first and keyed after: one sort instead of an index insertion per row.
     new_pg_table = dialect == "postgresql" and not has_table(connection, POSTINGS_TABLE)
     ddl = postings_ddl(dialect, keyed=not new_pg_table, legacy=legacy)
