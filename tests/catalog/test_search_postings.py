@@ -260,8 +260,8 @@ async def test_postgresql_migration_builds_the_key_after_the_fill(fresh_pg_url: 
 
 
 async def _reshape_round_trip(url: str) -> None:
-    """0006 -> 0009 (filter columns, added in the key) -> 0006 (the shape of 0005) -> 0009."""
-    await upgrade(url, "0006")
+    """0007 (the revision before it) -> 0009 (filter columns, added in the key) -> 0007 (the shape of 0005) -> 0009."""
+    await upgrade(url, "0007")
     async with Catalog.from_url(url) as catalog:
         await catalog.add_many([make_track(n, tags=Tags(title=f"Oscar {n}", artist="Oscar", year=1999)) for n in range(3)])
     await upgrade(url)
@@ -274,7 +274,7 @@ async def _reshape_round_trip(url: str) -> None:
         assert await postings(catalog) == await recomputed(catalog)
         assert (await catalog.search(SearchRequest(query="oscar year:1999"))).total == 3
         assert (await catalog.search(SearchRequest(query="oscar year:2000.."))).total == 0
-    await downgrade(url, "0006")
+    await downgrade(url, "0007")
     async with Catalog.from_url(url) as catalog, catalog.engine.connect() as conn:
         with pytest.raises(sa.exc.DBAPIError):
             await conn.execute(sa.text(f"SELECT added FROM {POSTINGS_TABLE}"))  # noqa: S608
@@ -295,12 +295,12 @@ async def test_migration_0009_reshapes_the_postings_and_back_on_postgresql(fresh
 
 
 async def test_a_rebuild_before_0009_makes_the_postings_of_this_code(tmp_path: Path) -> None:
-    """A migration between 0006 and 0009 that rebuilds the search index (batch mode on SQLite) gets
+    """A migration before 0009 that rebuilds the search index (batch mode on SQLite) gets
     the postings this code reads, and 0009 then keeps them."""
     from loist.catalog.search.index import rebuild_search_index
 
     url = sqlite_catalog_url(tmp_path)
-    await upgrade(url, "0006")
+    await upgrade(url, "0007")
     async with Catalog.from_url(url) as catalog:
         await catalog.add_many([make_track(n, tags=Tags(title=f"Papa {n}")) for n in range(2)])
         async with catalog.engine.begin() as conn:

@@ -122,7 +122,10 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
     except psycopg.OperationalError as exc:
         _unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     tmp = tmp_path_factory.mktemp("local-stack")
-    with start_stack(tmp, "--pg-server", PG_SERVER, "--observability") as stack:
+    # One stack serves the whole session, and several tests send wrong tokens on purpose: the
+    # failed-auth limit (tested on its own in tests/e2e/test_abuse.py) must not turn their 401s into 429s.
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"RATE_LIMIT_AUTH_FAILURES": "1000/minute"}
+    with start_stack(tmp, "--pg-server", PG_SERVER, "--observability", env=env) as stack:
         yield stack
     database = stack.info["database_url"].rsplit("/", 1)[1]
     assert stack.proc.returncode == 0, "local-stack did not exit cleanly on SIGTERM"
