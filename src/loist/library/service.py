@@ -26,6 +26,7 @@ from loist.catalog import Catalog
 from loist.config import Settings
 from loist.errors import DatabaseFailed, InvalidArgument, LoistError, NotFound, StorageFailed
 from loist.library.bulk import NewBlobs
+from loist.library.derived import Derived, derive_kinds
 from loist.library.pipeline import BulkControl, IngestOutcome, Pipeline, Progress, _emit
 from loist.library.storage_pool import StoragePool
 from loist.library.synthetic import SEED_BATCH, SYNTHETIC_BLOB_KEY, generate_tracks, synthetic_blob
@@ -59,6 +60,9 @@ class Library:
         self.store = store
         self.storage_pool = StoragePool(settings.storage_threads)
         self.pipeline = Pipeline(settings, catalog, store, self.storage_pool)
+        self.pipeline.lifetime.derive = derive_kinds  # every new track queues its derived work
+        self.derived = Derived(settings, catalog, store, self.storage_pool, self.pipeline.lifetime)
+        self.jobs_wake = asyncio.Event()  # set after an ingest: this process's idle workers look at once
 
     # --- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -134,11 +138,13 @@ class Library:
         track, _ = await self.pipeline.ingest_url(
             url, headers=headers, filename=filename, max_size_mb=max_size_mb, progress=progress
         )
+        self.jobs_wake.set()
         return track
 
     async def ingest_file(self, path: str | Path, *, progress: Progress | None = None) -> Track:
         """Analyse, store and catalogue one local file."""
         track, _ = await self.pipeline.ingest_file(Path(path), progress=progress)
+        self.jobs_wake.set()
         return track
 
     def ingest_many(
@@ -230,6 +236,8 @@ class Library:
         async for track in self.iter_tracks(status=None):
             count += 1
             keys.update(k for k in (track.blob_key, track.thumbnail_key) if k)
+        async for page in self.catalog.jobs.result_keys():
+            keys.update(page)
         await self.catalog.wipe()
         if delete_blobs:  # released like a delete's: an ingest running meanwhile keeps what it claims
             await self.pipeline.lifetime.release(keys)
@@ -263,10 +271,12 @@ class Library:
         return len(data)
 
     # --- blobs -----------------------------------------------------------------------------------
-    async def stream(self, track_id: uuid.UUID | str) -> BlobInfo:
+    async def stream(self, track_id: uuid.UUID | str, *, original: bool = False) -> BlobInfo:
+        """The blob browsers play: the web rendition when the track has one (``original``: never)."""
         track = await self.get_playable(track_id)
         assert track.blob_key is not None
-        return await self.storage_pool.run(self.store.stat, track.blob_key)
+        key = track.blob_key if original else (await self.derived.playable(track))[0]
+        return await self.storage_pool.run(self.store.stat, key)
 
     async def thumbnail(self, track_id: uuid.UUID | str) -> BlobInfo:
         track = await self.get(track_id)
