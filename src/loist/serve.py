@@ -74,7 +74,7 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
 
     from loist.web.app import ANNOUNCED_PATHS, create_app
 
-    app = create_app(settings)
+    app = create_app(settings, job_workers=settings.jobs_workers)
     host, port = settings.server_host, settings.port
     shown = f"[{host}]" if ":" in host else host
     urls = {name: settings.public_base_url + path for name, path in ANNOUNCED_PATHS.items()}

@@ -138,13 +138,13 @@ async def _idle(stop: asyncio.Event, wake: asyncio.Event | None, poll_s: float) 
 
 @contextlib.asynccontextmanager
 async def background_workers(
-    settings: Settings, derived: Derived, wake: asyncio.Event | None = None
+    settings: Settings, derived: Derived, wake: asyncio.Event | None = None, *, count: int | None = None
 ) -> AsyncIterator[None]:
-    """``JOBS_WORKERS`` workers in this process while the block runs (``loist serve``)."""
+    """``count`` (default ``JOBS_WORKERS``) workers in this process while the block runs (``loist serve``)."""
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(Worker(settings, derived).run(stop, wake=wake), name=f"loist-job-worker-{n}")
-        for n in range(settings.jobs_workers)
+        for n in range(settings.jobs_workers if count is None else count)
     ]
     try:
         yield
