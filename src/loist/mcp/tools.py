@@ -21,7 +21,7 @@ from pydantic import Field
 
 from loist import __version__
 from loist.errors import InvalidArgument, LoistError
-from loist.mcp.deps import Deps, metadata_uri, stream_uri, thumbnail_uri
+from loist.mcp.deps import Deps, metadata_uri, stream_uri, thumbnail_uri, waveform_uri
 from loist.mcp.progress import ProgressReporter
 from loist.mcp.results import ok
 from loist.mcp.schemas import (
@@ -58,10 +58,12 @@ def links_for(deps: Deps, track: Track) -> TrackLinks:
         oembed_url=library.oembed_url(track.id),
         stream_url=library.stream_url(track.id),
         thumbnail_url=library.thumbnail_url(track),
+        waveform_url=f"{library.settings.public_base_url}/audio/{track.id}/waveform.json",
         resources=ResourceUris(
             metadata=metadata_uri(track.id),
             stream=stream_uri(track.id),
             thumbnail=thumbnail_uri(track.id) if has_thumb else None,
+            waveform=waveform_uri(track.id),
         ),
     )
 
@@ -173,7 +175,9 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
     async def get_audio_metadata(audioId: AudioId) -> Annotated[CallToolResult, TrackResult]:  # noqa: N803
         """Get one track: tags, technical properties, artwork, status and its links."""
         track = await deps.library.get(audioId)
-        return ok(TrackResult(track=track, links=links_for(deps, track)), resource_links(track))
+        derivatives = await deps.library.derived.derivatives(track.id)
+        result = TrackResult(track=track, links=links_for(deps, track), derivatives=derivatives)
+        return ok(result, resource_links(track))
 
     @server.tool(title="Search the library", annotations=READ_ONLY)
     async def search_library(
