@@ -4,8 +4,10 @@
 writes the port to ``DevToolsActivePort`` in the profile; read by a bounded poll), and yields a
 :class:`Page` on its first tab. ``page.goto(url)`` navigates; ``page.eval(js)`` evaluates an
 expression (promises awaited) and returns its JSON value; ``page.wait(js, what=...)`` polls an
-expression until it is truthy, with a deadline. Autoplay is allowed and audio muted, so a test can
-call ``play()`` and watch ``currentTime`` advance. Used by the embed-player and MCP-app tests.
+expression until it is truthy, with a deadline, and meanwhile hands the page's calls of bindings
+(``Runtime.addBinding``) to ``page.on_binding``. Autoplay is allowed and audio muted, so a test can
+call ``play()`` and watch ``currentTime`` advance. Sandboxed iframes stay in the page's process (site isolation
+off), so ``Page.getFrameTree`` lists them and a test can evaluate inside one. Used by the embed-player and MCP-app tests.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,16 @@ class Page:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self._ids = itertools.count(1)
+        self.bindings: list[dict[str, Any]] = []  # Runtime.bindingCalled events not yet handled
+        self.on_binding: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
         call_id = next(self._ids)
         await self.ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
         while True:
             message = json.loads(await self.ws.recv())
+            if message.get("method") == "Runtime.bindingCalled":
+                self.bindings.append(message["params"])
             if message.get("id") == call_id:
                 if "error" in message:
                     raise AssertionError(f"{method}: {message['error']}")
@@ -58,6 +64,8 @@ class Page:
     async def wait(self, expression: str, *, what: str, timeout_s: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout_s
         while True:
+            while self.bindings and self.on_binding is not None:  # a page's call to the test, answered here
+                await self.on_binding(self.bindings.pop(0))
             value = await self.eval(expression)
             if value:
                 return value
@@ -74,7 +82,8 @@ async def browser(profile: Path, *, width: int = 480, height: int = 200) -> Asyn
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--mute-audio",
          "--autoplay-policy=no-user-gesture-required", "--remote-debugging-address=127.0.0.1",
-         "--remote-debugging-port=0", f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
+         "--remote-debugging-port=0", "--disable-features=IsolateSandboxedIframes", "--disable-site-isolation-trials",
+         f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

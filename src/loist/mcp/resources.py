@@ -113,12 +113,12 @@ def register_resources(server: MCPServer, deps: Deps) -> None:
         title="Track waveform",
         mime_type=JSON,
     )
-    async def track_waveform(id: str) -> bytes:  # noqa: A002
+    async def track_waveform(id: str) -> str:  # noqa: A002
         """The track's waveform peaks in the waveform-data JSON format version 2 (made in the
         background after ingest: NOT_FOUND, with the job's state, until then)."""
         track = await deps.library.get_playable(id)
         info = await deps.library.derived.waveform(track)
-        return await _read_blob(deps, info.key)
+        return (await _read_blob(deps, info.key)).decode("utf-8")
 
     @server.resource(
         "music-library://library/search?q={query}",

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from loist import __version__
 from loist.errors import InvalidArgument, LoistError
+from loist.mcp.app import UI_META
 from loist.mcp.deps import Deps, metadata_uri, stream_uri, thumbnail_uri, waveform_uri
 from loist.mcp.progress import ProgressReporter
 from loist.mcp.results import ok
@@ -126,6 +127,7 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
             idempotentHint=True,  # content-addressed: the same bytes give the same track
             openWorldHint=True,  # fetches arbitrary URLs
         ),
+        meta=UI_META,
     )
     async def process_audio_complete(
         source: Annotated[Source, Field(description="Where the audio comes from.")],
@@ -171,7 +173,7 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
         )
         return ok(result, resource_links(track))
 
-    @server.tool(title="Get a track's metadata", annotations=READ_ONLY)
+    @server.tool(title="Get a track's metadata", annotations=READ_ONLY, meta=UI_META)
     async def get_audio_metadata(audioId: AudioId) -> Annotated[CallToolResult, TrackResult]:  # noqa: N803
         """Get one track: tags, technical properties, artwork, status and its links."""
         track = await deps.library.get(audioId)
@@ -179,7 +181,7 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
         result = TrackResult(track=track, links=links_for(deps, track), derivatives=derivatives)
         return ok(result, resource_links(track))
 
-    @server.tool(title="Search the library", annotations=READ_ONLY)
+    @server.tool(title="Search the library", annotations=READ_ONLY, meta=UI_META)
     async def search_library(
         query: Annotated[
             str,
