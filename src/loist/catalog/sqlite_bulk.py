@@ -36,7 +36,7 @@ _JSON_AT = ROW_COLUMNS.index("genres")
 _DATETIMES_AT = (ROW_COLUMNS.index("created_at"), ROW_COLUMNS.index("updated_at"))
 
 
-def _utc_text(value: datetime) -> str:
+def utc_text(value: datetime) -> str:
     if value.tzinfo is not None and value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     # Same text as SQLAlchemy's SQLite DATETIME (microseconds always present, so text order is
@@ -53,7 +53,7 @@ def encode_row(row: dict[str, Any]) -> tuple[Any, ...]:
     values[_UUID_AT] = values[_UUID_AT].hex
     values[_JSON_AT] = json.dumps(values[_JSON_AT])
     for at in _DATETIMES_AT:
-        values[at] = _utc_text(values[at])
+        values[at] = utc_text(values[at])
     return tuple(values)
 
 
