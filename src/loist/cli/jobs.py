@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -24,7 +24,6 @@ from loist.cli.runner import on_library
 from loist.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from loist.catalog.jobs import Claim
     from loist.library.jobs import Outcome
     from loist.library.service import Library
 
@@ -73,8 +72,8 @@ def _refuse(exc: InvalidArgument, as_json: bool) -> NoReturn:
     raise typer.Exit(exc.exit_code)
 
 
-def _gate(fd: int, as_json: bool) -> Callable[[Claim], Awaitable[None]]:
-    async def wait(claim: Claim) -> None:
+def _gate(fd: int, as_json: bool) -> Callable[[Any], Awaitable[None]]:
+    async def wait(claim: Any) -> None:  # a loist.catalog.jobs.Claim
         _event({"event": "paused", "job": claim.id, "attempts": claim.attempts}, f"paused before recording job {claim.id}", as_json)
         loop = asyncio.get_running_loop()
         readable = loop.create_future()
