@@ -8,7 +8,7 @@ function draw(){if(!pk)return;var r=window.devicePixelRatio||1,W=Math.round(w.cl
 var g=w.getContext("2d"),L=Math.floor(pk.length/st),h=H/2,at=d()?a.currentTime/d()*W:0,x,i,j,lo,hi;g.clearRect(0,0,W,H);
 for(x=0;x<W;x++){i=Math.floor(x*L/W);j=Math.max(i+1,Math.floor((x+1)*L/W));lo=0;hi=0;for(;i<j&&i<L;i++){lo=Math.min(lo,pk[i*st]);hi=Math.max(hi,pk[i*st+1])}
 g.fillStyle=x<at?"#eee":"#666";g.fillRect(x,h-hi/sc*h,1,Math.max(1,(hi-lo)/sc*h))}}
-function wave(){fetch(w.dataset.src).then(function(r){if(!r.ok)throw 0;return r.json()}).then(function(j){if(!j||!j.data||j.version>2)throw 0;pk=j.data;st=2*(j.channels||1);sc=j.bits===16?32768:128;w.classList.remove("hide");p.dataset.waveform="ready";draw()}).catch(function(){p.dataset.waveform="none"})}
+function wave(){fetch(w.dataset.src).then(function(r){if(!r.ok)throw 0;return r.json()}).then(function(j){if(!j||!j.data||j.version>2)throw 0;pk=j.data;st=2*(j.channels||1);sc=1;pk.forEach(function(x){sc=Math.max(sc,Math.abs(x))});w.classList.remove("hide");p.dataset.waveform="ready";draw()}).catch(function(){p.dataset.waveform="none"})}
 function meta(){if(d()){dur.textContent=f(d());p.dataset.duration=d().toFixed(3);p.dataset.state="ready"}}
 function toggle(){if(a.paused){var r=a.play();if(r&&r.catch)r.catch(function(){})}else a.pause()}
 function seekBy(x){if(d())a.currentTime=Math.max(0,Math.min(d(),a.currentTime+x))}
