@@ -119,6 +119,31 @@ async def test_a_lease_that_expires_on_the_last_attempt_makes_the_job_dead(lib: 
     assert job.state == "dead" and "lease expired" in (job.last_error or "")
 
 
+async def test_a_stopped_worker_gives_its_job_back(lib: Library, audio_factory: AudioFactory) -> None:
+    import asyncio
+
+    await lib.ingest_file(audio_factory("mp3"))
+    worker = Worker(lib.settings, lib.derived)
+    reached = asyncio.Event()
+
+    async def hold(claim: object) -> None:
+        reached.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    worker.before_finish = hold
+    task = asyncio.create_task(worker.run_once())
+    await reached.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [job] = await lib.catalog.jobs.list()
+    assert job.state == "queued" and job.attempts == 0 and job.lease_until is None
+    assert [blob.key for blob in lib.store.list_keys("waveforms/")] == []  # its blob was released
+    worker.before_finish = None
+    outcome = await worker.run_once()
+    assert outcome is not None and outcome.state == "done" and outcome.attempts == 1
+
+
 async def test_deleting_a_track_deletes_its_jobs_and_derived_blobs(lib: Library, audio_factory: AudioFactory) -> None:
     track = await lib.ingest_file(audio_factory("wma"))
     worker = Worker(lib.settings, lib.derived)

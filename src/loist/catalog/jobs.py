@@ -181,6 +181,17 @@ class JobTable:
             )
             return state if outcome.rowcount else None
 
+    async def release(self, claim: Claim, now: datetime) -> bool:
+        """Give a claimed job back, due now and its attempt not counted (its worker is stopping)."""
+        async with self._tx("update") as conn:
+            outcome = await conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == claim.id, jobs.c.lease_token == claim.token)
+                .values(state="queued", attempts=jobs.c.attempts - 1, run_at=now, lease_until=None,
+                        lease_token=None, updated_at=now)
+            )
+            return bool(outcome.rowcount)
+
     async def retry(self, now: datetime, *, ids: Sequence[int] = (), dead: bool = False) -> int:
         """Queue jobs again, due now, with their attempts reset: ``ids`` (any state but running),
         and every dead job when ``dead``. How many were queued."""

@@ -9,6 +9,8 @@ job makes is :mod:`loist.library.derived`. A :class:`Worker` runs one job at a t
   holder of the current lease can record a result, so the job's effect happens once;
 * a failure queues the job again after ``JOBS_BACKOFF_S`` x 2^(attempt-1), and after
   ``JOBS_MAX_ATTEMPTS`` attempts leaves it ``dead`` with its last error (``loist jobs retry``);
+* a worker that is stopped (cancelled: the server shuts down) gives its job back, due at once and
+  its attempt not counted;
 * inside ``loist serve`` the workers are few (``JOBS_WORKERS``, default 1), ffmpeg runs ``nice``,
   and an idle worker only reads: requests come first. ``loist worker`` runs them on their own.
 """
@@ -76,6 +78,10 @@ class Worker:
         renewing = asyncio.create_task(self._renew(claim))
         try:
             recorded = await self.derived.run(claim, self.before_finish)
+        except asyncio.CancelledError:  # the process is stopping (a redeploy): give the job back
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.jobs.release(claim, self.clock()))
+            raise
         except Exception as exc:  # a job's failure never ends the worker: it is recorded on the job
             error = f"{exc.code}: {exc.message}" if isinstance(exc, LoistError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, LoistError):
