@@ -122,6 +122,9 @@ class Worker:
             except LoistError as exc:  # the catalog is away: look again later
                 log.warning("job worker: %s", exc)
                 outcome = None
+            except Exception:  # never let one bad step end the worker for the life of the process
+                log.exception("job worker: unexpected error; looking again in JOBS_POLL_S")
+                outcome = None
             if outcome is not None:
                 if on_outcome is not None:
                     on_outcome(outcome)
