@@ -92,6 +92,7 @@ class Library:
         return cls(settings, catalog, store)
 
     async def close(self) -> None:
+        self.derived.close()
         self.pipeline.close()
         self.storage_pool.close()
         await self.catalog.close()
