@@ -109,7 +109,9 @@ class Derived:
         if self._peaks_pool is None:
             import multiprocessing
 
-            ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+            # spawn, not the bulk ingest's forkserver: that server is one per process and its children
+            # get the environment it started with; started from here it would also serve bulk runs.
+            ctx = multiprocessing.get_context("spawn")
             self._peaks_pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_low_priority_worker)
         return self._peaks_pool
 
