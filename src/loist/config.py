@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     allow_private_urls: bool = False
     ingest_concurrency: int = Field(default=0, ge=0, le=64)  # 0 = one worker per core
 
+    # --- background jobs: waveforms, web renditions (loist.library.jobs) ---------------------------
+    jobs_workers: int = Field(default=1, ge=0, le=16)  # inside `loist serve`; 0: run `loist worker` instead
+    jobs_max_attempts: int = Field(default=5, ge=1, le=100)  # then the job is dead
+    jobs_lease_s: float = Field(default=60, ge=1, le=3600)  # renewed while running; a dead worker's expires
+    jobs_backoff_s: float = Field(default=30, ge=0, le=86400)  # first retry delay, doubled each attempt
+    jobs_poll_s: float = Field(default=5, gt=0, le=3600)  # idle workers look for due jobs this often
+    jobs_timeout_s: float = Field(default=900, gt=0, le=86400)  # one ffmpeg run
+
     # --- server ----------------------------------------------------------------------------------
     server_name: str = "Music Library MCP"
     server_transport: Literal["stdio", "http"] = "http"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -250,3 +250,35 @@ class SearchResult(BaseModel):
     total_relation: Literal["eq", "gte"] = "eq"
     next_cursor: str | None = None
     facets: dict[str, dict[str, int]] | None = None  # {"genre": {...}, "format": {...}, "decade": {...}}
+
+
+# --- background jobs (derived work per track: loist.library.jobs) ------------------------------
+
+JobState = Literal["queued", "running", "done", "dead"]
+JobKind = Literal["waveform", "rendition"]
+
+
+class Job(BaseModel):
+    """One unit of derived work for a track, as the durable queue holds it."""
+
+    id: int
+    track_id: uuid.UUID
+    kind: JobKind
+    state: JobState
+    attempts: int = 0
+    run_at: datetime  # queued: due at; running: claimed at
+    lease_until: datetime | None = None
+    last_error: str | None = None
+    result_key: str | None = None  # the derived blob (done)
+    result: dict[str, Any] | None = None  # e.g. the rendition's mime_type
+    created_at: datetime
+    updated_at: datetime
+
+
+class Derivative(BaseModel):
+    """What a track's metadata says about one piece of derived work (``derivatives``)."""
+
+    state: JobState
+    attempts: int = 0
+    last_error: str | None = None
+    updated_at: datetime

@@ -130,7 +130,8 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
     telemetry = start_telemetry(settings, workers=settings.web_workers)
     if telemetry.workers_dir is not None:
         settings = settings.model_copy(update={"prometheus_multiproc_dir": telemetry.workers_dir})
-    app = create_app(settings) if settings.web_workers == 1 else None  # workers build their own
+    # workers build their own; each runs JOBS_WORKERS background job workers (claims are safe across processes)
+    app = create_app(settings, job_workers=settings.jobs_workers) if settings.web_workers == 1 else None
     shown = f"[{host}]" if ":" in host else host
     urls = {name: settings.public_base_url + path for name, path in ANNOUNCED_PATHS.items()}
     reachable, warnings = reachable_urls(settings), start_warnings(settings)

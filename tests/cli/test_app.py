@@ -16,13 +16,15 @@ from tests.support.audio import AudioFactory
 def test_every_command_has_help_and_a_json_mode() -> None:
     code, out, _ = run("--help")
     assert code == 0
-    commands = ["serve", "ingest", "show", "list", "search", "update", "delete", "seed", "fsck", "smoke", "export", "import"]
+    commands = ["serve", "ingest", "show", "list", "search", "update", "delete", "seed", "fsck", "smoke", "export", "import",
+                "backup", "restore", "worker", "jobs"]
     for name in commands:
         assert name in out
         code, help_text, _ = run(name, "--help")
         assert code == 0, name
         assert "--json" in help_text, f"{name} has no --json"
-    for group, sub in (("db", "upgrade"), ("db", "current"), ("db", "downgrade"), ("config", "check")):
+    for group, sub in (("db", "upgrade"), ("db", "current"), ("db", "downgrade"), ("config", "check"),
+                       ("jobs", "list"), ("jobs", "retry")):
         code, help_text, _ = run(group, sub, "--help")
         assert code == 0 and "--json" in help_text
 

@@ -106,7 +106,7 @@ async def test_failure_then_success_clears_the_failed_record(library: Library, a
 async def test_catalog_failure_removes_the_new_blob(library: Library, audio_factory: AudioFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     from loist.errors import DatabaseFailed
 
-    async def broken_add(tracks):  # the database fails after the blob was stored
+    async def broken_add(tracks, **options):  # the database fails after the blob was stored
         raise DatabaseFailed("simulated outage")
 
     monkeypatch.setattr(library.catalog, "add_many", broken_add)

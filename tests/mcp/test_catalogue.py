@@ -110,6 +110,7 @@ async def test_resource_templates_are_listed(tmp_path: Path) -> None:
         "music-library://audio/{id}/metadata",
         "music-library://audio/{id}/stream",
         "music-library://audio/{id}/thumbnail",
+        "music-library://audio/{id}/waveform",
         "music-library://library/search?q={query}",
     }
     assert templates["music-library://audio/{id}/metadata"].mime_type == "application/json"

@@ -46,7 +46,11 @@ LINKS = TrackLinks(
     oembed_url="https://m.test/oembed?url=x",
     stream_url="https://m.test/audio/x/stream",
     thumbnail_url=None,
-    resources=ResourceUris(metadata="music-library://audio/x/metadata", stream="music-library://audio/x/stream", thumbnail=None),
+    waveform_url="https://m.test/audio/x/waveform.json",
+    resources=ResourceUris(
+        metadata="music-library://audio/x/metadata", stream="music-library://audio/x/stream", thumbnail=None,
+        waveform="music-library://audio/x/waveform",
+    ),
 )
 PAGE = SearchOutput(
     items=[SearchHitResult(track=TRACK, score=12.5, links=LINKS)],

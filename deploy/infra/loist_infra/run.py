@@ -129,7 +129,11 @@ def build_service(
                     envs=envs,
                     resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
                         limits={"cpu": sizing.cpu, "memory": sizing.memory},
-                        cpu_idle=True,
+                        # CPU stays allocated between requests (instance-based billing): the background
+                        # job workers inside `loist serve` (JOBS_WORKERS) make waveforms and renditions
+                        # after the ingest request has answered. Why not a worker pool or a job:
+                        # docs/deployment.md, "Background jobs on Cloud Run".
+                        cpu_idle=False,
                         startup_cpu_boost=True,
                     ),
                     volume_mounts=[

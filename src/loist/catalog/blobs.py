@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loist.catalog.engine import transaction
-from loist.catalog.schema import track_columns, tracks
+from loist.catalog.schema import jobs, track_columns, tracks
 from loist.model import TrackStatus
 
 NAMESPACE = 0x6C6F6973  # "lois": the first key of every blob lock (the migration lock is a one-key lock)
@@ -127,7 +127,8 @@ async def _pg_lock(conn: AsyncConnection, ids: list[int], on_blocked: OnBlocked)
 
 
 async def referenced_keys(conn: AsyncConnection, keys: Sequence[str]) -> set[str]:
-    """Which of ``keys`` any row (of any status) references, as audio or thumbnail."""
+    """Which of ``keys`` any row (of any status) references, as audio or thumbnail, or any job as
+    its derived blob (waveform, rendition)."""
     found: set[str] = set()
     unique = sorted(set(keys))
     for start in range(0, len(unique), IN_CHUNK):
@@ -135,6 +136,7 @@ async def referenced_keys(conn: AsyncConnection, keys: Sequence[str]) -> set[str
         query = sa.union(
             sa.select(tracks.c.blob_key.label("key")).where(tracks.c.blob_key.in_(chunk)),
             sa.select(tracks.c.thumbnail_key.label("key")).where(tracks.c.thumbnail_key.in_(chunk)),
+            sa.select(jobs.c.result_key.label("key")).where(jobs.c.result_key.in_(chunk)),
         )
         found.update((await conn.execute(query)).scalars().all())
     return found

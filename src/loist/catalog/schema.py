@@ -169,3 +169,30 @@ pg_tracks.append_column(
 ROW_COLUMNS: tuple[str, ...] = tuple(column.name for column in tracks.columns)
 TRACK_COLUMNS: tuple[str, ...] = tuple(name for name in ROW_COLUMNS if name not in SEARCH_COLUMNS.values())
 track_columns: tuple[sa.Column[Any], ...] = tuple(tracks.c[name] for name in TRACK_COLUMNS)
+
+# Durable background jobs (migration 0008; the queue is :mod:`loist.catalog.jobs`): one row per
+# (track, kind) of derived work. ``result_key`` is the derived blob a finished job made: a blob
+# reference like ``tracks.blob_key`` (kept while referenced, see ``catalog.blobs.referenced_keys``).
+JOB_STATES: tuple[str, ...] = ("queued", "running", "done", "dead")
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("track_id", sa.Uuid(), sa.ForeignKey("tracks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("run_at", UTCDateTime(), nullable=False),  # queued: not before; running: claimed at
+    sa.Column("lease_until", UTCDateTime()),  # running: another worker may take it over after this
+    sa.Column("lease_token", sa.String(32)),  # the claim's fence: only its holder may finish it
+    sa.Column("last_error", sa.Text()),
+    sa.Column("result_key", sa.Text()),
+    sa.Column("result", sa.JSON()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("track_id", "kind", name="uq_jobs_track_id_kind"),
+    sa.CheckConstraint("state IN (" + ", ".join(f"'{state}'" for state in JOB_STATES) + ")", name="state"),
+)
+
+sa.Index("ix_jobs_state_run_at", jobs.c.state, jobs.c.run_at)
+sa.Index("ix_jobs_result_key", jobs.c.result_key)

@@ -37,7 +37,7 @@ _JSON_AT = tuple(ROW_COLUMNS.index(name) for name in LIST_TAG_FIELDS)
 _DATETIMES_AT = (ROW_COLUMNS.index("created_at"), ROW_COLUMNS.index("updated_at"))
 
 
-def _utc_text(value: datetime) -> str:
+def utc_text(value: datetime) -> str:
     if value.tzinfo is not None and value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     # Same text as SQLAlchemy's SQLite DATETIME (microseconds always present, so text order is
@@ -55,7 +55,7 @@ def encode_row(row: dict[str, Any]) -> tuple[Any, ...]:
     for at in _JSON_AT:
         values[at] = json.dumps(values[at])
     for at in _DATETIMES_AT:
-        values[at] = _utc_text(values[at])
+        values[at] = utc_text(values[at])
     return tuple(values)
 
 

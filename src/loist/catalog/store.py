@@ -27,8 +27,17 @@ from loist.catalog import blobs, revisions, sqlite_bulk
 from loist.catalog.cursor import decode_cursor, encode_cursor, invalid_cursor
 from loist.catalog.engine import DEFAULT_WRITE_TIMEOUT_S, build_engine, transaction
 from loist.catalog.errors import database_failed
+from loist.catalog.jobs import JobTable, enqueue
 from loist.catalog.rows import LIST_TAG_FIELDS, genre_keys, row_to_track, track_to_row, utc
-from loist.catalog.schema import GENRE_KEYS, TRACK_COLUMNS, pg_tracks, track_columns, track_genres, tracks
+from loist.catalog.schema import (
+    GENRE_KEYS,
+    TRACK_COLUMNS,
+    jobs,
+    pg_tracks,
+    track_columns,
+    track_genres,
+    tracks,
+)
 from loist.catalog.search import run_search
 from loist.catalog.text import genre_rows, search_columns
 from loist.errors import DatabaseFailed, InvalidArgument, LoistError
@@ -80,6 +89,7 @@ class Catalog:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self.jobs = JobTable(self._tx)  # the durable job queue (loist.catalog.jobs)
 
     @classmethod
     def from_url(
@@ -174,11 +184,14 @@ class Catalog:
         """Insert ``track``; if its sha256 is catalogued already, return ``(existing, False)``."""
         return (await self.add_many([track]))[0]
 
-    async def add_many(self, tracks_in: Sequence[Track]) -> list[tuple[Track, bool]]:
+    async def add_many(
+        self, tracks_in: Sequence[Track], *, derive: Callable[[Track], Sequence[str]] | None = None
+    ) -> list[tuple[Track, bool]]:
         """Insert several tracks in one transaction, each deduplicated by sha256 like :meth:`add`.
 
         Within the batch the first track with a given sha256 wins; later ones are reported as
-        ``(first, False)``. One ``executemany`` for the rows and one for their genres.
+        ``(first, False)``. One ``executemany`` for the rows and one for their genres. ``derive``
+        names the jobs to queue for each created track, in the same transaction (``catalog.jobs``).
         """
         if not tracks_in:
             return []
@@ -201,6 +214,9 @@ class Catalog:
                     [(row["id"], row["genres"]) for row in rows if row["id"] in created_ids],
                     replace=False,
                 )
+            if derive is not None:
+                created_tracks = [track for track in tracks_in if track.id in created_ids]
+                await enqueue(conn, [(t.id, kind) for t in created_tracks for kind in derive(t)], _now())
             dupes = list({row["sha256"] for row in rows if row["id"] not in created_ids and row["sha256"]})
             owners: dict[str, Track] = {}
             for chunk in _chunks(dupes, IN_CHUNK):
@@ -312,6 +328,7 @@ class Catalog:
     async def wipe(self) -> None:
         """Delete every row (staging refresh, tests). The schema stays."""
         async with self._tx("delete") as conn:
+            await conn.execute(sa.delete(jobs))
             await conn.execute(sa.delete(tracks))  # rows first: see delete()
             await conn.execute(sa.delete(track_genres))
 
@@ -388,8 +405,9 @@ class Catalog:
             .select_from(tracks)
             .where(sa.or_(tracks.c.blob_key == key, tracks.c.thumbnail_key == key))
         )
+        derived = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.result_key == key)
         async with self._tx() as conn:
-            return int((await conn.execute(query)).scalar_one())
+            return int((await conn.execute(query)).scalar_one()) + int((await conn.execute(derived)).scalar_one())
 
     # --- blob references and locks (loist.catalog.blobs) --------------------------------------
 

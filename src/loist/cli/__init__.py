@@ -7,7 +7,7 @@ Every command calls the library service (never SQL or blob I/O here), has ``--he
 One module per topic: :mod:`~loist.cli.tracks` (ingest, show, list, search), :mod:`~loist.cli.edit`
 (update, delete),
 :mod:`~loist.cli.admin` (db, config, seed, fsck, export, import), :mod:`~loist.cli.server` (serve,
-smoke), :mod:`~loist.cli.backup` (backup, restore); :mod:`~loist.cli.render` prints results as text or JSON; :mod:`~loist.cli.runner` loads
+smoke), :mod:`~loist.cli.backup` (backup, restore), :mod:`~loist.cli.jobs` (worker, jobs list/retry); :mod:`~loist.cli.render` prints results as text or JSON; :mod:`~loist.cli.runner` loads
 the settings, opens the library, runs one call and maps errors; :mod:`~loist.cli.interrupt` turns
 SIGINT/SIGTERM during an ingest into a clean stop (:mod:`~loist.cli.testhooks`: its test hooks). The table below is the whole
 command set, in the order ``loist --help`` lists it.
@@ -19,7 +19,7 @@ import sys
 
 import typer
 
-from loist.cli import admin, backup, edit, render, server, tracks
+from loist.cli import admin, backup, edit, jobs, render, server, tracks
 from loist.errors import EXIT_CODE, ErrorCode
 
 app = typer.Typer(
@@ -45,6 +45,8 @@ app.command("export")(admin.export_cmd)
 app.command("import")(admin.import_cmd)
 app.command()(backup.backup)
 app.command()(backup.restore)
+app.command()(jobs.worker)
+app.add_typer(jobs.jobs_app, name="jobs")
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from loist.catalog.blobs import BlobRefs
 from loist.errors import ErrorCode, InvalidArgument, LoistError
 from loist.ingest.fetch import DOWNLOAD_TEMP_PREFIX
+from loist.library.derived import DERIVED_PREFIXES
 from loist.library.transfer import IMPORT_TEMP_PREFIX
 from loist.model import TrackStatus
 from loist.storage.base import ListedBlob
@@ -51,7 +52,7 @@ T = TypeVar("T")
 PAGE = 500
 ITEM_LIMIT = 100  # items listed in a report; the counts are always complete
 PRESENT_CACHE = 4096  # keys known to exist (the synthetic tracks share one)
-PREFIXES = ("audio/", "thumbnails/")
+PREFIXES = ("audio/", "thumbnails/", *DERIVED_PREFIXES)  # derived blobs are referenced by their jobs
 TEMP_PREFIXES = (DOWNLOAD_TEMP_PREFIX, IMPORT_TEMP_PREFIX)
 DEFAULT_GRACE = timedelta(minutes=60)
 MISSING_AUDIO = "audio blob missing"

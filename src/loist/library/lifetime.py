@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from loist.catalog import Catalog
 from loist.errors import LoistError
@@ -66,6 +66,8 @@ class BlobLifetime:
         self.store = store
         self.storage_pool = storage_pool  # every blocking store call (loist.library.storage_pool)
         self.checkpoints = Checkpoints()
+        # The jobs each new row gets, queued in the transaction that inserts it (loist.library.derived).
+        self.derive: Callable[[Track], Sequence[str]] | None = None
 
     async def _blocked(self) -> None:
         await self.checkpoints.reached("lock_blocked")
@@ -83,7 +85,7 @@ class BlobLifetime:
             async with self.catalog.locked(keys, on_blocked=self._blocked):
                 await self.checkpoints.reached("claiming")
                 await self.storage_pool.run(blobs.ensure, keys)
-                results = await self.catalog.add_many(tracks)
+                results = await self.catalog.add_many(tracks, derive=self.derive)
                 results = [await self._heal(pair, ours, set(keys)) for pair, ours in zip(results, tracks, strict=True)]
         except BaseException:
             await self.discard(blobs)
@@ -163,14 +165,16 @@ class BlobLifetime:
                       "removes them: %s", len(keys), exc.code, ", ".join(keys))
 
     async def delete_track(self, track_id: uuid.UUID) -> Track | None:
-        """Delete a row (its keys locked), then release its blobs; the row, or None if it was gone."""
+        """Delete a row and its jobs (its keys locked), then release its blobs and the derived blobs
+        its jobs made; the row, or None if it was gone."""
         track = await self.catalog.get(track_id)
         if track is None:
             return None
         async with self.catalog.locked(blob_keys([track]), on_blocked=self._blocked):
+            derived = await self.catalog.jobs.delete_for_track(track_id)
             gone = await self.catalog.delete(track_id)
         if gone is None:
             return None
         await self.checkpoints.reached("row_deleted")
-        await self.release(blob_keys([gone]))
+        await self.release([*blob_keys([gone]), *derived])
         return gone

@@ -45,6 +45,7 @@ from loist.storage.base import BlobInfo, BlobStore
 
 if TYPE_CHECKING:  # imported when first used: reading the library (`loist list`) never loads the ingest engines
     from loist.library.bulk import NewBlobs
+    from loist.library.derived import Derived
     from loist.library.pipeline import BulkControl, IngestOutcome, Pipeline, Progress
 
 PAGE = 500  # rows per page when walking the whole library (export, wipe)
@@ -62,13 +63,24 @@ class Library:
         self.catalog = catalog
         self.store = store
         self.storage_pool = StoragePool(settings.storage_threads)
+        self.jobs_wake = asyncio.Event()  # set after an ingest: this process's idle workers look at once
 
     @functools.cached_property
     def pipeline(self) -> Pipeline:
         """The ingest pipeline, built on first use (with the ingest engines it imports)."""
+        from loist.library.derived import derive_kinds
         from loist.library.pipeline import Pipeline
 
-        return Pipeline(self.settings, self.catalog, self.store, self.storage_pool)
+        pipeline = Pipeline(self.settings, self.catalog, self.store, self.storage_pool)
+        pipeline.lifetime.derive = derive_kinds  # every new track queues its derived work
+        return pipeline
+
+    @functools.cached_property
+    def derived(self) -> Derived:
+        """Derived work (waveforms, web renditions) and the playable form of a track, built on first use."""
+        from loist.library.derived import Derived
+
+        return Derived(self.settings, self.catalog, self.store, self.storage_pool, self.pipeline.lifetime)
 
     # --- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -98,6 +110,8 @@ class Library:
         return cls(settings, catalog, store)
 
     async def close(self) -> None:
+        if "derived" in self.__dict__:
+            self.derived.close()
         if "pipeline" in self.__dict__:  # built: its process pool, if any, ends here
             self.pipeline.close()
         self.storage_pool.close()
@@ -145,11 +159,13 @@ class Library:
         track, _ = await self.pipeline.ingest_url(
             url, headers=headers, filename=filename, max_size_mb=max_size_mb, progress=progress
         )
+        self.jobs_wake.set()
         return track
 
     async def ingest_file(self, path: str | Path, *, progress: Progress | None = None) -> Track:
         """Analyse, store and catalogue one local file."""
         track, _ = await self.pipeline.ingest_file(Path(path), progress=progress)
+        self.jobs_wake.set()
         return track
 
     def ingest_many(
@@ -243,6 +259,8 @@ class Library:
         async for track in self.iter_tracks(status=None):
             count += 1
             keys.update(k for k in (track.blob_key, track.thumbnail_key) if k)
+        async for page in self.catalog.jobs.result_keys():
+            keys.update(page)
         await self.catalog.wipe()
         if delete_blobs:  # released like a delete's: an ingest running meanwhile keeps what it claims
             await self.pipeline.lifetime.release(keys)
@@ -282,10 +300,12 @@ class Library:
         return len(data)
 
     # --- blobs -----------------------------------------------------------------------------------
-    async def stream(self, track_id: uuid.UUID | str) -> BlobInfo:
+    async def stream(self, track_id: uuid.UUID | str, *, original: bool = False) -> BlobInfo:
+        """The blob browsers play: the web rendition when the track has one (``original``: never)."""
         track = await self.get_playable(track_id)
         assert track.blob_key is not None
-        return await self.storage_pool.run(self.store.stat, track.blob_key)
+        key = track.blob_key if original else (await self.derived.playable(track))[0]
+        return await self.storage_pool.run(self.store.stat, key)
 
     async def thumbnail(self, track_id: uuid.UUID | str) -> BlobInfo:
         track = await self.get(track_id)

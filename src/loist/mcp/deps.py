@@ -38,6 +38,10 @@ def thumbnail_uri(track_id: object) -> str:
     return f"{URI_SCHEME}://audio/{track_id}/thumbnail"
 
 
+def waveform_uri(track_id: object) -> str:
+    return f"{URI_SCHEME}://audio/{track_id}/waveform"
+
+
 def search_uri(query: str) -> str:
     return f"{URI_SCHEME}://library/search?q={quote(query, safe='')}"
 

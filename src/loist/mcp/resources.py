@@ -6,6 +6,7 @@ URIs keep the names operators already use::
     music-library://audio/{id}/stream        application/json   the stable stream URL
                                                                 (+ the bytes when <= 1 MiB)
     music-library://audio/{id}/thumbnail     image/jpeg         the artwork thumbnail
+    music-library://audio/{id}/waveform      application/json   waveform peaks (waveform-data v2)
     music-library://library/search?q={query} application/json   search_library's first page
 
 The stream resource points at ``{EMBED_BASE_URL}/audio/{id}/stream`` (never an expiring signed URL).
@@ -79,7 +80,8 @@ def register_resources(server: MCPServer, deps: Deps) -> None:
     async def track_metadata(id: str) -> str:  # noqa: A002 - the URI variable's name
         """A track's tags, technical properties, artwork and links, as JSON."""
         track = await deps.library.get(id)
-        return TrackResult(track=track, links=links_for(deps, track)).model_dump_json(indent=2)
+        derivatives = await deps.library.derived.derivatives(track.id)
+        return TrackResult(track=track, links=links_for(deps, track), derivatives=derivatives).model_dump_json(indent=2)
 
     @server.resource(
         "music-library://audio/{id}/stream",
@@ -104,6 +106,19 @@ def register_resources(server: MCPServer, deps: Deps) -> None:
         """The track's artwork thumbnail (JPEG)."""
         info = await deps.library.thumbnail(id)
         return await _read_blob(deps, info.key)
+
+    @server.resource(
+        "music-library://audio/{id}/waveform",
+        name="track-waveform",
+        title="Track waveform",
+        mime_type=JSON,
+    )
+    async def track_waveform(id: str) -> str:  # noqa: A002
+        """The track's waveform peaks in the waveform-data JSON format version 2 (made in the
+        background after ingest: NOT_FOUND, with the job's state, until then)."""
+        track = await deps.library.get_playable(id)
+        info = await deps.library.derived.waveform(track)
+        return (await _read_blob(deps, info.key)).decode("utf-8")
 
     @server.resource(
         "music-library://library/search?q={query}",

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loist.model import SearchHit, Track
+from loist.model import Derivative, SearchHit, Track
 
 # --- inputs --------------------------------------------------------------------------------------
 
@@ -78,6 +78,7 @@ class ResourceUris(BaseModel):
     metadata: str
     stream: str
     thumbnail: str | None = Field(description="None when the track has no artwork.")
+    waveform: str = Field(description="Waveform peaks (waveform-data JSON v2), once its background job has run.")
 
 
 class TrackLinks(BaseModel):
@@ -87,6 +88,7 @@ class TrackLinks(BaseModel):
     oembed_url: str
     stream_url: str
     thumbnail_url: str | None
+    waveform_url: str = Field(description="Waveform peaks (waveform-data JSON v2); 404 until made.")
     resources: ResourceUris
 
 
@@ -95,6 +97,10 @@ class TrackResult(BaseModel):
 
     track: Track
     links: TrackLinks
+    derivatives: dict[str, Derivative] = Field(
+        default_factory=dict,
+        description="Background work on the track (waveform, rendition): state, attempts, last error.",
+    )
 
 
 class IngestResult(TrackResult):

@@ -37,6 +37,7 @@ from loist.config import Settings
 from loist.errors import ErrorCode, LoistError, public_message
 from loist.library.holder import LibraryHolder
 from loist.mcp import observe
+from loist.mcp.app import player_app
 from loist.mcp.deps import Deps, Transport
 from loist.mcp.resources import register_resources, stream_contents
 from loist.mcp.results import error_result
@@ -170,6 +171,7 @@ def create_mcp_server(
         website_url=settings.public_base_url,
         lifespan=lifespan,
         log_level=settings.log_level,
+        extensions=[player_app(settings)],  # the in-chat player (loist.mcp.app)
     )
     register_tools(server, deps)
     server.compact_output_schemas()

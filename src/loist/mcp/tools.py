@@ -21,7 +21,8 @@ from pydantic import Field
 
 from loist import __version__
 from loist.errors import InvalidArgument, LoistError
-from loist.mcp.deps import Deps, metadata_uri, stream_uri, thumbnail_uri
+from loist.mcp.app import UI_META
+from loist.mcp.deps import Deps, metadata_uri, stream_uri, thumbnail_uri, waveform_uri
 from loist.mcp.folder import register_folder_tool
 from loist.mcp.progress import ProgressReporter
 from loist.mcp.results import ok
@@ -59,10 +60,12 @@ def links_for(deps: Deps, track: Track) -> TrackLinks:
         oembed_url=library.oembed_url(track.id),
         stream_url=library.stream_url(track.id),
         thumbnail_url=library.thumbnail_url(track),
+        waveform_url=f"{library.settings.public_base_url}/audio/{track.id}/waveform.json",
         resources=ResourceUris(
             metadata=metadata_uri(track.id),
             stream=stream_uri(track.id),
             thumbnail=thumbnail_uri(track.id) if has_thumb else None,
+            waveform=waveform_uri(track.id),
         ),
     )
 
@@ -138,6 +141,7 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
             idempotentHint=True,  # content-addressed: the same bytes give the same track
             openWorldHint=True,  # fetches arbitrary URLs
         ),
+        meta=UI_META,
     )
     async def process_audio_complete(
         source: Annotated[Source, Field(description="Where the audio comes from.")],
@@ -185,13 +189,15 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
 
     register_folder_tool(server, deps)  # ingest_folder: second in tools/list
 
-    @server.tool(title="Get a track's metadata", annotations=READ_ONLY)
+    @server.tool(title="Get a track's metadata", annotations=READ_ONLY, meta=UI_META)
     async def get_audio_metadata(audioId: AudioId) -> Annotated[CallToolResult, TrackResult]:  # noqa: N803
         """Get one track: tags, technical properties, artwork, status and its links."""
         track = await deps.library.get(audioId)
-        return ok(TrackResult(track=track, links=links_for(deps, track)), resource_links(track))
+        derivatives = await deps.library.derived.derivatives(track.id)
+        result = TrackResult(track=track, links=links_for(deps, track), derivatives=derivatives)
+        return ok(result, resource_links(track))
 
-    @server.tool(title="Search the library", annotations=READ_ONLY)
+    @server.tool(title="Search the library", annotations=READ_ONLY, meta=UI_META)
     async def search_library(
         query: Annotated[
             str,

@@ -9,7 +9,8 @@ time, no globals), so tests build as many apps as they like. Composition, outerm
     ScopedCORS             CORS_ORIGINS, only for /audio/*, /oembed, /.well-known/oembed.json
     Admission              per-kind concurrency bounds; past them 503 OVERLOADED + Retry-After
     Starlette router       /  /embed/{id}  /oembed  /.well-known/oembed.json
-                           /audio/{id}/stream  /audio/{id}/thumbnail  /health/live  /health/ready
+                           /audio/{id}/stream  /audio/{id}/thumbnail  /audio/{id}/waveform.json
+                           /audio/{id}/original  /health/live  /health/ready
                            /static/*  /mcp (BearerAuth -> McpEndpoint (McpLimits) -> MCP streamable HTTP session manager)
 
 The lifespan holds the library open through the app's
@@ -30,8 +31,9 @@ from starlette.staticfiles import StaticFiles
 
 from loist.config import Settings
 from loist.library.holder import LibraryHolder
+from loist.library.jobs import background_workers
 from loist.mcp.server import create_mcp_server, mcp_http_app
-from loist.web import embed, health, landing, oembed, stream
+from loist.web import derived, embed, health, landing, oembed, stream
 from loist.web.admission import Admission, AdmissionLimits
 from loist.web.auth import BearerAuth
 from loist.web.context import WebContext, make_templates
@@ -51,8 +53,9 @@ MCP_PATH = "/mcp"
 ANNOUNCED_PATHS = {"mcp": MCP_PATH, "embed": "/embed/{id}", "health": "/health/ready"}
 
 
-def create_app(settings: Settings, library: Library | None = None) -> Starlette:
-    """Build the app. With ``library`` the caller owns it; without, the lifespan opens and closes one."""
+def create_app(settings: Settings, library: Library | None = None, *, job_workers: int = 0) -> Starlette:
+    """Build the app. With ``library`` the caller owns it; without, the lifespan opens and closes one.
+    ``job_workers``: background job workers to run while the app runs (``loist serve``: JOBS_WORKERS)."""
     ctx = WebContext(settings=settings, templates=make_templates(), holder=LibraryHolder(library, name="the web app's library"))
 
     mcp_server = create_mcp_server(settings, ctx.holder, transport="http")
@@ -65,7 +68,11 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with ctx.holder.opened(settings), mcp_server.session_manager.run():
+        async with (
+            ctx.holder.opened(settings) as opened,
+            mcp_server.session_manager.run(),
+            background_workers(settings, opened.derived, opened.jobs_wake, count=job_workers),
+        ):
             endpoint.manager = mcp_server.session_manager
             try:
                 yield
@@ -78,6 +85,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
         *embed.routes(ctx),
         *oembed.routes(ctx),
         *stream.routes(ctx),
+        *derived.routes(ctx),
         *health.routes(ctx),
         Route(MCP_PATH, BearerAuth(endpoint, settings, limiter), name="mcp"),
         Mount("/static", StaticFiles(packages=[("loist.web", "static")]), name="static"),

@@ -42,6 +42,7 @@ class TrackView:
     mime_type: str
     embed_url: str
     stream_url: str
+    waveform_url: str
     thumbnail_url: str | None
     image_url: str  # thumbnail, or the static placeholder artwork
     image_width: int
@@ -70,7 +71,8 @@ def thumbnail_size(track: Track) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def track_view(ctx: WebContext, track: Track) -> TrackView:
+def track_view(ctx: WebContext, track: Track, mime_type: str | None = None) -> TrackView:
+    """``mime_type``: of what the stream serves (a web rendition's, when the track has one)."""
     lib = ctx.library
     tags = track.tags
     title = tags.title or track.source.original_filename or "Untitled track"
@@ -86,9 +88,10 @@ def track_view(ctx: WebContext, track: Track) -> TrackView:
         album=tags.album,
         description=" · ".join(parts) or "Listen to this track",
         duration_s=track.audio.duration_s,
-        mime_type=track.audio.mime_type or "application/octet-stream",
+        mime_type=mime_type or track.audio.mime_type or "application/octet-stream",
         embed_url=lib.embed_url(track.id),
         stream_url=lib.stream_url(track.id),
+        waveform_url=f"{ctx.base_url}/audio/{track.id}/waveform.json",
         thumbnail_url=thumb,
         image_url=thumb or f"{ctx.base_url}/static/artwork.png",
         image_width=image_w,
@@ -110,8 +113,8 @@ async def _note_signed_origin(ctx: WebContext, track: Track) -> None:
         ctx.extra_media_origins.add(origin_of(url))
 
 
-def render_page(ctx: WebContext, track: Track) -> bytes:
-    view = track_view(ctx, track)
+def render_page(ctx: WebContext, track: Track, mime_type: str | None = None) -> bytes:
+    view = track_view(ctx, track, mime_type)
     oembed = f"{ctx.base_url}/oembed?url={quote(view.embed_url, safe='')}"
     html = ctx.templates.get_template("embed.html").render(
         t=view,
@@ -134,7 +137,8 @@ def routes(ctx: WebContext) -> list[Route]:
         if body is None:
             track = await load_track(ctx, raw_id)
             await _note_signed_origin(ctx, track)
-            body = render_page(ctx, track)
+            _, mime_type = await ctx.library.derived.playable(track)
+            body = render_page(ctx, track, mime_type)
             ctx.pages.put(key, body)
         headers = {"Content-Security-Policy": embed_csp(ctx), "Cache-Control": EMBED_CACHE_CONTROL}
         return Response(body, media_type="text/html; charset=utf-8", headers=headers)

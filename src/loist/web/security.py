@@ -36,6 +36,7 @@ def embed_csp(ctx: WebContext) -> str:
         [
             "default-src 'none'",
             f"media-src {media}",
+            f"connect-src 'self' {origin_of(ctx.base_url)}",  # the player fetches waveform.json
             f"img-src {media} data:",
             f"style-src {ctx.assets.style_hashes}",
             f"script-src {ctx.assets.script_hashes}",

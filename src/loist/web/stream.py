@@ -245,7 +245,7 @@ async def blob_response(request: Request, ctx: WebContext, info: BlobInfo, conte
     return StreamingResponse(body, status_code=status, headers=headers, media_type=media_type)
 
 
-async def _redirect_if_signed(ctx: WebContext, info: BlobInfo) -> Response | None:
+async def redirect_if_signed(ctx: WebContext, info: BlobInfo) -> Response | None:
     if ctx.settings.storage_backend == "local":
         return None  # local blobs are always served here (no thread hop needed to learn that)
     url = await ctx.library.storage_pool.run(ctx.library.signed_url, info.key)
@@ -271,14 +271,14 @@ async def _blob_info(ctx: WebContext, kind: str, raw_id: str) -> BlobInfo:
 def routes(ctx: WebContext) -> list[Route]:
     async def stream(request: Request) -> Response:
         info = await _blob_info(ctx, "stream", request.path_params["track_id"])
-        redirect = await _redirect_if_signed(ctx, info)
+        redirect = await redirect_if_signed(ctx, info)
         if redirect is not None:
             return redirect
         return await blob_response(request, ctx, info, None)
 
     async def thumbnail(request: Request) -> Response:
         info = await _blob_info(ctx, "thumbnail", request.path_params["track_id"])
-        redirect = await _redirect_if_signed(ctx, info)
+        redirect = await redirect_if_signed(ctx, info)
         if redirect is not None:
             return redirect
         return await blob_response(request, ctx, info, "image/jpeg")

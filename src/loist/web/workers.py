@@ -60,7 +60,7 @@ def _worker(settings: Settings, sock: socket.socket, make_config: ConfigFactory,
         return  # the parent died before the death signal was armed
     configure_logging(settings)
     start_worker(settings)  # report into the parent's metrics folder, trace on its own
-    server = uvicorn.Server(make_config(create_app(settings), settings))
+    server = uvicorn.Server(make_config(create_app(settings, job_workers=settings.jobs_workers), settings))
     server.run(sockets=[sock])
 
 

@@ -1,7 +1,7 @@
 """Search postings ordered for the ranking's tie-break and carrying the filter columns.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-04
 
 ``search_postings`` (0005) becomes ``(term, field, impact, added, track)`` plus ``year``, ``duration``
@@ -41,7 +41,7 @@ from loist.catalog.search.postings import (
 )
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
