@@ -121,7 +121,11 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
     except psycopg.OperationalError as exc:
         _unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     tmp = tmp_path_factory.mktemp("local-stack")
-    with start_stack(tmp, "--pg-server", PG_SERVER) as stack:
+    # One stack serves the whole session from 127.0.0.1, and several tests fail its bearer check on
+    # purpose (wrong or no token): past RATE_LIMIT_AUTH_FAILURES' default they would get 429
+    # instead of the 401 they check. That limit is tested in tests/web/test_ratelimit.py.
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"RATE_LIMIT_AUTH_FAILURES": "1000/minute"}
+    with start_stack(tmp, "--pg-server", PG_SERVER, env=env) as stack:
         yield stack
     database = stack.info["database_url"].rsplit("/", 1)[1]
     assert stack.proc.returncode == 0, "local-stack did not exit cleanly on SIGTERM"
