@@ -260,8 +260,8 @@ async def test_postgresql_migration_builds_the_key_after_the_fill(fresh_pg_url: 
 
 
 async def _reshape_round_trip(url: str) -> None:
-    """0007 (the revision before it) -> 0009 (filter columns, added in the key) -> 0007 (the shape of 0005) -> 0009."""
-    await upgrade(url, "0007")
+    """0008 (the revision before it) -> 0009 (filter columns, added in the key) -> 0008 (the shape of 0005) -> 0009."""
+    await upgrade(url, "0008")
     async with Catalog.from_url(url) as catalog:
         await catalog.add_many([make_track(n, tags=Tags(title=f"Oscar {n}", artist="Oscar", year=1999)) for n in range(3)])
     await upgrade(url)
@@ -274,7 +274,7 @@ async def _reshape_round_trip(url: str) -> None:
         assert await postings(catalog) == await recomputed(catalog)
         assert (await catalog.search(SearchRequest(query="oscar year:1999"))).total == 3
         assert (await catalog.search(SearchRequest(query="oscar year:2000.."))).total == 0
-    await downgrade(url, "0007")
+    await downgrade(url, "0008")
     async with Catalog.from_url(url) as catalog, catalog.engine.connect() as conn:
         with pytest.raises(sa.exc.DBAPIError):
             await conn.execute(sa.text(f"SELECT added FROM {POSTINGS_TABLE}"))  # noqa: S608
@@ -300,7 +300,7 @@ async def test_a_rebuild_before_0009_makes_the_postings_of_this_code(tmp_path: P
     from loist.catalog.search.index import rebuild_search_index
 
     url = sqlite_catalog_url(tmp_path)
-    await upgrade(url, "0007")
+    await upgrade(url, "0008")
     async with Catalog.from_url(url) as catalog:
         await catalog.add_many([make_track(n, tags=Tags(title=f"Papa {n}")) for n in range(2)])
         async with catalog.engine.begin() as conn:

@@ -145,7 +145,7 @@ def _run(variant: str) -> Stack:
         stack,
         *(f"{k}={v}" for k, v in overrides.items()),
     ]
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"pulumi program failed for {variant}:\n{done.stderr[-4000:]}"
     data = json.loads(done.stdout)
     return Stack(name=variant, config=data["config"], resources=data["resources"])
