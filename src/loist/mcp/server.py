@@ -80,15 +80,16 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[dict[str, Any], Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        started, result = time.perf_counter(), None
+        started = time.perf_counter()
         try:
             result = await super().call_tool(name, arguments, context)
         except MCPError:
+            observe.record(self.tool_names, name, None, time.perf_counter() - started)
             raise
         except Exception as exc:
             result = error_result(name, exc)
-        finally:
-            observe.record(self.tool_names, name, result, time.perf_counter() - started)
+        # a call cancelled (its client left) is not counted: it has no outcome
+        observe.record(self.tool_names, name, result, time.perf_counter() - started)
         return result
 
     @functools.cached_property
