@@ -14,10 +14,16 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/loist
 ENV PATH=/opt/loist/bin:$PATH
 WORKDIR /src
-# Dependencies change less often than code: the metadata layer comes first for the build cache.
+# Dependencies change less often than code: they come first, for the build cache. They install
+# only from the lock, each file checked against its sha256 (--require-hashes), so a dependency
+# cannot change under a rebuild; setuptools and wheel (from the lock too) then build Loist itself
+# with no further download. Regenerate the lock: see docs/security.md.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && pip check \
     && python -c "import loist, loist.config"
 
 # --- runtime: slim base + ffmpeg + the venv, as a non-root user ------------------------------------

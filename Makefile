@@ -1,9 +1,11 @@
 # The two commands the README starts with. Both set up a fresh machine first (scripts/bootstrap).
 .PHONY: serve test lint bench-ingest bench-search bench-http
 
+# A development server on this machine: it may fetch from loopback and private addresses (the
+# audio `loist smoke` serves from 127.0.0.1, a file on your own network); `loist serve` alone does not.
 serve:
 	@scripts/bootstrap
-	.venv/bin/loist serve
+	ALLOW_PRIVATE_URLS=$${ALLOW_PRIVATE_URLS:-true} .venv/bin/loist serve
 
 test:
 	@scripts/bootstrap --test
@@ -11,8 +13,8 @@ test:
 
 lint:
 	@scripts/bootstrap --test
-	.venv/bin/ruff check src tests bench
-	.venv/bin/bandit -q -r src -c pyproject.toml
+	.venv/bin/ruff check src tests bench loadtest
+	scripts/scan offline
 
 bench-ingest:
 	.venv/bin/python bench/ingest.py

@@ -138,6 +138,27 @@ def query_mix(seed: int = SEED) -> list[Case]:
     return cases
 
 
+def shapes_mix(seed: int = SEED) -> list[Case]:
+    """200 searches of the six shapes people type most, as they type them (no trailing space, so
+    the last word is still a prefix): a word; two words; a word and a year range; ``genre:rock`` and
+    a word; a word and a duration range; a two-letter prefix."""
+    rng = random.Random(seed)  # noqa: S311
+    shapes: list[tuple[str, int, Callable[[], str]]] = [
+        ("word", 34, lambda: rng.choice(WORDS)),
+        ("two words", 34, lambda: f"{rng.choice(WORDS)} {rng.choice(WORDS)}"),
+        ("word + year", 33, lambda: f"{rng.choice(WORDS)} year:1990..1999"),
+        ("genre + word", 33, lambda: f"genre:rock {rng.choice(WORDS)}"),
+        ("word + duration", 33, lambda: f"{rng.choice(WORDS)} duration:..3:00"),
+        ("prefix 2", 33, lambda: rng.choice(WORDS)[:2]),
+    ]
+    cases = [Case(kind, SearchRequest(query=make())) for kind, count, make in shapes for _ in range(count)]
+    assert len(cases) == 200, len(cases)
+    return cases
+
+
+MIXES: dict[str, Callable[[], list[Case]]] = {"round3": query_mix, "shapes": shapes_mix}
+
+
 # --- seeding ----------------------------------------------------------------------------------
 
 
@@ -153,7 +174,7 @@ def _pg_create(name: str, drop: bool) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-async def library_url(engine: str, tracks: int, data_dir: Path, reseed: bool) -> str:
+async def library_url(engine: str, tracks: int, data_dir: Path, reseed: bool, pg_prefix: str = "loist_bench") -> str:
     """The URL of a seeded library (seeding it first when missing or ``reseed``)."""
     if engine == "sqlite":
         path = data_dir / f"search-{tracks}.db"
@@ -167,7 +188,7 @@ async def library_url(engine: str, tracks: int, data_dir: Path, reseed: bool) ->
             await seed(url, tracks)
             path.with_suffix(".ready").touch()
         return url
-    name = f"loist_bench_{tracks}"
+    name = f"{pg_prefix}_{tracks}"
     url = f"{PG_SERVER}/{name}"
     if reseed or not _pg_exists(name):
         _pg_create(name, drop=True)
@@ -269,6 +290,14 @@ async def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout_s: flo
     raise SystemExit(f"loist serve did not answer on {base} within {timeout_s:.0f} s")
 
 
+def _is_child(pid: int) -> bool:
+    """Whether ``pid`` is a child of this process (the ``loist serve`` it started)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid()
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -281,8 +310,39 @@ def describe(case: Case) -> str:
     return f"{case.kind}: {json.dumps(fields, ensure_ascii=False)}" + (f" page {case.pages}" if case.pages > 1 else "")
 
 
-async def time_mix(run: Runner, cases: list[Case]) -> list[tuple[str, float, int]]:
-    timings: list[tuple[str, float, int]] = []
+class CpuMeter:
+    """CPU time spent on a search, in ms: this process's, plus that of the other processes serving it
+    (the PostgreSQL backends of the library's database; the ``loist serve`` child), from
+    ``/proc/<pid>/schedstat`` (nanoseconds on a CPU). Unlike the wall clock it does not count the
+    time a process waits for a core, so it stays readable on a machine shared with other work."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+
+    @staticmethod
+    def _on_cpu(pid: int) -> int:
+        try:
+            return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def now(self) -> int:
+        return time.process_time_ns() + sum(self._on_cpu(pid) for pid in self.pids)
+
+    def watch_postgres(self, url: str) -> None:
+        """Watch every backend connected to the library's database (after the warm-up: the pool is open)."""
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
+            ).fetchall()
+        self.pids += [int(row[0]) for row in rows]
+
+
+async def time_mix(run: Runner, cases: list[Case], cpu: CpuMeter | None = None) -> list[tuple[str, float, int, float]]:
+    """(kind, wall ms, total, CPU ms) of each case."""
+    cpu = cpu or CpuMeter()
+    timings: list[tuple[str, float, int, float]] = []
     for case in cases:
         request = case.request
         for _ in range(case.pages - 1):  # walk to the deep page, untimed
@@ -290,34 +350,51 @@ async def time_mix(run: Runner, cases: list[Case]) -> list[tuple[str, float, int
             if page.next_cursor is None:
                 break
             request = request.model_copy(update={"cursor": page.next_cursor})
-        started = time.perf_counter()
+        cpu_started, started = cpu.now(), time.perf_counter()
         result = await run(request)
-        timings.append((case.kind, (time.perf_counter() - started) * 1000, result.total))
+        wall = (time.perf_counter() - started) * 1000
+        timings.append((case.kind, wall, result.total, (cpu.now() - cpu_started) / 1e6))
     return timings
 
 
 async def bench(engine: str, tracks: int, args: argparse.Namespace) -> list[str]:
-    url = await library_url(engine, tracks, args.data_dir, args.reseed)
-    cases = query_mix()
+    url = await library_url(engine, tracks, args.data_dir, args.reseed, args.pg_prefix)
+    cases = MIXES[args.mix]()
     timings: list[float] = []
     by_kind: dict[str, list[float]] = {}
     by_case: dict[int, list[float]] = {}
+    cpu_by_kind: dict[str, list[float]] = {}
+    cpu = CpuMeter()
     async with Catalog.from_url(url) as catalog:
         await catalog.ensure_schema()  # before a server starts: it refuses a database behind head
     async with Catalog.from_url(url) as catalog, make_runner(args.transport, catalog, url) as run:
         await time_mix(run, cases)  # warm-up: caches, prepared statements, page cache
+        if engine == "postgresql":
+            cpu.watch_postgres(url)
+        if args.transport == "mcp-http":
+            cpu.pids += [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _is_child(int(pid))]
         for _ in range(args.rounds):
-            for index, (kind, ms, _total) in enumerate(await time_mix(run, cases)):
+            for index, (kind, ms, _total, cpu_ms) in enumerate(await time_mix(run, cases, cpu)):
                 timings.append(ms)
                 by_kind.setdefault(kind, []).append(ms)
                 by_case.setdefault(index, []).append(ms)
+                cpu_by_kind.setdefault(kind, []).append(cpu_ms)
     p = {q: percentile(timings, q) for q in (50, 95, 99)}
     lines = [
-        f"| {engine} | {tracks:,} | {args.transport} | {p[50]:.1f} | {p[95]:.1f} | {p[99]:.1f} | "
+        f"| {engine} | {tracks:,} | {args.transport} | {args.mix} | {p[50]:.1f} | {p[95]:.1f} | {p[99]:.1f} | "
         f"{max(timings):.1f} |"
     ]
-    kinds = " · ".join(f"{kind} {percentile(v, 95):.1f}" for kind, v in by_kind.items())
-    lines.append(f"|  | p95 by kind (ms) | {kinds} | | | | |")
+    kinds = " · ".join(f"{kind} {percentile(v, 50):.1f}/{percentile(v, 95):.1f}" for kind, v in by_kind.items())
+    lines.append(f"|  | p50/p95 by kind (ms) | {kinds} | | | | | |")
+    cpu_all = [ms for values in cpu_by_kind.values() for ms in values]
+    cpu_kinds = " · ".join(
+        f"{kind} {percentile(v, 50):.1f}/{percentile(v, 95):.1f}" for kind, v in cpu_by_kind.items()
+    )
+    lines.append(
+        f"|  | CPU ms per search, p50/p95 | all {percentile(cpu_all, 50):.1f}/{percentile(cpu_all, 95):.1f} · "
+        f"{cpu_kinds} | | | | | |"
+    )
+    lines.append(f"|  | load average after | {os.getloadavg()[0]:.2f} | | | | | |")
     if args.slowest:
         worst = sorted(by_case.items(), key=lambda item: -max(item[1]))[: args.slowest]
         lines.append(f"\nslowest {len(worst)} ({engine}, {tracks:,}), ms per round:")
@@ -330,17 +407,26 @@ async def main() -> None:
     parser.add_argument("--engine", action="append", choices=["sqlite", "postgresql"])
     parser.add_argument("--tracks", action="append", type=int)
     parser.add_argument("--transport", choices=["inprocess", "mcp-http"], default="inprocess")
+    parser.add_argument("--mix", choices=list(MIXES), default="round3", help="the 200-search mix to time")
     parser.add_argument("--rounds", type=int, default=3, help="timed passes over the 200-search mix")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/loist-bench"))
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument(
+        "--pg-prefix", default="loist_bench", help="PostgreSQL libraries are databases named PREFIX_<tracks>"
+    )
+    parser.add_argument("--seed-only", action="store_true", help="seed the libraries that are missing, time nothing")
     parser.add_argument("--slowest", type=int, default=0, help="also list the N slowest searches")
     args = parser.parse_args()
     engines = args.engine or ["sqlite", "postgresql"]
     sizes = args.tracks or [100_000]
+    if args.seed_only:
+        for tracks, engine in itertools.product(sizes, engines):
+            await library_url(engine, tracks, args.data_dir, args.reseed, args.pg_prefix)
+        return
     print(f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
     print(f"Command: {' '.join(sys.argv)}\n")
-    print("| engine | tracks | transport | p50 ms | p95 ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|---|---|")
+    print("| engine | tracks | transport | mix | p50 ms | p95 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for tracks, engine in itertools.product(sizes, engines):
         for line in await bench(engine, tracks, args):
             print(line, flush=True)

@@ -26,14 +26,31 @@ def env_names() -> list[str]:
     return [k for k in Settings().masked() if not k.startswith("(")]
 
 
-def test_embedded_default_is_sqlite_and_local_folder(tmp_path: Path) -> None:
+def test_embedded_default_is_sqlite_and_local_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     s = Settings()
     assert s.environment == "local"
-    assert s.sqlalchemy_url() == f"sqlite+aiosqlite:///{(tmp_path / 'data' / 'loist.db').resolve()}"
+    assert s.sqlalchemy_url() == f"sqlite+aiosqlite:///{tmp_path / 'xdg' / 'loist' / 'loist.db'}"
     assert s.storage_backend == "local"
-    assert s.blob_dir == Path("data") / "blobs"
+    assert s.blob_dir == tmp_path / "xdg" / "loist" / "blobs"
     assert s.public_base_url == "http://127.0.0.1:8080"
     assert s.problems() == []
+
+
+def test_the_default_library_is_per_user_not_per_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Wherever a command starts, the default library is the same folder: the platform's data folder."""
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    first = Settings().data_dir
+    monkeypatch.chdir(tmp_path.parent)
+    assert Settings().data_dir == first == tmp_path / "home" / ".local" / "share" / "loist"
+    assert "LOIST_DATA_DIR" not in Settings().model_fields_set and "data_dir" not in Settings().model_fields_set
+
+
+def test_tests_never_use_the_real_per_user_library() -> None:
+    """tests/conftest.py points the platform's data folder at a throwaway one for the whole run."""
+    home = Path("~").expanduser()
+    assert not Settings().data_dir.is_relative_to(home / ".local" / "share")
 
 
 def test_data_dir_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

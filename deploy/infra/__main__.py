@@ -28,3 +28,5 @@ pulumi.export("sql_connection_name", environment.database.instance.connection_na
 pulumi.export("runtime_service_account", environment.runtime_account.email)
 pulumi.export("deployer_service_account", environment.deployer.email)
 pulumi.export("secrets", spec.secret_names)
+if environment.edge is not None:  # point the domain's DNS A record here
+    pulumi.export("load_balancer_ip", environment.edge.address.address)

@@ -25,6 +25,15 @@ MIN_PRODUCTION_TOKEN_LENGTH = 32
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104  # nosec B104
 
 
+def default_data_dir() -> Path:
+    """The per-user library folder when ``LOIST_DATA_DIR`` is unset: the platform's data folder
+    (``$XDG_DATA_HOME/loist``, usually ``~/.local/share/loist``), so every command, the stdio server
+    and the HTTP server use one library wherever they are started."""
+    import platformdirs
+
+    return platformdirs.user_data_path("loist", appauthor=False)
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -44,7 +53,7 @@ class Settings(BaseSettings):
 
     # --- profile -------------------------------------------------------------------------------
     environment: Environment = "local"
-    data_dir: Path = Field(default=Path("data"), validation_alias=AliasChoices("LOIST_DATA_DIR", "data_dir"))
+    data_dir: Path = Field(default_factory=lambda: default_data_dir(), validation_alias=AliasChoices("LOIST_DATA_DIR", "data_dir"))
 
     # --- catalog (database) ----------------------------------------------------------------------
     database_url: SecretStr | None = None
@@ -55,6 +64,7 @@ class Settings(BaseSettings):
     db_password: SecretStr | None = None
     db_connection_name: str | None = None  # Cloud SQL "project:region:instance" -> /cloudsql/<name>
     db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int | None = Field(default=None, ge=0, le=100)  # default: DB_POOL_SIZE (PostgreSQL)
     sqlite_write_timeout_s: float = Field(default=30, gt=0, le=3600)
 
     # --- storage ---------------------------------------------------------------------------------
@@ -89,7 +99,17 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     frame_ancestors: str = "*"
+    docs_url: str | None = None  # the documentation the landing page (GET /) links to
     health_timeout_s: float = Field(default=2, gt=0, le=60)  # /health/ready answers within this
+    web_workers: int = Field(default=1, ge=1, le=64)  # server processes sharing the port (loist.web.workers)
+
+    # --- admission control (loist.web.admission) -------------------------------------------------
+    max_concurrent_requests: int = Field(default=64, ge=0, le=100_000)  # per process; 0: no admission control
+    max_concurrent_mcp: int = Field(default=8, ge=1, le=10_000)
+    max_concurrent_streams: int = Field(default=32, ge=1, le=10_000)
+    max_concurrent_ingests: int = Field(default=2, ge=1, le=1_000)
+    admission_wait_ms: float = Field(default=200, ge=0, le=60_000)
+    admission_retry_after_s: float = Field(default=1, gt=0, le=3600)
 
     # --- HTTP connections (loist.web.protocol) ---------------------------------------------------
     http_max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
@@ -97,6 +117,18 @@ class Settings(BaseSettings):
     http_header_timeout_s: float = Field(default=10, gt=0, le=3600)
     http_body_timeout_s: float = Field(default=30, gt=0, le=3600)
     http_keepalive_timeout_s: float = Field(default=5, gt=0, le=3600)
+
+    # --- abuse limits (loist.web.ratelimit) ------------------------------------------------------
+    rate_limits_enabled: bool = True
+    rate_limit_auth_failures: str = "10/minute"  # failed bearer checks per client
+    rate_limit_ingest: str = "30/minute"  # write tools (ingest, update, delete) per client
+    rate_limit_mcp: str = "600/minute"  # MCP messages per client
+    rate_limit_public: str = "3000/minute"  # every other request per client (pages, streams, health)
+    ingest_max_downloads: int = Field(default=8, ge=1, le=1000)  # URL ingests running at once, per instance
+    ingest_max_downloads_per_client: int = Field(default=2, ge=1, le=1000)  # ... per client, per instance
+    trusted_proxy_count: int = Field(default=0, ge=0, le=10)  # proxies whose X-Forwarded-For entry is believed
+    redis_url: SecretStr | None = None  # shared limits across instances; unset: each instance counts alone
+    rate_limit_key_prefix: str = Field(default="loist", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 
     # --- logging ---------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -117,6 +149,17 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("rate_limit_auth_failures", "rate_limit_ingest", "rate_limit_mcp", "rate_limit_public")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate: write e.g. '10/minute' or '300 per hour'") from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -223,6 +266,9 @@ class Settings(BaseSettings):
                 found.append(f"EMBED_BASE_URL must be an absolute http(s) URL, got {self.embed_base_url!r}")
         if self.traces_exporter not in (None, "otlp", "gcp_trace", "console"):
             found.append(f"OTEL_TRACES_EXPORTER must be otlp, gcp_trace, console or none, got {self.otel_traces_exporter!r}")
+        redis = self.redis_url.get_secret_value() if self.redis_url else ""
+        if redis and urlsplit(redis).scheme not in ("redis", "rediss", "unix"):
+            found.append("REDIS_URL must be a redis://, rediss:// or unix:// URL")
         if self.environment == "production":
             if not self.auth_enabled:
                 found.append("production refuses AUTH_ENABLED=false: /mcp would be open to anyone")
@@ -230,6 +276,8 @@ class Settings(BaseSettings):
                 found.append(f"production needs a BEARER_TOKEN of at least {MIN_PRODUCTION_TOKEN_LENGTH} characters")
             if self.allow_private_urls:
                 found.append("production refuses ALLOW_PRIVATE_URLS=true (SSRF protection must stay on)")
+            if not self.rate_limits_enabled:
+                found.append("production refuses RATE_LIMITS_ENABLED=false (token guessing and floods must be limited)")
             if url.startswith("sqlite"):
                 found.append("production refuses SQLite: set DATABASE_URL or DB_HOST/DB_CONNECTION_NAME to PostgreSQL")
             if self.storage_backend != "gcs":

@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     CONFIG_INVALID = "CONFIG_INVALID"
     NOT_READY = "NOT_READY"
     INTERRUPTED = "INTERRUPTED"
+    OVERLOADED = "OVERLOADED"
     INTERNAL = "INTERNAL"
 
 
@@ -46,6 +47,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.CONFIG_INVALID: 500,
     ErrorCode.NOT_READY: 503,
     ErrorCode.INTERRUPTED: 503,
+    ErrorCode.OVERLOADED: 503,
     ErrorCode.INTERNAL: 500,
 }
 
@@ -63,9 +65,29 @@ EXIT_CODE: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 30,
     ErrorCode.UNAUTHORIZED: 31,
     ErrorCode.NOT_READY: 32,
+    ErrorCode.OVERLOADED: 33,
     ErrorCode.INTERRUPTED: 130,  # 128 + SIGINT, the shell's convention; SIGTERM ends `loist ingest` with 143
     ErrorCode.INTERNAL: 70,
 }
+
+
+# Failures of the deployment itself. Their messages can name it (a database URL with user, host and
+# port; a bucket; a folder), so a public edge (the web routes, MCP over HTTP) answers with these
+# words instead and logs the real message. Every other code's message is about the caller's request
+# or source (a bad argument, a URL that failed) and is shown as it is.
+PUBLIC_MESSAGE: dict[ErrorCode, str] = {
+    ErrorCode.DATABASE_FAILED: "the music catalog is unavailable right now; try again later",
+    ErrorCode.STORAGE_FAILED: "the audio storage is unavailable right now; try again later",
+    ErrorCode.NOT_READY: "the server is starting or stopping; try again shortly",
+    ErrorCode.INTERRUPTED: "the server stopped this work before it finished; try again",
+    ErrorCode.CONFIG_INVALID: "internal server error",
+    ErrorCode.INTERNAL: "internal server error",
+}
+
+
+def public_message(exc: LoistError) -> str:
+    """What a caller outside this deployment may read of ``exc`` (see :data:`PUBLIC_MESSAGE`)."""
+    return PUBLIC_MESSAGE.get(exc.code, exc.message)
 
 
 class LoistError(Exception):
@@ -161,6 +183,13 @@ class Interrupted(LoistError):
     retryable = True
 
 
+class Overloaded(LoistError):
+    """The server is at capacity for this kind of work (admission control); retry later."""
+
+    code = ErrorCode.OVERLOADED
+    retryable = True
+
+
 class Internal(LoistError):
     """An unexpected failure: the edge reports this code and logs the traceback server-side."""
 
@@ -173,7 +202,7 @@ def error_for_code(code: str | ErrorCode, message: str) -> LoistError:
     for cls in (
         FetchFailed, SizeExceeded, InvalidFormat, Timeout, UrlNotAllowed, NotFound, StorageFailed,
         DatabaseFailed, RateLimited, Unauthorized, InvalidArgument, ConfigInvalid, NotReady,
-        Interrupted, Internal,
+        Interrupted, Overloaded, Internal,
     ):
         if cls.code == code:
             return cls(message)

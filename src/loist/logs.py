@@ -97,4 +97,7 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [h for h in root.handlers if h.get_name() != "loist"] + [handler]
     root.setLevel(settings.log_level)
     # Alembic narrates every start-up at INFO (plugins, dialect); `loist db` reports what it did itself.
-    logging.getLogger("alembic").setLevel(logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING)
+    # httpx logs every request at INFO: the URL of each download (a signed link's token with it) in
+    # the middle of `loist ingest`'s output. The ingest reports its own outcome.
+    for chatty in ("alembic", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING)

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loist.errors import NotFound
 
@@ -27,23 +27,60 @@ class TrackStatus(StrEnum):
 SourceType = Literal["http_url", "file", "synthetic", "import"]
 
 
+# Tags that may name several people: the list (the truth) -> its display form (the names joined).
+NAME_LISTS: dict[str, str] = {"artists": "artist", "album_artists": "album_artist", "composers": "composer"}
+NAME_JOINER = " & "
+
+
+def joined_names(names: list[str]) -> str | None:
+    """The display form of several names (``["A", "B"]`` -> ``"A & B"``); None for none."""
+    return NAME_JOINER.join(names) or None
+
+
+def _pair_names(model: BaseModel, *, patch: bool) -> None:
+    """Keep each name list and its display string in step: the list wins and sets the string (the
+    names joined with " & "); a string given alone is one name (never split: "Simon & Garfunkel").
+    A ``patch`` pairs only the fields it was given, so an edit changes both or neither."""
+    given = model.model_fields_set
+    for many, one in NAME_LISTS.items():
+        names = getattr(model, many)
+        if many in given or (not patch and names):
+            setattr(model, one, joined_names(names or []))
+        elif one in given or (not patch and getattr(model, one)):
+            value = getattr(model, one)
+            setattr(model, many, [value] if value else [])
+
+
 class Tags(BaseModel):
-    """Descriptive tags. Every field is optional; ``genres`` may hold several values."""
+    """Descriptive tags. Every field is optional; ``genres`` and the name lists may hold several values.
+
+    ``artists``, ``album_artists`` and ``composers`` hold every name a file (or an edit) gives;
+    ``artist``, ``album_artist`` and ``composer`` are their display form, always the names joined with
+    " & " (kept for clients that read one string). Given only the string, the list is that one name.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = None
     artist: str | None = None
+    artists: list[str] = Field(default_factory=list)
     album: str | None = None
     album_artist: str | None = None
+    album_artists: list[str] = Field(default_factory=list)
     genres: list[str] = Field(default_factory=list)
     year: int | None = None
     track_number: int | None = None
     disc_number: int | None = None
     composer: str | None = None
+    composers: list[str] = Field(default_factory=list)
     label: str | None = None
     isrc: str | None = None
     comment: str | None = None
+
+    @model_validator(mode="after")
+    def _names_in_step(self) -> Tags:
+        _pair_names(self, patch=False)
+        return self
 
 
 TAG_FIELDS: tuple[str, ...] = tuple(Tags.model_fields)
@@ -51,6 +88,8 @@ TAG_FIELDS: tuple[str, ...] = tuple(Tags.model_fields)
 
 MAX_TAG_TEXT = 1000  # longest text tag a client may set (comments: MAX_COMMENT_TEXT)
 MAX_COMMENT_TEXT = 2000
+MAX_NAMES = 32  # most names in one list (artists, album_artists, composers)
+Name = Annotated[str, Field(min_length=1, max_length=MAX_TAG_TEXT)]
 
 
 class TagsPatch(BaseModel):
@@ -65,16 +104,24 @@ class TagsPatch(BaseModel):
 
     title: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
     artist: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
+    artists: list[Name] | None = Field(default=None, max_length=MAX_NAMES)
     album: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
     album_artist: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
+    album_artists: list[Name] | None = Field(default=None, max_length=MAX_NAMES)
     genres: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(default=None, max_length=32)
     year: int | None = Field(default=None, ge=1000, le=9999)
     track_number: int | None = Field(default=None, ge=0, le=10000)
     disc_number: int | None = Field(default=None, ge=0, le=1000)
     composer: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
+    composers: list[Name] | None = Field(default=None, max_length=MAX_NAMES)
     label: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
     isrc: str | None = Field(default=None, max_length=32)
     comment: str | None = Field(default=None, max_length=MAX_COMMENT_TEXT)
+
+    @model_validator(mode="after")
+    def _names_in_step(self) -> TagsPatch:
+        _pair_names(self, patch=True)
+        return self
 
 
 class AudioInfo(BaseModel):

@@ -8,7 +8,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from loist.model import ArtworkInfo, AudioInfo, Source, Tags, Track, TrackStatus, new_track_id
+import sqlalchemy as sa
+
+from loist.catalog.engine import build_engine
+from loist.catalog.rows import track_to_row
+from loist.catalog.schema import tracks
+from loist.model import NAME_LISTS, ArtworkInfo, AudioInfo, Source, Tags, Track, TrackStatus, new_track_id
 
 _counter = itertools.count(1)
 BASE_TIME = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -64,3 +69,19 @@ def make_track(n: int | None = None, **overrides: Any) -> Track:
     }
     fields.update(overrides)
     return Track(**fields)
+
+
+def old_row(track: Track) -> dict[str, Any]:
+    """The ``tracks`` row of ``track`` as a catalog before migration 0007 wrote it (no name lists),
+    for tests that fill a database at an earlier revision."""
+    return {key: value for key, value in track_to_row(track).items() if key not in NAME_LISTS}
+
+
+async def insert_old_rows(url: str, batch: list[Track]) -> None:
+    """Insert ``batch`` (no genres) into a catalog at a revision before 0007."""
+    engine = build_engine(url, null_pool=True)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.insert(tracks), [old_row(track) for track in batch])
+    finally:
+        await engine.dispose()

@@ -18,7 +18,7 @@ from loist.catalog.rows import genre_keys, track_to_row
 from loist.catalog.schema import GENRE_KEYS, GENRE_KEYS_INDEX, track_genres, tracks
 from loist.catalog.text import genre_rows
 from loist.model import AudioInfo, RangeFilter, SearchFilters, SearchRequest, Source, Tags, Track
-from tests.catalog.factories import make_track
+from tests.catalog.factories import make_track, old_row
 from tests.support.pg import sqlite_catalog_url
 
 # genres, year, format: several genres per track, spellings that fold together, none at all.
@@ -229,7 +229,7 @@ async def _insert_at_0003(url: str, batch: list[Track]) -> None:
     engine = build_engine(url, null_pool=True)
     try:
         async with engine.begin() as conn:
-            await conn.execute(sa.insert(tracks), [track_to_row(track) for track in batch])
+            await conn.execute(sa.insert(tracks), [old_row(track) for track in batch])
             genre_params = [
                 {"track_id": track.id, "genre": genre, "genre_norm": norm}
                 for track in batch

@@ -19,7 +19,8 @@ runner = CliRunner()
 def embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name in list(os.environ):
         if name.startswith(("DB_", "GCS_", "DATABASE_", "STORAGE_", "AUTH_", "BEARER_", "ENVIRONMENT")):
-            monkeypatch.delenv(name, raising=False)
+            if name != "STORAGE_EMULATOR_HOST":  # kept: an ingest here may start the workers' fork server,
+                monkeypatch.delenv(name, raising=False)  # which later GCS tests in this process reuse
     data = tmp_path / "data"
     monkeypatch.setenv("LOIST_DATA_DIR", str(data))
     monkeypatch.chdir(tmp_path)

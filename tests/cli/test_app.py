@@ -16,7 +16,7 @@ from tests.support.audio import AudioFactory
 def test_every_command_has_help_and_a_json_mode() -> None:
     code, out, _ = run("--help")
     assert code == 0
-    commands = ["serve", "ingest", "show", "list", "search", "delete", "seed", "fsck", "smoke", "export", "import"]
+    commands = ["serve", "ingest", "show", "list", "search", "update", "delete", "seed", "fsck", "smoke", "export", "import"]
     for name in commands:
         assert name in out
         code, help_text, _ = run(name, "--help")

@@ -23,6 +23,8 @@ INFRA = ROOT / "deploy" / "infra"
 if str(INFRA) not in sys.path:
     sys.path.insert(0, str(INFRA))
 
+from loist_infra.envspec import APP_CONTAINER  # noqa: E402
+
 from loist.config import Settings  # noqa: E402
 
 #: Extra stack runs with config overrides, next to the two real stack files.
@@ -30,10 +32,25 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "staging": ("staging", {}),
     "production": ("production", {}),
     # Production with an insecure public URL and a GitHub repo: the Settings check must catch the
-    # URL, and the program must then create the Cloud Build trigger.
+    # URL, and the program must then create the Cloud Build trigger (and runbook links); alert
+    # e-mails and a stricter availability target from the config.
     "production-variant": (
         "production",
-        {"loist:embedBaseUrl": "http://music.example.org", "loist:githubRepo": "example/loist"},
+        {
+            "loist:embedBaseUrl": "http://music.example.org",
+            "loist:githubRepo": "example/loist",
+            "loist:alertEmails": "ops@example.org, oncall@example.org",
+            "loist:alertChannels": "projects/loist-production/notificationChannels/42",
+            "loist:sloAvailability": "0.999",
+        },
+    ),
+    # Staging limited to an allow-list of source ranges (12: more than one Cloud Armor rule holds).
+    "staging-allowlist": (
+        "staging",
+        {
+            "loist:embedBaseUrl": "https://staging.music.example.org",
+            "loist:allowedSourceRanges": ",".join([f"203.0.113.{n}/32" for n in range(11)] + ["198.51.100.0/24"]),
+        },
     ),
 }
 
@@ -84,12 +101,20 @@ class Stack:
         assert len(versions) == 1, f"{secret_id}: {len(versions)} versions"
         return str(unwrap(versions[0]["inputs"]["secretData"]))
 
-    def container_env(self, resource: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
-        """(plain values, secret refs) of a Cloud Run service's or job's only container."""
+    def app_container(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """A job's only container, or a service's app container (the first: sidecars follow it)."""
         template = resource["inputs"]["template"]
         if "template" in template:  # a job: template.template
-            template = template["template"]
-        (container,) = template["containers"]
+            (container,) = template["template"]["containers"]
+            return container
+        containers = template["containers"]
+        assert containers[0]["name"] == APP_CONTAINER and "ports" in containers[0]
+        assert not any("ports" in c for c in containers[1:]), "only the app container receives requests"
+        return containers[0]
+
+    def container_env(self, resource: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+        """(plain values, secret refs) of a Cloud Run service's app container or a job's container."""
+        container = self.app_container(resource)
         plain: dict[str, str] = {}
         refs: dict[str, str] = {}
         for env in container["envs"]:
@@ -184,7 +209,7 @@ def gcloud_invocations(text: str) -> list[str]:
     joined = re.sub(r"\\\n\s*", " ", text)
     found = []
     for line in joined.splitlines():
-        for match in re.finditer(r"(?<![\w/-])gcloud\s+([a-z].*)", line):
+        for match in re.finditer(r"(?<![\w/-])gcloud\s+([a-z][^`]*)", line):
             found.append(match.group(1))
     return found
 

@@ -61,6 +61,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
             rid = f"projects/{self.project}/global/networks/{inputs['name']}"
         elif typ == "gcp:artifactregistry/repository:Repository":
             outputs["name"] = inputs["repositoryId"]
+        elif typ == "gcp:monitoring/customService:CustomService":
+            outputs["name"] = f"projects/{self.project}/services/{inputs['serviceId']}"
+        elif typ == "gcp:monitoring/slo:Slo":
+            rid = f"projects/{self.project}/services/{inputs['service']}/serviceLevelObjectives/{inputs['sloId']}"
+            outputs["name"] = rid
+        elif typ == "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig":
+            outputs["uptimeCheckId"] = f"{args.name}-a1b2c3"
+            rid = f"projects/{self.project}/uptimeCheckConfigs/{outputs['uptimeCheckId']}"
+            outputs["name"] = rid
+        elif typ == "gcp:monitoring/notificationChannel:NotificationChannel":
+            rid = f"projects/{self.project}/notificationChannels/{len(self.resources) + 1000}"
+            outputs["name"] = rid
         elif typ == "random:index/randomPassword:RandomPassword":
             # A deterministic stand-in with the requested length and alphabet.
             outputs["result"] = ("Ab3" * 100)[: int(inputs["length"])]

@@ -23,16 +23,22 @@ ORDER = [
     "lint",
     "hadolint",
     "bandit",
+    "audit",
+    "secret-scan",
+    "semgrep",
+    "sbom",
     "test",
     "build",
+    "scan-image",
     "push",
+    "sbom-attach",
     "migrate",
     "deploy",
     "smoke-audio",
     "smoke",
     "promote",
 ]
-GATES = {"lint", "hadolint", "bandit", "test"}
+GATES = {"lint", "hadolint", "bandit", "audit", "secret-scan", "semgrep", "sbom", "test"}
 #: Cloud Build's built-in substitutions (exposed to scripts by automapSubstitutions).
 BUILTINS = {
     "PROJECT_ID",
@@ -86,7 +92,7 @@ def test_steps_in_order_and_gated(env: str) -> None:
         assert "-" not in all_steps[step_id]["waitFor"]
     # Nothing is built before every gate passed; each later stage waits for the one before.
     assert GATES <= ancestors(all_steps, "build")
-    chain = ["build", "push", "migrate", "deploy", "smoke-audio", "smoke", "promote"]
+    chain = ["build", "scan-image", "push", "sbom-attach", "migrate", "deploy", "smoke-audio", "smoke", "promote"]
     for earlier, later in zip(chain, chain[1:], strict=False):
         assert earlier in ancestors(all_steps, later), f"{later} must wait for {earlier}"
     assert set(ORDER[:-1]) <= ancestors(all_steps, "promote")
@@ -103,7 +109,7 @@ def test_every_step_is_a_failing_bash_script(env: str) -> None:
         checked = subprocess.run(["bash", "-n"], input=step["script"], capture_output=True, text=True)
         assert checked.returncode == 0, f"{step['id']}: {checked.stderr}"
         for line in lines:
-            if re.search(r"\b(pytest|ruff|bandit|hadolint|gcloud|loist|docker (build|push))\b", line):
+            if re.search(r"\b(pytest|ruff|bandit|hadolint|gcloud|loist|docker (build|push)|scripts/scan|image_gate)\b", line):
                 assert not re.search(r"\|\|\s*(true|:)", line), f"{step['id']} swallows a failure: {line}"
 
 

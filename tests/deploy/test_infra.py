@@ -50,7 +50,7 @@ def test_service_environment_passes_the_settings_model(stack: Stack) -> None:
     assert settings.storage_backend == "gcs" and settings.allow_private_urls is False
     assert settings.database_dialect == "postgresql"
     # The socket the app opens is the one Cloud Run mounts for the instance the program created.
-    (volume,) = service["inputs"]["template"]["volumes"]
+    (volume,) = [v for v in service["inputs"]["template"]["volumes"] if "cloudSqlInstance" in v]
     (connection,) = volume["cloudSqlInstance"]["instances"]
     assert f"/cloudsql/{connection}" in settings.sqlalchemy_url().replace("%3A", ":")
     instance = stack.one("sql/databaseInstance:DatabaseInstance")
@@ -70,7 +70,8 @@ def test_migration_job_runs_db_upgrade_with_the_service_environment(stack: Stack
     assert stack.container_env(job) == stack.container_env(service)
     assert settings_from(stack.runtime_env(job)).problems() == []
     job_template = job["inputs"]["template"]["template"]
-    assert job_template["volumes"] == service["inputs"]["template"]["volumes"]
+    cloudsql = [v for v in service["inputs"]["template"]["volumes"] if "cloudSqlInstance" in v]
+    assert job_template["volumes"] == cloudsql
     assert job_template["serviceAccount"] == service["inputs"]["template"]["serviceAccount"]
 
 
@@ -85,9 +86,10 @@ def test_production_refuses_an_insecure_public_url(pulumi_stacks: dict[str, Stac
 
 def test_service_probes_sizing_and_network(stack: Stack) -> None:
     sizing = SIZING[_env(stack)]  # type: ignore[index]
-    inputs = stack.one("cloudrunv2/service:Service")["inputs"]
+    service = stack.one("cloudrunv2/service:Service")
+    inputs = service["inputs"]
     template = inputs["template"]
-    (container,) = template["containers"]
+    container = stack.app_container(service)
     port = container["ports"]["containerPort"]
     assert container["startupProbe"]["httpGet"] == {"path": READY_PATH, "port": port}
     assert container["livenessProbe"]["httpGet"] == {"path": LIVE_PATH, "port": port}
@@ -176,11 +178,13 @@ def test_staging_database_name_is_the_operators_one(pulumi_stacks: dict[str, Sta
 def test_secrets_are_the_four_suffixed_names_with_generated_values(stack: Stack) -> None:
     env = _env(stack)
     ids = sorted(s["inputs"]["secretId"] for s in stack.of_type("secretmanager/secret:Secret"))
+    # The four the app reads as env vars, and the metrics sidecar's config (a mounted file).
     assert ids == sorted(
-        f"{key}-{env}" for key in ("db-connection-name", "db-password", "gcs-bucket-name", "mcp-bearer-token")
+        f"{key}-{env}"
+        for key in ("db-connection-name", "db-password", "gcs-bucket-name", "mcp-bearer-token", "run-gmp-config")
     )
     _, refs = stack.container_env(stack.one("cloudrunv2/service:Service"))
-    assert sorted(refs.values()) == ids
+    assert sorted(refs.values()) == [i for i in ids if not i.startswith("run-gmp-config-")]
     # Generated, not typed: the values come from random passwords and other resources' outputs.
     passwords = {p["name"] for p in stack.of_type("random:index/randomPassword:RandomPassword")}
     assert f"mcp-bearer-token-{env}-value" in passwords
@@ -216,8 +220,9 @@ def test_runtime_account_has_least_privilege(stack: Stack) -> None:
         s["id"] for s in stack.of_type("/secret:Secret")
     )
 
-    (project_grant,) = by_type.pop("gcp:projects/iAMMember:IAMMember")
-    assert project_grant["role"] == "roles/cloudsql.client"
+    project_grants = {g["role"]: g for g in by_type.pop("gcp:projects/iAMMember:IAMMember")}
+    assert sorted(project_grants) == ["roles/cloudsql.client", "roles/monitoring.metricWriter"]
+    project_grant = project_grants["roles/cloudsql.client"]
     instance = stack.one("sql/databaseInstance:DatabaseInstance")["inputs"]["name"]
     assert f'/instances/{instance}"' in project_grant["condition"]["expression"]
 
@@ -245,6 +250,8 @@ def test_deployer_has_least_privilege_and_can_sign_the_check_audio(stack: Stack)
             ("RepositoryIamMember", "roles/artifactregistry.writer"),
             ("IAMMember", "roles/run.developer"),
             ("IAMMember", "roles/logging.logWriter"),
+            ("IAMMember", "roles/ondemandscanning.admin"),  # the scan-image gate
+            ("IAMMember", "roles/containeranalysis.occurrences.editor"),  # sbom-attach
             ("IAMMember", "roles/iam.serviceAccountUser"),
             ("IAMMember", "roles/iam.serviceAccountTokenCreator"),
             ("SecretIamMember", "roles/secretmanager.secretAccessor"),

@@ -1,4 +1,4 @@
-"""scripts/rollback and scripts/rotate-bearer-token.
+"""scripts/rollback, scripts/rotate-bearer-token and scripts/validate-autoscaling (its command lines).
 
 They drive the Google control plane through ``gcloud``. Here a fake ``gcloud`` earlier on PATH
 stands in for it (mocking the cloud API, which cannot run here): it records every invocation and
@@ -21,7 +21,7 @@ from loist_infra.envspec import EnvSpec
 
 from tests.deploy.conftest import ROOT, gcloud_problems
 
-SCRIPTS = ["rollback", "rotate-bearer-token"]
+SCRIPTS = ["rollback", "rotate-bearer-token", "validate-autoscaling"]
 
 FAKE_GCLOUD = r'''#!{python}
 """Fake gcloud: records argv (and stdin for --data-file=-), answers from canned responses."""

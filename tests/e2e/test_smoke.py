@@ -148,6 +148,6 @@ def test_meta_tags_reads_property_and_name() -> None:
 def test_report_is_ok_only_when_every_check_passed() -> None:
     report = Report("http://x", [Check("live", ok=True), Check("ready", skipped=True, detail="skipped: needs live")])
     assert report.ok is False
-    assert report.lines()[-1] == "FAIL: 1/2 checks passed"
+    assert report.lines()[-1] == "FAIL: 1/2 checks passed, 1 skipped (ready)"
     assert Report("http://x").ok is False  # no checks is not a pass
     assert set(REQUIRED_TOOLS) >= {"process_audio_complete", "delete_audio", "search_library"}

@@ -135,7 +135,7 @@ def test_spans_reach_an_otlp_collector_and_logs_carry_the_trace(
 
 def test_without_otel_log_lines_still_carry_the_callers_trace(tmp_path: Path) -> None:
     env = {"LOIST_DATA_DIR": str(tmp_path / "data"), "LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "GCS_PROJECT_ID": PROJECT}
-    cloud_trace = "105445aa7843bc8bf206b12000100000"
+    cloud_trace = "105445aa7843bc8bf206b12000100000"  # pragma: allowlist secret
     with serving(tmp_path, env) as served, httpx.Client(base_url=served.base, timeout=10) as http:
         assert http.get("/health/live", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_SPAN}-01"}).status_code == 200
         assert http.get("/oembed", headers={"X-Cloud-Trace-Context": f"{cloud_trace}/1;o=1"}).status_code == 400

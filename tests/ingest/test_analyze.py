@@ -20,7 +20,7 @@ from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 from PIL import Image
 
-from loist.errors import InvalidArgument, InvalidFormat
+from loist.errors import InvalidArgument, InvalidFormat, NotFound
 from loist.ingest.analyze import Analysis, analyze, make_thumbnail
 from loist.ingest.tags import clean_text, parse_number, parse_year, split_genres
 from tests.support.audio import AudioFactory, png_bytes
@@ -43,12 +43,15 @@ EXPECTED = {
     "title": "Sóng Title",
     "artist": "The Artist",
     "album": "The Album",
+    "artists": ["The Artist"],
     "album_artist": "Various",
+    "album_artists": ["Various"],
     "genres": ["Rock", "Jazz"],
     "year": 2019,
     "track_number": 3,
     "disc_number": 1,
     "composer": "Comp Oser",
+    "composers": ["Comp Oser"],
     "label": "Label Co",
     "isrc": "USRC17607839",
     "comment": "Recorded live",
@@ -103,7 +106,8 @@ def test_mono_and_other_sample_rates(audio_factory: AudioFactory) -> None:
 def test_tags_are_read(audio_factory: AudioFactory, fmt: str) -> None:
     tags = analyze(audio_factory(fmt, tags=FULL_TAGS)).tags.model_dump()
     missing = NOT_WRITTEN.get(fmt, set())
-    expected = {k: (None if k in missing else v) for k, v in EXPECTED.items()}
+    missing |= {f"{name}s" for name in missing if f"{name}s" in EXPECTED}  # a name list goes with its string
+    expected = {k: (([] if isinstance(v, list) else None) if k in missing else v) for k, v in EXPECTED.items()}
     assert tags == expected
 
 
@@ -302,8 +306,8 @@ def test_corrupt_mp4_is_invalid(audio_factory: AudioFactory, tmp_path: Path) -> 
         analyze(bad)
 
 
-def test_missing_file_is_invalid_argument(tmp_path: Path) -> None:
-    with pytest.raises(InvalidArgument):
+def test_missing_file_is_not_found_and_a_folder_invalid(tmp_path: Path) -> None:
+    with pytest.raises(NotFound):
         analyze(tmp_path / "nope.mp3")
     with pytest.raises(InvalidArgument):
         analyze(tmp_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loist.errors import InvalidArgument
+from loist.errors import InvalidArgument, NotFound
 from loist.ingest.sources import classify, looks_like_audio, walk_folder
 from tests.support.audio import AudioFactory, png_bytes
 
@@ -23,10 +23,15 @@ def test_classify(tmp_path: Path) -> None:
     assert classify(f"  {tmp_path}  ") == "folder"
 
 
-@pytest.mark.parametrize("value", ["", "   ", "ftp://example.com/a.mp3", "s3://bucket/key", "/no/such/path.mp3"])
+@pytest.mark.parametrize("value", ["", "   ", "ftp://example.com/a.mp3", "s3://bucket/key"])
 def test_classify_refuses_what_it_cannot_ingest(value: str) -> None:
     with pytest.raises(InvalidArgument):
         classify(value)
+
+
+def test_a_missing_path_is_not_found_like_over_mcp() -> None:
+    with pytest.raises(NotFound, match="no such file or folder"):
+        classify("/no/such/path.mp3")
 
 
 def test_walk_is_recursive_sorted_and_skips_hidden(tmp_path: Path) -> None:

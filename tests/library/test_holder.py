@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from loist.config import Settings
+from loist.errors import ConfigInvalid
 from loist.library.holder import LibraryHolder
 from loist.library.service import Library
 from tests.support.closes import record_closes
@@ -60,7 +61,7 @@ async def test_a_failed_open_leaves_the_holder_closed_and_usable(tmp_path: Path)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the data folder should be")
     holder = LibraryHolder()
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigInvalid, match="LOIST_DATA_DIR cannot be used"):
         async with holder.opened(_settings(blocker)):
             pytest.fail("the block must not run when the library cannot open")
     assert not holder.is_open

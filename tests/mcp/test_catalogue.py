@@ -15,6 +15,7 @@ from tests.mcp.conftest import make_settings
 
 TOOL_ORDER = [
     "process_audio_complete",
+    "ingest_folder",
     "get_audio_metadata",
     "search_library",
     "list_library",
@@ -27,6 +28,7 @@ TOOL_ORDER = [
 # name: (readOnly, destructive, idempotent, openWorld)
 ANNOTATIONS = {
     "process_audio_complete": (False, False, True, True),
+    "ingest_folder": (False, False, True, False),
     "get_audio_metadata": (True, False, True, False),
     "search_library": (True, False, True, False),
     "list_library": (True, False, True, False),

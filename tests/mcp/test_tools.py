@@ -190,7 +190,7 @@ async def test_update_metadata_unknown_field_names_the_allowed_ones(
             "update_metadata", {"audioId": str(tracks["plain"].id), "fields": {"bpm": 120}}
         )
     error = assert_error(result, "INVALID_ARGUMENT", "fields.bpm: unknown field")
-    assert "tag fields: title, artist, album" in error["message"]
+    assert "tag fields: title, artist, artists, album" in error["message"]
     assert "120" not in error["message"]  # the rejected value is not echoed
 
 

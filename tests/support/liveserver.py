@@ -21,7 +21,7 @@ from starlette.types import ASGIApp
 
 from loist.serve import uvicorn_config
 
-READY_TIMEOUT_S = 20.0
+READY_TIMEOUT_S = 60.0  # a deadline for a dead server, not a speed claim: a loaded 2-core host can take 20 s+
 
 
 def wait_until_live(base_url: str, *, is_alive: Callable[[], bool] = lambda: True,

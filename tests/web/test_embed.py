@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from loist.web.assets import csp_hash
+from loist.web.security import DEFAULT_CSP
 from tests.web.conftest import BASE_URL, TRICKY_ARTIST, TRICKY_TITLE, WebWorld
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -191,7 +192,7 @@ async def test_unknown_track_is_an_html_404(client: httpx.AsyncClient, track_id:
 async def test_other_pages_deny_framing(client: httpx.AsyncClient) -> None:
     for path in ("/health/live", "/oembed?url=x", "/no-such-page", "/.well-known/oembed.json"):
         r = await client.get(path)
-        assert r.headers["content-security-policy"] == "frame-ancestors 'none'", path
+        assert r.headers["content-security-policy"] == DEFAULT_CSP, path
         assert r.headers["x-frame-options"] == "DENY", path
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loist.web.security import DEFAULT_CSP
 from tests.web.conftest import WebWorld
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -173,7 +174,7 @@ async def test_unknown_or_invalid_ids_are_404(client: httpx.AsyncClient, path: s
 
 async def test_media_responses_deny_framing(client: httpx.AsyncClient, world: WebWorld) -> None:
     r = await client.get(f"/audio/{world.plain.id}/stream", headers={"Range": "bytes=0-0"})
-    assert r.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert r.headers["content-security-policy"] == DEFAULT_CSP
     assert r.headers["x-frame-options"] == "DENY"
 
 

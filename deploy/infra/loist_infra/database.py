@@ -1,4 +1,5 @@
-"""Cloud SQL for PostgreSQL: private IP only, backups (PITR in production), database and user."""
+"""Cloud SQL for PostgreSQL: private IP only, backups (PITR in production), database and user,
+``max_connections`` declared and checked against the connection budget (docs/capacity.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
-from loist_infra.envspec import EnvSpec
+from loist_infra.envspec import EnvSpec, sizing_budget
 from loist_infra.network import Network
 
 
@@ -22,6 +23,9 @@ class Database:
 
 def build_database(spec: EnvSpec, network: Network, opts: pulumi.ResourceOptions) -> Database:
     sizing = spec.sizing
+    budget = sizing_budget(sizing)
+    if not budget.fits:  # refuse to deploy a service that can open more connections than allowed
+        raise ValueError(f"{spec.environment}: the database connection budget does not fit: {budget.explain()}")
     instance = gcp.sql.DatabaseInstance(
         spec.sql_instance_name,
         name=spec.sql_instance_name,
@@ -50,6 +54,12 @@ def build_database(spec: EnvSpec, network: Network, opts: pulumi.ResourceOptions
                 ),
             ),
             insights_config=gcp.sql.DatabaseInstanceSettingsInsightsConfigArgs(query_insights_enabled=True),
+            # Declared, not left to the tier's default: the connection budget is checked against it.
+            database_flags=[
+                gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs(
+                    name="max_connections", value=str(sizing.sql_max_connections)
+                )
+            ],
             user_labels={"app": "loist", "environment": spec.environment},
         ),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[network.peering])),

@@ -6,9 +6,10 @@ import pulumi
 import pulumi_gcp as gcp
 
 from loist_infra.database import build_database
+from loist_infra.edge import build_edge
 from loist_infra.envspec import EnvSpec, default_run_url
 from loist_infra.identity import build_runtime_account, grant_runtime_access
-from loist_infra.monitoring import build_monitoring
+from loist_infra.monitoring import build_metrics_sidecar, build_monitoring
 from loist_infra.network import build_network
 from loist_infra.pipeline import build_deployer
 from loist_infra.registry import build_repository
@@ -30,7 +31,8 @@ def resolve_embed_base_url(spec: EnvSpec) -> pulumi.Output[str]:
 
 
 class LoistEnvironment(pulumi.ComponentResource):
-    """Network, bucket, database, secrets, identities, registry, Cloud Run service and job."""
+    """Network, bucket, database, secrets, identities, registry, Cloud Run service and job, and
+    (production, staging in allow-list mode) the load balancer with Cloud Armor in front."""
 
     def __init__(self, spec: EnvSpec, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("loist:index:Environment", f"loist-{spec.environment}", None, opts)
@@ -67,10 +69,13 @@ class LoistEnvironment(pulumi.ComponentResource):
         )
 
         envs = service_envs(spec, self.embed_base_url, self.secrets.by_env())
+        self.metrics = build_metrics_sidecar(spec, self.runtime_account, child)
         # The revision must not start before it may read its secrets and reach its database.
         run_opts = pulumi.ResourceOptions.merge(
             child,
-            pulumi.ResourceOptions(depends_on=[*grants, *self.secrets.versions.values(), self.database.user]),
+            pulumi.ResourceOptions(
+                depends_on=[*grants, *self.secrets.versions.values(), self.database.user, *self.metrics.dependencies]
+            ),
         )
         connection_name = self.database.instance.connection_name
         self.job = build_migration_job(
@@ -88,8 +93,12 @@ class LoistEnvironment(pulumi.ComponentResource):
             connection_name=connection_name,
             envs=envs,
             opts=run_opts,
+            sidecars=[self.metrics.container],
+            sidecar_volumes=[self.metrics.volume],
         )
-        self.monitoring = build_monitoring(spec, self.service, child)
+        self.monitoring = build_monitoring(spec, self.service, child, instance=self.database.instance)
+        # Production, and staging in allow-list mode: the HTTPS load balancer with Cloud Armor.
+        self.edge = build_edge(spec, self.service, child) if spec.behind_load_balancer else None
 
         self.register_outputs(
             {
@@ -99,5 +108,6 @@ class LoistEnvironment(pulumi.ComponentResource):
                 "connection_name": connection_name,
                 "runtime_account": self.runtime_account.email,
                 "deployer_account": self.deployer.email,
+                "load_balancer_ip": self.edge.address.address if self.edge else None,
             }
         )

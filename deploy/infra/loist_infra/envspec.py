@@ -41,6 +41,18 @@ CLOUDSQL_MOUNT = "/cloudsql"
 LIVE_PATH = "/health/live"
 READY_PATH = "/health/ready"
 
+#: The app's Prometheus metrics listener (``METRICS_PORT``; ``METRICS_HOST`` stays 127.0.0.1):
+#: never the public port. On Cloud Run the Managed Service for Prometheus sidecar scrapes it over
+#: the instance's shared localhost.
+METRICS_PORT = 9464
+METRICS_PATH = "/metrics"
+
+#: The app's container in the Cloud Run service (the ingress container; sidecars start after it).
+APP_CONTAINER = "loist"
+
+#: Google's Managed Service for Prometheus collector for Cloud Run, run as a sidecar.
+GMP_SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
+
 #: Image name inside the Artifact Registry repository.
 IMAGE_NAME = "loist"
 
@@ -62,7 +74,8 @@ def secret_name(key: str, environment: CloudEnvironment) -> str:
 @dataclass(frozen=True)
 class Sizing:
     """Cloud Run and Cloud SQL capacity. Why per environment: staging scales to zero, production
-    keeps one warm instance and a highly available database."""
+    keeps one warm instance and a highly available database. The figures and the measurements they
+    rest on: docs/capacity.md."""
 
     cpu: str
     memory: str
@@ -70,6 +83,11 @@ class Sizing:
     min_instances: int
     max_instances: int
     request_timeout_s: int
+    web_workers: int  # server processes per instance: one per vCPU (WEB_WORKERS)
+    db_pool_size: int  # per process (DB_POOL_SIZE)
+    db_max_overflow: int  # per process (DB_MAX_OVERFLOW)
+    sql_max_connections: int  # declared on the instance (database flag max_connections)
+    sql_reserved_connections: int  # kept free for superusers, Cloud SQL's own, an operator's psql
     sql_tier: str
     sql_availability: Literal["ZONAL", "REGIONAL"]
     sql_disk_gb: int
@@ -87,6 +105,11 @@ SIZING: dict[CloudEnvironment, Sizing] = {
         min_instances=0,
         max_instances=3,
         request_timeout_s=300,
+        web_workers=1,
+        db_pool_size=5,
+        db_max_overflow=5,
+        sql_max_connections=50,  # db-g1-small's default, declared so it cannot drift
+        sql_reserved_connections=10,
         sql_tier="db-g1-small",
         sql_availability="ZONAL",
         sql_disk_gb=10,
@@ -102,6 +125,11 @@ SIZING: dict[CloudEnvironment, Sizing] = {
         min_instances=1,
         max_instances=20,
         request_timeout_s=300,
+        web_workers=2,
+        db_pool_size=4,
+        db_max_overflow=2,
+        sql_max_connections=400,  # the default for 7.5 GB, declared so it cannot drift
+        sql_reserved_connections=20,
         sql_tier="db-custom-2-7680",
         sql_availability="REGIONAL",
         sql_disk_gb=50,
@@ -111,6 +139,58 @@ SIZING: dict[CloudEnvironment, Sizing] = {
         bucket_versioning=True,
     ),
 }
+
+
+#: Tasks of the migration job that can run at once (its ``parallelism``).
+MIGRATION_JOB_TASKS = 1
+
+
+@dataclass(frozen=True)
+class ConnectionBudget:
+    """PostgreSQL connections the deployment can open at most, against what the instance allows."""
+
+    per_process: int  # DB_POOL_SIZE + DB_MAX_OVERFLOW
+    service: int  # max instances x WEB_WORKERS x per_process
+    job: int  # migration job tasks x per_process
+    max_connections: int
+    reserved: int
+
+    @property
+    def needed(self) -> int:
+        return self.service + self.job
+
+    @property
+    def available(self) -> int:
+        return self.max_connections - self.reserved
+
+    @property
+    def fits(self) -> bool:
+        return self.needed <= self.available
+
+    def explain(self) -> str:
+        return (f"{self.needed} connections at most (service {self.service} + migration job {self.job}, "
+                f"{self.per_process} per process) against max_connections {self.max_connections} "
+                f"- {self.reserved} reserved = {self.available}")
+
+
+def connection_budget(
+    *, max_instances: int, web_workers: int, pool_size: int, max_overflow: int, job_tasks: int,
+    max_connections: int, reserved: int,
+) -> ConnectionBudget:
+    """The budget docs/capacity.md states: every process of every instance at its pool's limit."""
+    per_process = pool_size + max_overflow
+    return ConnectionBudget(
+        per_process=per_process, service=max_instances * web_workers * per_process,
+        job=job_tasks * per_process, max_connections=max_connections, reserved=reserved,
+    )
+
+
+def sizing_budget(sizing: Sizing) -> ConnectionBudget:
+    return connection_budget(
+        max_instances=sizing.max_instances, web_workers=sizing.web_workers, pool_size=sizing.db_pool_size,
+        max_overflow=sizing.db_max_overflow, job_tasks=MIGRATION_JOB_TASKS,
+        max_connections=sizing.sql_max_connections, reserved=sizing.sql_reserved_connections,
+    )
 
 
 @dataclass(frozen=True)
@@ -130,7 +210,46 @@ class EnvSpec:
     log_level: str = "INFO"
     #: Optional "owner/repo" on GitHub: when set, the program creates the Cloud Build trigger.
     github_repo: str | None = None
+    #: Staging's allow-list mode: only these source ranges (CIDR) get past Cloud Armor; setting any
+    #: puts staging behind the load balancer too. Production never has one (it is public).
+    allowed_source_ranges: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Monitoring: e-mail addresses that get a notification channel each, existing channels
+    #: (``projects/<p>/notificationChannels/<id>``: Slack, PagerDuty...) added as they are, and
+    #: the SLO targets (None: the environment's default in loist_infra.signals.OBJECTIVES).
+    alert_emails: tuple[str, ...] = ()
+    alert_channels: tuple[str, ...] = ()
+    slo_availability: float | None = None
+    slo_latency_ms: int | None = None
+
+    # --- the edge (loist_infra.edge) -----------------------------------------------------------
+    @property
+    def behind_load_balancer(self) -> bool:
+        """Production always; staging when it is limited to an allow-list of source ranges."""
+        return self.environment == "production" or bool(self.allowed_source_ranges)
+
+    @property
+    def run_ingress(self) -> str:
+        """Cloud Run ingress: only the load balancer when one is in front, else the internet."""
+        return "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER" if self.behind_load_balancer else "INGRESS_TRAFFIC_ALL"
+
+    @property
+    def trusted_proxy_count(self) -> int:
+        """X-Forwarded-For entries appended by our own front ends: Google's load balancer
+        appends "<client>, <load balancer>", Cloud Run alone appends "<client>"."""
+        return 2 if self.behind_load_balancer else 1
+
+    @property
+    def public_host(self) -> str | None:
+        """The custom domain the load balancer's certificate is for (EMBED_BASE_URL's host)."""
+        if not self.embed_base_url:
+            return None
+        return origin_of(self.embed_base_url).split("://", 1)[1].split(":", 1)[0]
+
+    @property
+    def run_network_tag(self) -> str:
+        """Network tag of the service's and the job's VPC interfaces (egress firewall target)."""
+        return f"loist-run-{self.suffix}"
 
     # --- names ---------------------------------------------------------------------------------
     @property
@@ -200,6 +319,11 @@ class EnvSpec:
         return f"loist-{self.suffix}-vpc"
 
     @property
+    def metrics_config_secret(self) -> str:
+        """Secret Manager secret holding the sidecar's RunMonitoring config (not an env var)."""
+        return f"run-gmp-config-{self.suffix}"
+
+    @property
     def branch(self) -> str:
         """The branch whose pushes deploy here."""
         return "main" if self.environment == "production" else "dev"
@@ -234,10 +358,17 @@ class EnvSpec:
             "SERVER_HOST": "0.0.0.0",  # noqa: S104 - inside the container, behind Cloud Run
             "AUTH_ENABLED": "true",
             "ALLOW_PRIVATE_URLS": "false",
+            "RATE_LIMITS_ENABLED": "true",
+            "TRUSTED_PROXY_COUNT": str(self.trusted_proxy_count),
             "EMBED_BASE_URL": embed_base_url,
             "CORS_ORIGINS": "*",
             "LOG_LEVEL": self.log_level,
             "LOG_FORMAT": "json",
+            "METRICS_PORT": str(METRICS_PORT),
+            # Capacity (docs/capacity.md): processes per instance and each one's database pool.
+            "WEB_WORKERS": str(self.sizing.web_workers),
+            "DB_POOL_SIZE": str(self.sizing.db_pool_size),
+            "DB_MAX_OVERFLOW": str(self.sizing.db_max_overflow),
         }
         env.update(self.extra_env)
         return env

@@ -46,7 +46,13 @@ def build_deployer(
         opts=opts,
     )
     # run.developer is project-level; gcloud needs it to deploy revisions and execute the job.
-    for role in ("roles/run.developer", "roles/logging.logWriter"):
+    # The scan-image step runs On-Demand Scanning; sbom-attach records the SBOM as an occurrence.
+    for role in (
+        "roles/run.developer",
+        "roles/logging.logWriter",
+        "roles/ondemandscanning.admin",
+        "roles/containeranalysis.occurrences.editor",
+    ):
         gcp.projects.IAMMember(
             f"{spec.deployer_account_id}-{role.split('/')[1]}",
             project=spec.project,

@@ -8,14 +8,18 @@ The pipelines roll new images out (``gcloud run deploy --no-traffic --tag``, the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_gcp as gcp
 
 from loist_infra.envspec import (
+    APP_CONTAINER,
     CLOUDSQL_MOUNT,
     CONTAINER_PORT,
     LIVE_PATH,
     MIGRATE_COMMAND,
+    MIGRATION_JOB_TASKS,
     READY_PATH,
     EnvSpec,
 )
@@ -80,13 +84,17 @@ def build_service(
     connection_name: pulumi.Input[str],
     envs: list[gcp.cloudrunv2.ServiceTemplateContainerEnvArgs],
     opts: pulumi.ResourceOptions,
+    sidecars: Sequence[gcp.cloudrunv2.ServiceTemplateContainerArgs] = (),
+    sidecar_volumes: Sequence[gcp.cloudrunv2.ServiceTemplateVolumeArgs] = (),
 ) -> gcp.cloudrunv2.Service:
+    """The app container first (``containers[0]``, the one the pipelines deploy images to), then
+    ``sidecars`` (the metrics collector, see monitoring.py)."""
     sizing = spec.sizing
     service = gcp.cloudrunv2.Service(
         spec.service_name,
         name=spec.service_name,
         location=spec.region,
-        ingress="INGRESS_TRAFFIC_ALL",
+        ingress=spec.run_ingress,  # only the load balancer where one is in front (edge.py)
         deletion_protection=sizing.deletion_protection,
         labels={"app": "loist", "environment": spec.environment},
         template=gcp.cloudrunv2.ServiceTemplateArgs(
@@ -100,7 +108,7 @@ def build_service(
                 egress="PRIVATE_RANGES_ONLY",
                 network_interfaces=[
                     gcp.cloudrunv2.ServiceTemplateVpcAccessNetworkInterfaceArgs(
-                        network=network.vpc.name, subnetwork=network.subnet.name
+                        network=network.vpc.name, subnetwork=network.subnet.name, tags=[spec.run_network_tag]
                     )
                 ],
             ),
@@ -110,11 +118,12 @@ def build_service(
                     cloud_sql_instance=gcp.cloudrunv2.ServiceTemplateVolumeCloudSqlInstanceArgs(
                         instances=[connection_name]
                     ),
-                )
+                ),
+                *sidecar_volumes,
             ],
             containers=[
                 gcp.cloudrunv2.ServiceTemplateContainerArgs(
-                    name="loist",
+                    name=APP_CONTAINER,
                     image=spec.effective_image,
                     ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=CONTAINER_PORT),
                     envs=envs,
@@ -145,7 +154,8 @@ def build_service(
                         timeout_seconds=5,
                         failure_threshold=3,
                     ),
-                )
+                ),
+                *sidecars,
             ],
         ),
         opts=pulumi.ResourceOptions.merge(
@@ -191,8 +201,8 @@ def build_migration_job(
         deletion_protection=spec.sizing.deletion_protection,
         labels={"app": "loist", "environment": spec.environment},
         template=gcp.cloudrunv2.JobTemplateArgs(
-            task_count=1,
-            parallelism=1,
+            task_count=MIGRATION_JOB_TASKS,
+            parallelism=MIGRATION_JOB_TASKS,  # counted in the connection budget
             template=gcp.cloudrunv2.JobTemplateTemplateArgs(
                 service_account=account.email,
                 timeout="900s",
@@ -201,7 +211,7 @@ def build_migration_job(
                     egress="PRIVATE_RANGES_ONLY",
                     network_interfaces=[
                         gcp.cloudrunv2.JobTemplateTemplateVpcAccessNetworkInterfaceArgs(
-                            network=network.vpc.name, subnetwork=network.subnet.name
+                            network=network.vpc.name, subnetwork=network.subnet.name, tags=[spec.run_network_tag]
                         )
                     ],
                 ),

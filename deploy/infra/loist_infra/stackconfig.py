@@ -6,12 +6,42 @@ the way ``pulumi up`` does.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 
 from loist_infra.envspec import ENVIRONMENTS, CloudEnvironment, EnvSpec
 
 #: Config keys (namespace ``loist:``) the program reads; everything else has a safe default.
-LOIST_KEYS = ("environment", "embedBaseUrl", "image", "stagingObjectMaxAgeDays", "logLevel", "githubRepo")
+LOIST_KEYS = (
+    "environment",
+    "embedBaseUrl",
+    "image",
+    "stagingObjectMaxAgeDays",
+    "logLevel",
+    "githubRepo",
+    "alertEmails",
+    "alertChannels",
+    "sloAvailability",
+    "sloLatencyMs",
+    "allowedSourceRanges",
+)
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    """``"a@x.org, b@x.org"`` -> ``("a@x.org", "b@x.org")``."""
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def _objective(stack: str, key: str, value: str | None, kind: type, low: float, high: float) -> float | None:
+    if not value:
+        return None
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"stack {stack!r}: loist:{key} must be a number, got {value!r}") from None
+    if not low < number < high:
+        raise ValueError(f"stack {stack!r}: loist:{key} must be between {low} and {high}, got {value!r}")
+    return number
 
 
 def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[str, str | None]) -> EnvSpec:
@@ -27,7 +57,12 @@ def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[s
         raise ValueError(f"stack {stack!r}: set gcp:project and gcp:region")
     env: CloudEnvironment = environment  # type: ignore[assignment]
     age = loist.get("stagingObjectMaxAgeDays")
-    return EnvSpec(
+    ranges = _list(loist.get("allowedSourceRanges"))
+    if ranges and env == "production":
+        raise ValueError(f"stack {stack!r}: loist:allowedSourceRanges is staging's allow-list mode; production is public")
+    for cidr in ranges:
+        ipaddress.ip_network(cidr)  # a typo fails here, not in the cloud
+    spec = EnvSpec(
         environment=env,
         project=project,
         region=region,
@@ -36,4 +71,15 @@ def spec_from_config(stack: str, gcp: Mapping[str, str | None], loist: Mapping[s
         staging_object_max_age_days=int(age) if age else 30,
         log_level=(loist.get("logLevel") or "INFO"),
         github_repo=(loist.get("githubRepo") or None),
+        alert_emails=_list(loist.get("alertEmails")),
+        alert_channels=_list(loist.get("alertChannels")),
+        slo_availability=_objective(stack, "sloAvailability", loist.get("sloAvailability"), float, 0.5, 1.0),
+        slo_latency_ms=_objective(stack, "sloLatencyMs", loist.get("sloLatencyMs"), int, 0, 60_000),  # type: ignore[arg-type]
+        allowed_source_ranges=ranges,
     )
+    if spec.behind_load_balancer and not spec.public_host:
+        raise ValueError(
+            f"stack {stack!r}: behind the HTTPS load balancer the service needs its own domain: "
+            "pulumi config set loist:embedBaseUrl https://<domain> (its certificate is issued for it)"
+        )
+    return spec

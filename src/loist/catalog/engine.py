@@ -58,6 +58,7 @@ def build_engine(
     url: str | None,
     *,
     pool_size: int = 5,
+    max_overflow: int | None = None,
     null_pool: bool = False,
     write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
 ) -> AsyncEngine:
@@ -67,7 +68,8 @@ def build_engine(
     ``track_genres`` cascade needs them), WAL (readers never block the writer) and a short busy
     timeout; :func:`transaction` waits for the write lock up to ``write_timeout_s``. PostgreSQL: a
     bounded pool with pre-ping, so a Cloud SQL connection dropped while idle is replaced rather
-    than surfacing as an error.
+    than surfacing as an error; at most ``pool_size + max_overflow`` connections (``max_overflow``
+    defaults to ``pool_size``), the figure the deployment's connection budget counts.
     """
     async_url = make_url(normalize_url(url))
     kwargs: dict[str, Any] = {}
@@ -98,7 +100,8 @@ def build_engine(
     if null_pool:
         kwargs["poolclass"] = NullPool
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        overflow = pool_size if max_overflow is None else max_overflow
+        kwargs.update(pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True)
     return _observed(create_async_engine(async_url, **kwargs))
 
 

@@ -52,6 +52,7 @@ class Token:
     text: str
     prefix: bool = False
     fuzzy: tuple[str, ...] = ()  # nearest vocabulary words, added by the fuzzy pass (matched exactly)
+    edits: tuple[int, ...] = ()  # the typo pass: edits from the typed word to ``text``, then to each ``fuzzy``
 
 
 @dataclass(frozen=True)

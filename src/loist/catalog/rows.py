@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loist.catalog.text import genre_rows, search_columns
-from loist.model import TAG_FIELDS, ArtworkInfo, AudioInfo, Source, Tags, Track, TrackStatus
+from loist.model import NAME_LISTS, TAG_FIELDS, ArtworkInfo, AudioInfo, Source, Tags, Track, TrackStatus
 
 AUDIO_FIELDS: tuple[str, ...] = tuple(AudioInfo.model_fields)
+LIST_TAG_FIELDS: tuple[str, ...] = ("genres", *NAME_LISTS)  # JSON list columns
 _ARTWORK_COLUMNS: dict[str, str] = {
     "present": "artwork_present",
     "width": "artwork_width",
@@ -50,8 +51,10 @@ def track_to_row(track: Track) -> dict[str, Any]:
         row[field] = getattr(track.audio, field)
     for field in TAG_FIELDS:
         row[field] = getattr(track.tags, field)
-    row["genres"] = list(track.tags.genres)
-    row.update(search_columns(track.tags))  # the search index's tokens (loist.catalog.text)
+    for field in LIST_TAG_FIELDS:
+        row[field] = list(getattr(track.tags, field))
+    # the search index's tokens (loist.catalog.text); an untitled track is found by its file name
+    row.update(search_columns(track.tags, track.source.original_filename))
     for field, column in _ARTWORK_COLUMNS.items():
         row[column] = getattr(track.artwork, field)
     return row
@@ -69,9 +72,7 @@ def row_to_track(row: Mapping[str, Any]) -> Track:
         sha256=row["sha256"],
         size_bytes=row["size_bytes"],
         audio=AudioInfo(**{field: row[field] for field in AUDIO_FIELDS}),
-        tags=Tags(
-            **{field: row[field] for field in TAG_FIELDS if field != "genres"}, genres=row["genres"] or []
-        ),
+        tags=Tags(**{field: row[field] or [] if field in LIST_TAG_FIELDS else row[field] for field in TAG_FIELDS}),
         artwork=ArtworkInfo(**{field: row[column] for field, column in _ARTWORK_COLUMNS.items()}),
         blob_key=row["blob_key"],
         thumbnail_key=row["thumbnail_key"],

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 from loist.catalog.text import SEARCH_COLUMNS
-from loist.model import TrackStatus
+from loist.model import NAME_LISTS, TrackStatus
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -109,6 +109,9 @@ tracks = sa.Table(
     sa.Column("label", sa.Text()),
     sa.Column("isrc", sa.Text()),
     sa.Column("comment", sa.Text()),
+    # Every name of the multi-valued tags (migration 0007); artist, album_artist and composer above
+    # hold their display form (the names joined with " & ", see loist.model.Tags).
+    *(sa.Column(name, sa.JSON(), nullable=False, server_default=sa.text("'[]'")) for name in NAME_LISTS),
     # Search tokens of the tags (added by migration 0002_search, derived by loist.catalog.text,
     # written by the catalog with every insert and tag update). Not part of Track.
     *(sa.Column(name, sa.Text(), nullable=False, server_default="") for name in SEARCH_COLUMNS.values()),

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loist.catalog.rows import LIST_TAG_FIELDS
 from loist.catalog.schema import ROW_COLUMNS, tracks
 from loist.catalog.text import genre_rows
 
@@ -32,7 +33,7 @@ _IN_CHUNK = 500
 
 _row_values = itemgetter(*ROW_COLUMNS)
 _UUID_AT = ROW_COLUMNS.index("id")
-_JSON_AT = ROW_COLUMNS.index("genres")
+_JSON_AT = tuple(ROW_COLUMNS.index(name) for name in LIST_TAG_FIELDS)
 _DATETIMES_AT = (ROW_COLUMNS.index("created_at"), ROW_COLUMNS.index("updated_at"))
 
 
@@ -47,11 +48,12 @@ def _utc_text(value: datetime) -> str:
 def encode_row(row: dict[str, Any]) -> tuple[Any, ...]:
     """The positional parameters (``ROW_COLUMNS`` order) for one ``tracks`` row (``track_to_row``).
 
-    Only four columns need converting; bools and numbers go to sqlite3 as they are.
+    Only the id, the JSON lists and the timestamps need converting; bools and numbers go to sqlite3 as they are.
     """
     values = list(_row_values(row))
     values[_UUID_AT] = values[_UUID_AT].hex
-    values[_JSON_AT] = json.dumps(values[_JSON_AT])
+    for at in _JSON_AT:
+        values[at] = json.dumps(values[at])
     for at in _DATETIMES_AT:
         values[at] = _utc_text(values[at])
     return tuple(values)

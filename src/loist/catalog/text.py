@@ -36,13 +36,16 @@ MAX_TOKEN_CHARS = 64  # longer tokens are cut (at index time and at query time a
 # The columns that hold index tokens, one per searchable field group, and the tag fields feeding them.
 SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "title": ("title",),
-    "artist": ("artist",),
-    "album": ("album", "album_artist"),
+    "artist": ("artists",),
+    "album": ("album", "album_artists"),
     "genre": ("genres",),
-    "composer": ("composer",),
+    "composer": ("composers",),
     "label": ("label",),
 }
 SEARCH_COLUMNS: dict[str, str] = {name: f"search_{name}" for name in SEARCH_FIELDS}
+# A row read from a catalog older than the name lists (a migration's backfill) has only the display
+# string: it is then the one name. (Every name is indexed, so any of several artists finds the track.)
+_NAME_FALLBACK: dict[str, str] = {"artists": "artist", "album_artists": "album_artist", "composers": "composer"}
 
 # Letters NFKD does not decompose but people type without the accent.
 _EXTRA_FOLDS = str.maketrans(
@@ -194,17 +197,34 @@ def index_text(*values: str | None) -> str:
     return " ".join(text for text in texts if text)
 
 
-def search_columns(tags: Mapping[str, Any] | Any) -> dict[str, str]:
+def file_title(filename: str | None) -> str | None:
+    """The words a track without a title is found by: its file name without the extension
+    (``spoken_intro.wav`` -> ``spoken_intro``, indexed as ``spoken intro spokenintro``)."""
+    if not filename:
+        return None
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, _ = name.rpartition(".")
+    return (stem if dot and stem else name).strip() or None
+
+
+def search_columns(tags: Mapping[str, Any] | Any, filename: str | None = None) -> dict[str, str]:
     """The ``search_*`` column values for a track's tags (a :class:`~loist.model.Tags` or a row dict).
 
     The catalog writer stores these with every insert and tag update; the search indexes (FTS5 on
-    SQLite, the weighted ``tsvector`` on PostgreSQL) are built from them.
+    SQLite, the weighted ``tsvector`` on PostgreSQL) are built from them. ``filename``: the track's
+    ``source.original_filename``; a track without a title is listed by it, and found by its words.
     """
 
     def get(name: str) -> Any:
         if isinstance(tags, Mapping):
-            return tags.get(name)
-        return getattr(tags, name, None)
+            value = tags.get(name)
+            if value is None and name in _NAME_FALLBACK:
+                value = tags.get(_NAME_FALLBACK[name])
+        else:
+            value = getattr(tags, name, None)
+        if name == "title" and not value:
+            return file_title(filename)
+        return value
 
     out: dict[str, str] = {}
     for name, sources in SEARCH_FIELDS.items():

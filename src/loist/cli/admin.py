@@ -61,9 +61,13 @@ def db_current(as_json: JsonOpt = False) -> None:
 # --- config ------------------------------------------------------------------------------------
 @config_app.command("check")
 def config_check(as_json: JsonOpt = False) -> None:
-    """Validate the configuration and print the effective values (secrets masked)."""
+    """Validate the configuration and print the effective values (secrets masked), the library's
+    folder included; a folder that cannot be used is a problem like any other."""
+    from loist.library.datadir import folder_problems
+
     built = guarded(as_json, build_settings)  # the profile's problems are reported, not raised
     problems = built.problems()
+    problems += guarded(as_json, lambda: folder_problems(built)) if not problems else []
     render.config_report(built, problems, as_json)
     if problems:
         raise typer.Exit(EXIT_CODE[ErrorCode.CONFIG_INVALID])

@@ -12,8 +12,9 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from loist.errors import LoistError
 from loist.model import SearchResult, Track, TrackPage, TrackStatus
@@ -22,12 +23,14 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from loist.config import Settings
-    from loist.library.service import IngestOutcome
+    from loist.library.pipeline import IngestOutcome
     from loist.library.transfer import ExportReport
     from loist.ops.smoke import SmokeReport
 
+# soft_wrap: a line longer than the terminal is never broken with a real newline nor cut with "…"
+# (a copied cursor, URL or hash must stay whole), on a terminal, a pipe or a file alike.
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
 
@@ -51,11 +54,11 @@ def error(exc: LoistError, as_json: bool) -> None:
     if as_json:
         print_json({"error": exc.to_dict()})
     else:
-        err.print(f"[red]error[/red] {exc.code}: {exc.message}", highlight=False, markup=True)
+        err.print(f"[red]error[/red] {exc.code}: {escape(exc.message)}", highlight=False, markup=True)
 
 
 def failed_item(name: str, code: str, message: str) -> None:
-    note(f"[red]FAILED[/red] {name}: {code}: {message}")
+    note(f"[red]FAILED[/red] {escape(name)}: {code}: {escape(message)}")
 
 
 def track_summary(track: Track) -> str:
@@ -67,34 +70,64 @@ def track_summary(track: Track) -> str:
 
 
 # --- tracks ------------------------------------------------------------------------------------
+def pairs(rows: list[tuple[str, str]]) -> None:
+    """``name  value`` lines, names aligned; values are printed whole (never cut to the terminal)."""
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, value in rows:
+        out.print(f"{name:<{width}}  {value}", highlight=False, markup=False)
+
+
 def track(track: Track, embed_url: str, as_json: bool) -> None:
     if as_json:
         print_json(track.model_dump(mode="json") | {"embed_url": embed_url})
         return
     data = track.model_dump(mode="json")
-    table = Table(show_header=False, box=None)
+    rows: list[tuple[str, str]] = []
     for section in ("tags", "audio", "artwork", "source"):
         for key, value in data.pop(section).items():
             if value not in (None, [], ""):
-                table.add_row(f"{section}.{key}", str(value))
-    for key, value in data.items():
-        if value is not None:
-            table.add_row(key, str(value))
-    table.add_row("embed_url", embed_url)
-    out.print(table)
+                rows.append((f"{section}.{key}", str(value)))
+    rows += [(key, str(value)) for key, value in data.items() if value is not None]
+    rows.append(("embed_url", embed_url))
+    pairs(rows)
 
 
-def track_page(page: TrackPage, as_json: bool) -> None:
+LIST_COLUMNS = ("ID", "ARTIST", "TITLE", "ALBUM", "YEAR", "DURATION", "FORMAT")
+MAX_COLUMN = 40  # a longer value is printed whole; it only stops aligning the columns after it
+
+
+def track_page(page: TrackPage, as_json: bool, *, where: str = "", status: TrackStatus | None = None) -> None:
+    """A page of ``loist list``: one aligned row per track (columns :data:`LIST_COLUMNS`), then the
+    cursor of the next page; an empty library says where it looked."""
     if as_json:
         print_json(page.model_dump(mode="json"))
         return
-    for item in page.items:
-        line = track_summary(item)
-        if item.status == TrackStatus.FAILED:
-            line = f"{item.id}  FAILED {item.error_code} ({item.attempts}x) {item.source.location}"
-        say(line)
+    if not page.items:
+        what = f"no {status.value} tracks" if status and status != TrackStatus.COMPLETED else "the library is empty"
+        note(f"{what} at {where}" + ("" if what != "the library is empty" else " (add music with `loist ingest PATH_OR_URL`)"))
+        return
+    rows = [LIST_COLUMNS, *(_list_row(item) for item in page.items)]
+    widths = [min(MAX_COLUMN, max(cell_len(row[i]) for row in rows)) for i in range(len(LIST_COLUMNS))]
+    for row in rows:  # padded by terminal cells, so wide (CJK) characters keep the columns aligned
+        cells = (cell + " " * max(0, width - cell_len(cell)) for cell, width in zip(row, widths, strict=True))
+        out.print("  ".join(cells).rstrip(), highlight=False, markup=False)
     if page.next_cursor:
         note(f"more: loist list --cursor {page.next_cursor}")
+
+
+def _list_row(item: Track) -> tuple[str, ...]:
+    t, a = item.tags, item.audio
+    if item.status == TrackStatus.FAILED:
+        return (str(item.id), "FAILED", f"{item.error_code} ({item.attempts}x)", item.source.location or "", "", "", "")
+    title = t.title or item.source.original_filename or ""
+    return (str(item.id), t.artist or "", title, t.album or "", str(t.year or ""), duration(a.duration_s), a.format or "")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def search_result(result: SearchResult, as_json: bool) -> None:
@@ -161,6 +194,8 @@ class IngestView:
             print_json(outcome.to_dict())
         elif outcome.interrupted:
             pass  # counted: the summary says how many were not ingested
+        elif outcome.skipped:
+            note(f"skipped {escape(outcome.input)}: {outcome.to_dict()['reason']}")
         elif outcome.error is not None:
             failed_item(outcome.input, outcome.error.code, outcome.error.message)
         elif not outcome.skipped and outcome.track is not None and not self.show_bar:
@@ -282,10 +317,7 @@ def config_report(settings: Settings, problems: list[str], as_json: bool) -> Non
     if as_json:
         print_json({"ok": not problems, "problems": problems, "settings": settings.masked()})
         return
-    table = Table(show_header=False, box=None)
-    for key, value in settings.masked().items():
-        table.add_row(key, "" if value is None else str(value))
-    out.print(table)
+    pairs([(key, "" if value is None else str(value)) for key, value in settings.masked().items()])
     for p in problems:
         note(f"[red]problem[/red] {p}")
     if not problems:

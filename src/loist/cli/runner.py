@@ -9,6 +9,7 @@ come from :data:`loist.errors.EXIT_CODE`; the two that are not errors are named 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -16,7 +17,8 @@ import typer
 
 from loist.cli import render
 from loist.config import Settings, load_settings
-from loist.errors import LoistError
+from loist.errors import Internal, LoistError
+from loist.library.datadir import legacy_hint
 
 if TYPE_CHECKING:
     from loist.library.service import Library
@@ -28,12 +30,30 @@ SOME_FAILED = 1  # the command ran, but an input, an import item or a smoke chec
 
 
 def guarded(as_json: bool, step: Callable[[], T]) -> T:
-    """Run ``step``; a :class:`LoistError` is printed (text or JSON) and exits with its code."""
+    """Run ``step``; a :class:`LoistError` is printed (text or JSON) and exits with its code.
+
+    Anything else that escapes is a bug: it is reported as ``INTERNAL`` (exit 70) in one line, its
+    traceback logged at DEBUG (``LOG_LEVEL=DEBUG``), never printed at the user.
+    """
     try:
         return step()
     except LoistError as exc:
         render.error(exc, as_json)
         raise typer.Exit(exc.exit_code) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        crash = unexpected(exc)
+        render.error(crash, as_json)
+        raise typer.Exit(crash.exit_code) from None
+
+
+def unexpected(exc: BaseException) -> Internal:
+    """The coded error for an exception no layer expected; its traceback goes to the DEBUG log."""
+    logging.getLogger("loist.cli").debug("unexpected error", exc_info=exc)
+    return Internal(
+        f"unexpected {type(exc).__name__}: {exc} (run with LOG_LEVEL=DEBUG for the traceback, and please report it)"
+    )
 
 
 def settings(as_json: bool, **overrides: Any) -> Settings:
@@ -42,6 +62,8 @@ def settings(as_json: bool, **overrides: Any) -> Settings:
 
     loaded = guarded(as_json, lambda: load_settings(**overrides))
     configure_logging(loaded)
+    if hint := legacy_hint(loaded):
+        render.note(hint)
     return loaded
 
 
@@ -50,9 +72,14 @@ def run(as_json: bool, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return guarded(as_json, lambda: asyncio.run(call()))
 
 
-def on_library(as_json: bool, call: Callable[[Library], Awaitable[T]]) -> T:
-    """Load the settings, open the library, run ``call`` on it and close it; errors mapped."""
+def on_library(
+    as_json: bool, call: Callable[[Library], Awaitable[T]], *, before_open: Callable[[], None] | None = None
+) -> T:
+    """Load the settings, open the library, run ``call`` on it and close it; errors mapped.
+    ``before_open`` runs once the settings are valid, before the library opens."""
     loaded = settings(as_json)
+    if before_open is not None:
+        guarded(as_json, before_open)
 
     async def go() -> T:
         from loist.library.holder import LibraryHolder  # deferred: `loist --help` stays light

@@ -53,7 +53,7 @@ def analyze(path: Path, *, original_filename: str | None = None) -> Analysis:
     try:
         handle = path.open("rb")
     except FileNotFoundError:
-        raise InvalidArgument(f"no such file: {path}") from None
+        raise NotFound(f"no such file: {path}") from None
     except IsADirectoryError:
         raise InvalidArgument(f"not a file: {path}") from None
     except OSError as exc:

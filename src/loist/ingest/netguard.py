@@ -36,6 +36,12 @@ from loist.errors import FetchFailed, UrlNotAllowed
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
+# How an operator opens the private ranges, said with every refusal that setting would lift.
+PRIVATE_HINT = (
+    "the server fetches only public addresses unless ALLOW_PRIVATE_URLS=true "
+    "(set it only when everyone who can call the server may reach this network)"
+)
+
 #: ``async def resolver(host, port) -> [address strings]``; injectable so tests control DNS.
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
@@ -157,6 +163,8 @@ class AddressPolicy:
         why = self.refusal(ip)
         if why is not None:
             shown = f"{host} ({ip})" if host and host != str(ip) else str(ip)
+            if not self.allow_private and AddressPolicy(True, self.allowed_networks).is_allowed(ip):
+                why += f"; {PRIVATE_HINT}"
             raise UrlNotAllowed(f"refusing to fetch from {shown}: {why}", details={"address": str(ip)})
 
 

@@ -7,20 +7,22 @@ as failed ingests.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from loist.errors import InvalidArgument, InvalidFormat
+from loist.errors import InvalidArgument, InvalidFormat, NotFound
 from loist.ingest.sniff import HEAD_BYTES, sniff_file
 
 InputKind = Literal["url", "file", "folder"]
 
 
 def classify(value: str) -> InputKind:
-    """Is this input a URL, a file or a folder? Raises InvalidArgument when it is none of them."""
+    """Is this input a URL, a file or a folder? Raises NotFound when nothing is at that path
+    (the same code the MCP ``file`` source gives), InvalidArgument for anything else unusable."""
     text = value.strip()
     if not text:
         raise InvalidArgument("empty input")
@@ -36,19 +38,24 @@ def classify(value: str) -> InputKind:
         return "file"
     if path.exists():
         raise InvalidArgument(f"not a regular file or folder: {text}")
-    raise InvalidArgument(f"no such file or folder: {text}")
+    raise NotFound(f"no such file or folder: {text}")
 
 
-def walk_folder(root: Path) -> Iterator[Path]:
+def walk_folder(root: Path, *, skip: Iterable[Path] = ()) -> Iterator[Path]:
     """Every regular, non-hidden file under ``root``, recursively, in sorted order.
 
     Symlinked folders are followed once: a folder already visited (by its real path) is not entered
-    again, so a symlink loop ends the walk instead of repeating it forever.
+    again, so a symlink loop ends the walk instead of repeating it forever. The folders in ``skip``
+    (the library's own data and blob folders) are never entered.
     """
     root = Path(root)
     if not root.is_dir():
         raise InvalidArgument(f"not a folder: {root}")
     seen: set[tuple[int, int]] = set()
+    for folder in skip:
+        with contextlib.suppress(OSError):
+            stat = folder.stat()
+            seen.add((stat.st_dev, stat.st_ino))  # as if already visited
     yield from _walk(root, seen)
 
 

@@ -73,6 +73,20 @@ def split_genres(values: Iterable[str]) -> list[str]:
     return out
 
 
+def split_names(values: Iterable[str]) -> list[str]:
+    """Every name of a multi-valued tag (ID3v2.4 lists, repeated Vorbis fields, MP4 lists), cleaned
+    and de-duplicated. A value is never split on "&", "/" or "," ("Simon & Garfunkel", "AC/DC")."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for value in values:
+        for part in value.split("\x00"):
+            text = clean_text(part)
+            if text and text.casefold() not in seen:
+                seen.add(text.casefold())
+                out.append(text)
+    return out
+
+
 def build_tags(get: Getter) -> Tags:
     def first(field: str) -> str | None:
         for value in get(field):
@@ -83,14 +97,15 @@ def build_tags(get: Getter) -> Tags:
 
     return Tags(
         title=first("title"),
-        artist=first("artist"),
+        # A separate list of the names (Picard's ARTISTS) wins over the display string's values.
+        artists=split_names(get("artists")) or split_names(get("artist")),
         album=first("album"),
-        album_artist=first("album_artist"),
+        album_artists=split_names(get("album_artist")),
         genres=split_genres(get("genre")),
         year=parse_year(first("year")),
         track_number=parse_number(first("track_number")),
         disc_number=parse_number(first("disc_number")),
-        composer=first("composer"),
+        composers=split_names(get("composer")),
         label=first("label"),
         isrc=(first("isrc") or "").replace("-", "").upper() or None,
         comment=first("comment"),
@@ -120,7 +135,12 @@ _ID3_FRAMES = {
     "label": ("TPUB",),
     "isrc": ("TSRC",),
 }
-_ID3_TXXX = {"label": ("LABEL", "PUBLISHER"), "isrc": ("ISRC",), "comment": ("COMMENT", "DESCRIPTION")}
+_ID3_TXXX = {
+    "label": ("LABEL", "PUBLISHER"),
+    "isrc": ("ISRC",),
+    "comment": ("COMMENT", "DESCRIPTION"),
+    "artists": ("ARTISTS",),
+}
 
 
 def id3_getter(tags: ID3) -> Getter:
@@ -164,6 +184,7 @@ def id3_picture(tags: ID3) -> bytes | None:
 _VORBIS_KEYS = {
     "title": ("title",),
     "artist": ("artist",),
+    "artists": ("artists",),
     "album": ("album",),
     "album_artist": ("albumartist", "album artist", "album_artist"),
     "genre": ("genre",),
@@ -179,11 +200,10 @@ _VORBIS_KEYS = {
 
 def vorbis_getter(tags: Any) -> Getter:
     def get(field: str) -> list[str]:
-        out: list[str] = []
-        for key in _VORBIS_KEYS.get(field, ()):
-            if key in tags:
-                out.extend(tags[key])
-        return out
+        for key in _VORBIS_KEYS.get(field, ()):  # the first key present (the others are its aliases)
+            if key in tags and tags[key]:
+                return list(tags[key])
+        return []
 
     return get
 
@@ -224,6 +244,7 @@ def _decode_picture(value: str) -> Picture | None:
 _MP4_KEYS = {
     "title": ("\xa9nam",),
     "artist": ("\xa9ART",),
+    "artists": ("----:com.apple.iTunes:ARTISTS",),
     "album": ("\xa9alb",),
     "album_artist": ("aART",),
     "genre": ("\xa9gen",),
@@ -316,10 +337,11 @@ _ASF_KEYS = {
 
 def asf_getter(tags: ASFTags) -> Getter:
     def get(field: str) -> list[str]:
-        out: list[str] = []
-        for key in _ASF_KEYS.get(field, ()):
-            out.extend(str(v) for v in tags.get(key, []))
-        return out
+        for key in _ASF_KEYS.get(field, ()):  # the first key present (WM/AlbumArtist: artist's fallback)
+            values = [str(v) for v in tags.get(key, [])]
+            if values:
+                return values
+        return []
 
     return get
 

@@ -232,11 +232,13 @@ def worker_init() -> None:
     signal so the server cannot go unnoticed in between.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if _die_with_parent():
+    if die_with_parent():
         _release_forkserver()
 
 
-def _die_with_parent() -> bool:
+def die_with_parent() -> bool:
+    """Ask Linux for SIGKILL when this process's parent dies (True when armed). Also used by the
+    server's worker processes (``loist.web.workers``)."""
     if not sys.platform.startswith("linux"):
         return False
     import ctypes

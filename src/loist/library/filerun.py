@@ -61,6 +61,9 @@ def interrupted() -> Interrupted:
     return Interrupted(STOPPED)
 
 
+SKIP_REASON = "not audio (its first bytes are no audio format Loist reads)"
+
+
 @dataclass(slots=True)
 class IngestOutcome:
     """What happened to one input of a bulk ingest (one per file found, URL or named file)."""
@@ -84,6 +87,7 @@ class IngestOutcome:
         out: dict[str, Any] = {"input": self.input}
         if self.skipped:
             out["status"] = "SKIPPED"
+            out["reason"] = SKIP_REASON
         elif self.track is not None:
             out.update(id=str(self.track.id), status=str(self.track.status), created=self.created)
             out["track"] = self.track.model_dump(mode="json")

@@ -28,6 +28,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime
+from multiprocessing.context import BaseContext
 from pathlib import Path
 
 from loist.catalog import Catalog
@@ -39,6 +40,7 @@ from loist.ingest.netguard import AddressPolicy
 from loist.ingest.sources import classify, walk_folder
 from loist.ingest.tempspace import TempBudget
 from loist.library.bulk import NewBlobs, Stored, put_blobs, worker_init
+from loist.library.datadir import library_folders
 from loist.library.filerun import (
     BULK_BATCH,
     BulkControl,
@@ -253,7 +255,7 @@ class Pipeline:
         workers = concurrency or self.settings.effective_ingest_concurrency
         control = control or BulkControl()
         queue: asyncio.Queue[IngestOutcome | None] = asyncio.Queue(maxsize=4 * BULK_BATCH)
-        urls, files = _plan(inputs)
+        urls, files = _plan(inputs, skip=library_folders(self.settings))
         if on_planned is not None:
             on_planned(len(urls) + len(files))
 
@@ -321,12 +323,7 @@ class Pipeline:
 
     def _executor(self, workers: int) -> Executor:
         if self._pool is None:
-            import multiprocessing
-
-            ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-            if os.name == "posix":
-                ctx.set_forkserver_preload(["loist.library.bulk"])
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init)
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(), initializer=worker_init)
         return self._pool
 
     def _end_pool(self) -> None:
@@ -382,8 +379,34 @@ class Pipeline:
         ]
 
 
-def _plan(inputs: Iterable[str]) -> tuple[list[str], list[FileInput]]:
-    """Split inputs into URLs and files, walking folders (a walked file is not named by the caller)."""
+def _worker_context() -> BaseContext:
+    """How analysis workers start: forked from a server that has imported the analysis code once."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+    if os.name == "posix":
+        ctx.set_forkserver_preload(["loist.library.bulk"])
+    return ctx
+
+
+def start_workers_early() -> None:
+    """Start the analysis workers' fork server now, in the background.
+
+    It imports the analysis code (mutagen, Pillow, the blob store) in its own process, so a command
+    that is about to ingest files can open (and on first use migrate) its catalog meanwhile instead
+    of after: on two cores the two start-up costs overlap. The pool forks its workers from this
+    server when the first chunk is sent; without this call it starts the server then.
+    """
+    if _worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def _plan(inputs: Iterable[str], *, skip: list[tuple[str, Path]]) -> tuple[list[str], list[FileInput]]:
+    """Split inputs into URLs and files, walking folders (a walked file is not named by the caller;
+    the library's own folders in ``skip`` are not walked: re-ingesting a folder that holds the
+    library never reads its blobs back in)."""
     urls: list[str] = []
     files: list[FileInput] = []
     for raw in inputs:
@@ -391,7 +414,8 @@ def _plan(inputs: Iterable[str]) -> tuple[list[str], list[FileInput]]:
         if kind == "url":
             urls.append(raw)
         elif kind == "folder":
-            files.extend((str(found), found, False) for found in walk_folder(Path(raw)))
+            walked = walk_folder(Path(raw), skip=[folder for _, folder in skip])
+            files.extend((str(found), found, False) for found in walked)
         else:
             files.append((raw, Path(raw), True))
     return urls, files

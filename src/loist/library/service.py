@@ -14,22 +14,22 @@ brought from elsewhere live here. Rules the facade keeps:
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
 from loist.catalog import Catalog
 from loist.config import Settings
 from loist.errors import DatabaseFailed, InvalidArgument, LoistError, NotFound, StorageFailed
-from loist.library.bulk import NewBlobs
-from loist.library.pipeline import BulkControl, IngestOutcome, Pipeline, Progress, _emit
+from loist.library import datadir
 from loist.library.storage_pool import StoragePool
-from loist.library.synthetic import SEED_BATCH, SYNTHETIC_BLOB_KEY, generate_tracks, synthetic_blob
 from loist.model import (
+    NAME_LISTS,
     TAG_FIELDS,
     SearchRequest,
     SearchResult,
@@ -42,6 +42,10 @@ from loist.model import (
 )
 from loist.storage import open_blob_store
 from loist.storage.base import BlobInfo, BlobStore
+
+if TYPE_CHECKING:  # imported when first used: reading the library (`loist list`) never loads the ingest engines
+    from loist.library.bulk import NewBlobs
+    from loist.library.pipeline import BulkControl, IngestOutcome, Pipeline, Progress
 
 PAGE = 500  # rows per page when walking the whole library (export, wipe)
 
@@ -58,7 +62,13 @@ class Library:
         self.catalog = catalog
         self.store = store
         self.storage_pool = StoragePool(settings.storage_threads)
-        self.pipeline = Pipeline(settings, catalog, store, self.storage_pool)
+
+    @functools.cached_property
+    def pipeline(self) -> Pipeline:
+        """The ingest pipeline, built on first use (with the ingest engines it imports)."""
+        from loist.library.pipeline import Pipeline
+
+        return Pipeline(self.settings, self.catalog, self.store, self.storage_pool)
 
     # --- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -69,10 +79,10 @@ class Library:
         databases are migrated by ``loist db upgrade`` (a deploy step); opening one whose schema
         is behind is refused with a clear error instead of running migrations from every instance.
         """
-        if settings.database_dialect == "sqlite":
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        datadir.prepare(settings)
         catalog = Catalog.from_url(
-            settings.sqlalchemy_url(), pool_size=settings.db_pool_size, write_timeout_s=settings.sqlite_write_timeout_s
+            settings.sqlalchemy_url(), pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+            write_timeout_s=settings.sqlite_write_timeout_s,
         )
         try:
             if migrate is None:
@@ -88,7 +98,8 @@ class Library:
         return cls(settings, catalog, store)
 
     async def close(self) -> None:
-        self.pipeline.close()
+        if "pipeline" in self.__dict__:  # built: its process pool, if any, ends here
+            self.pipeline.close()
         self.storage_pool.close()
         await self.catalog.close()
 
@@ -203,9 +214,11 @@ class Library:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise InvalidArgument(f"invalid tag values: {problems}") from None
         track = await self.get(track_id)
-        merged = track.tags.model_dump() | patch.model_dump(include=set(fields))
-        if merged.get("genres") is None:
-            merged["genres"] = []
+        # The patch's own fields: a name list and its display string change together (loist.model).
+        merged = track.tags.model_dump() | patch.model_dump(include=patch.model_fields_set)
+        for many in ("genres", *NAME_LISTS):
+            if merged.get(many) is None:
+                merged[many] = []
         tags = Tags.model_validate(merged)
         updated = await self.catalog.update_tags(track.id, tags)
         if updated is None:
@@ -238,6 +251,8 @@ class Library:
     # --- tracks from another library (loist import) ----------------------------------------------
     def blob_writer(self) -> NewBlobs:
         """Writes into this library's blob store and remembers the blobs it created (one per imported track)."""
+        from loist.library.bulk import NewBlobs
+
         return NewBlobs(self.store)
 
     async def import_tracks(self, items: Sequence[tuple[Track, NewBlobs]]) -> list[tuple[Track, bool]]:
@@ -246,6 +261,8 @@ class Library:
         One transaction, each track deduplicated by sha256 like an ingest; ``(track, created)`` per
         item. If it fails, every blob these writers created is deleted again and the error raised.
         """
+        from loist.library.bulk import NewBlobs
+
         blobs = NewBlobs.merged(self.store, [writer for _, writer in items])
         return await self.pipeline.commit([track for track, _ in items], blobs)
 
@@ -258,6 +275,8 @@ class Library:
 
         Through ``blobs`` when given, so a failed import batch deletes it again if that batch wrote it.
         """
+        from loist.library.synthetic import SYNTHETIC_BLOB_KEY, synthetic_blob
+
         data = synthetic_blob()
         await self.storage_pool.run((blobs or self.blob_writer()).put_bytes, SYNTHETIC_BLOB_KEY, data, "audio/wav")
         return len(data)
@@ -333,6 +352,9 @@ class Library:
         another writer of the same SQLite file (a server's tag edit) gets the lock between them;
         ``progress("seeding", done, n)`` is called after each one has committed.
         """
+        from loist.library.pipeline import _emit
+        from loist.library.synthetic import SEED_BATCH, SYNTHETIC_BLOB_KEY, generate_tracks
+
         if n < 0:
             raise InvalidArgument("n must be >= 0")
         batch = batch or SEED_BATCH
@@ -367,8 +389,7 @@ async def migrate_database(
     from loist.catalog import migrate
 
     url = settings.sqlalchemy_url()
-    if settings.database_dialect == "sqlite":
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    datadir.prepare(settings, blobs=False)
     if action == "upgrade":
         await migrate.upgrade(url, revision)
     elif action == "downgrade":

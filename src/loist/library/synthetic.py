@@ -198,6 +198,34 @@ def _audio(rng: random.Random, fmt: str, codec: str, mime: str) -> AudioInfo:
     )
 
 
+def _tags(rng: random.Random, artist: str, album: str, genre: str, genres: list[str], year: int) -> Tags:
+    """One track's tags, drawn in this order (the generator's output for a seed stays what it was)."""
+    title = _title(rng)
+    album_artist = artist if rng.random() < 0.9 else "Various Artists"
+    kept_year = year if rng.random() > 0.03 else None
+    track_number = rng.randint(1, 16)
+    composer = rng.choice(COMPOSERS) if genre in ("Classical", "Soundtrack") or rng.random() < 0.05 else None
+    label = rng.choice(LABELS) if rng.random() < 0.7 else None
+    return _construct(
+        Tags,
+        title=title,
+        artist=artist,
+        artists=[artist],
+        album=album,
+        album_artist=album_artist,
+        album_artists=[album_artist],
+        genres=genres,
+        year=kept_year,
+        track_number=track_number,
+        disc_number=1,
+        composer=composer,
+        composers=[composer] if composer else [],
+        label=label,
+        isrc=None,
+        comment=None,
+    )
+
+
 def generate_tracks(
     n: int,
     *,
@@ -237,21 +265,7 @@ def generate_tracks(
         fmt, codec, mime = formats[bisect.bisect(cumulative, rng.random() * cumulative[-1])]
         created = start + step * index
         year = int(min(2025, max(1950, rng.gauss(1995, 18))))
-        tags = _construct(
-            Tags,
-            title=_title(rng),
-            artist=artist,
-            album=album,
-            album_artist=artist if rng.random() < 0.9 else "Various Artists",
-            genres=genres,
-            year=year if rng.random() > 0.03 else None,
-            track_number=rng.randint(1, 16),
-            disc_number=1,
-            composer=rng.choice(COMPOSERS) if genre in ("Classical", "Soundtrack") or rng.random() < 0.05 else None,
-            label=rng.choice(LABELS) if rng.random() < 0.7 else None,
-            isrc=None,
-            comment=None,
-        )
+        tags = _tags(rng, artist, album, genre, genres, year)
         audio = _audio(rng, fmt, codec, mime)
         yield _construct(
             Track,

@@ -19,7 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent
 from pydantic import BaseModel, ValidationError
 
-from loist.errors import ErrorCode, LoistError
+from loist.errors import ErrorCode, LoistError, public_message
 from loist.model import TAG_FIELDS
 
 logger = logging.getLogger("loist.mcp")
@@ -68,10 +68,18 @@ def _validation_message(exc: ValidationError) -> str:
     return message
 
 
-def error_result(tool: str, exc: BaseException) -> CallToolResult:
-    """Map any failure of a tool call to its ``isError`` result (the only mapping there is)."""
+def error_result(tool: str, exc: BaseException, *, public: bool = False) -> CallToolResult:
+    """Map any failure of a tool call to its ``isError`` result (the only mapping there is).
+
+    ``public`` (MCP over HTTP): a failure of the deployment itself (database, storage) carries the
+    generic words of :data:`loist.errors.PUBLIC_MESSAGE` and no details; the real message is logged.
+    Over stdio the caller runs the server on their own machine and reads everything."""
     cause = exc.__cause__ if isinstance(exc, ToolError) and exc.__cause__ is not None else exc
     if isinstance(cause, LoistError):
+        message = public_message(cause) if public else cause.message
+        if message != cause.message:
+            logger.warning("tool %s failed: %s", tool, cause)
+            return failure(str(cause.code), message)
         logger.info("tool %s failed: %s", tool, cause)
         return failure(str(cause.code), cause.message, cause.details or None)
     if isinstance(cause, ValidationError):

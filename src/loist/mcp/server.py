@@ -34,7 +34,7 @@ from starlette.applications import Starlette
 
 from loist import __version__
 from loist.config import Settings
-from loist.errors import ErrorCode, LoistError
+from loist.errors import ErrorCode, LoistError, public_message
 from loist.library.holder import LibraryHolder
 from loist.mcp import observe
 from loist.mcp.deps import Deps, Transport
@@ -42,6 +42,7 @@ from loist.mcp.resources import register_resources, stream_contents
 from loist.mcp.results import error_result
 from loist.mcp.schemas import compact_schema
 from loist.mcp.tools import register_tools
+from loist.web.admission import AdmissionLimits, ToolBounds
 
 if TYPE_CHECKING:
     from loist.library.service import Library
@@ -52,7 +53,8 @@ STREAM_URI = re.compile(r"music-library://audio/(?P<id>[^/?#]+)/stream")
 
 INSTRUCTIONS = """\
 Loist is a music library. Add audio with process_audio_complete (an http(s) URL; a local file path
-only when connected over stdio), find it with search_library or list_library, read one track with
+only when connected over stdio) or a whole local folder with ingest_folder (stdio only), find it
+with search_library or list_library, read one track with
 get_audio_metadata, share it with get_embed_url (a public player page that unfurls in Slack,
 Discord and Notion), fix tags with update_metadata, remove it with delete_audio. Track ids are
 UUIDs. Failed calls return isError with a stable code such as NOT_FOUND or INVALID_ARGUMENT."""
@@ -64,6 +66,7 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
     def __init__(self, deps: Deps, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deps = deps
+        self.bounds = ToolBounds(AdmissionLimits.from_settings(deps.settings))
 
     def compact_output_schemas(self) -> None:
         """Publish each tool's ``outputSchema`` in its equivalent fast-to-validate form.
@@ -82,12 +85,17 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
     ) -> CallToolResult | InputRequiredResult:
         started = time.perf_counter()
         try:
-            result = await super().call_tool(name, arguments, context)
+            gate = self.bounds.enter(name)  # OVERLOADED past MAX_CONCURRENT_INGESTS
+            try:
+                result = await super().call_tool(name, arguments, context)
+            finally:
+                if gate is not None:
+                    gate.leave()
         except MCPError:
             observe.record(self.tool_names, name, None, time.perf_counter() - started)
             raise
         except Exception as exc:
-            result = error_result(name, exc)
+            result = error_result(name, exc, public=self.deps.transport == "http")
         # a call cancelled (its client left) is not counted: it has no outcome
         observe.record(self.tool_names, name, result, time.perf_counter() - started)
         return result
@@ -105,10 +113,10 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
                 return await stream_contents(self.deps, match["id"])
             return await super().read_resource(uri, context)
         except LoistError as exc:
-            raise _resource_error(uri, exc) from None
+            raise _resource_error(uri, exc, self.deps.transport == "http") from None
         except ResourceError as exc:
             if isinstance(exc.__cause__, LoistError):
-                raise _resource_error(uri, exc.__cause__) from None
+                raise _resource_error(uri, exc.__cause__, self.deps.transport == "http") from None
             raise
         except MCPError:
             raise
@@ -116,11 +124,18 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
             raise UnexpectedResourceError(f"Error reading resource {uri}") from exc
 
 
-def _resource_error(uri: AnyUrl | str, exc: LoistError) -> MCPError:
+def _resource_error(uri: AnyUrl | str, exc: LoistError, public: bool) -> MCPError:
     # A missing resource or a bad id is "invalid params" (SEP-2164); anything else is a server error.
+    # Over HTTP a failure of the deployment carries public words only (loist.errors.PUBLIC_MESSAGE).
     code = INVALID_PARAMS if exc.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_ARGUMENT) else INTERNAL_ERROR
-    logger.info("resource %s failed: %s", uri, exc)
-    return MCPError(code=code, message=str(exc), data={"uri": str(uri), "error": exc.to_dict()})
+    message = public_message(exc) if public else exc.message
+    if message != exc.message:
+        logger.warning("resource %s failed: %s", uri, exc)
+        error = {"code": str(exc.code), "message": message}
+    else:
+        logger.info("resource %s failed: %s", uri, exc)
+        error = exc.to_dict()
+    return MCPError(code=code, message=f"{exc.code}: {message}", data={"uri": str(uri), "error": error})
 
 
 def create_mcp_server(

@@ -22,6 +22,7 @@ from pydantic import Field
 from loist import __version__
 from loist.errors import InvalidArgument, LoistError
 from loist.mcp.deps import Deps, metadata_uri, stream_uri, thumbnail_uri
+from loist.mcp.folder import register_folder_tool
 from loist.mcp.progress import ProgressReporter
 from loist.mcp.results import ok
 from loist.mcp.schemas import (
@@ -78,6 +79,19 @@ def search_output(deps: Deps, result: SearchResult) -> SearchOutput:
         next_cursor=result.next_cursor,
         facets=result.facets,
     )
+
+
+def file_path(raw: str) -> Path:
+    """The file a ``file`` source names. A folder is refused with the tool that adds one: this tool's
+    answer is one track and its links, ``ingest_folder``'s counts and each file's outcome."""
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        raise InvalidArgument(
+            f"{raw} is a folder: process_audio_complete adds one file (one track and its links); "
+            f"call ingest_folder with this path to add every audio file in it (as `loist ingest` does)",
+            details={"path": raw, "kind": "folder"},
+        )
+    return path
 
 
 def resource_links(track: Track) -> list[ResourceLink]:
@@ -151,7 +165,7 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
                     "file sources are only accepted when the server runs over stdio on your own machine; "
                     "over HTTP, give an http_url the server can fetch"
                 )
-            track = await library.ingest_file(Path(source.path).expanduser(), progress=reporter)
+            track = await library.ingest_file(file_path(source.path), progress=reporter)
         else:
             track = await library.ingest_url(
                 source.url,
@@ -168,6 +182,8 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
             processing_time_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return ok(result, resource_links(track))
+
+    register_folder_tool(server, deps)  # ingest_folder: second in tools/list
 
     @server.tool(title="Get a track's metadata", annotations=READ_ONLY)
     async def get_audio_metadata(audioId: AudioId) -> Annotated[CallToolResult, TrackResult]:  # noqa: N803

@@ -4,11 +4,13 @@
 time, no globals), so tests build as many apps as they like. Composition, outermost first::
 
     Observe                metrics, access log, trace context (loist.web.observe)
-    SecurityHeaders        frame-ancestors 'none' / X-Frame-Options DENY unless a route set a CSP
+    SecurityHeaders        DEFAULT_CSP / X-Frame-Options DENY unless a route set a CSP; nosniff, Referrer-Policy
+    PublicRateLimit        RATE_LIMIT_PUBLIC per client outside /mcp (loist.web.ratelimit)
     ScopedCORS             CORS_ORIGINS, only for /audio/*, /oembed, /.well-known/oembed.json
-    Starlette router       /embed/{id}  /oembed  /.well-known/oembed.json
+    Admission              per-kind concurrency bounds; past them 503 OVERLOADED + Retry-After
+    Starlette router       /  /embed/{id}  /oembed  /.well-known/oembed.json
                            /audio/{id}/stream  /audio/{id}/thumbnail  /health/live  /health/ready
-                           /static/*  /mcp (BearerAuth -> McpEndpoint -> MCP streamable HTTP session manager)
+                           /static/*  /mcp (BearerAuth -> McpEndpoint (McpLimits) -> MCP streamable HTTP session manager)
 
 The lifespan holds the library open through the app's
 :class:`~loist.library.holder.LibraryHolder` (opening and closing one when none was handed in), then
@@ -29,13 +31,16 @@ from starlette.staticfiles import StaticFiles
 from loist.config import Settings
 from loist.library.holder import LibraryHolder
 from loist.mcp.server import create_mcp_server, mcp_http_app
-from loist.web import embed, health, oembed, stream
+from loist.web import embed, health, landing, oembed, stream
+from loist.web.admission import Admission, AdmissionLimits
 from loist.web.auth import BearerAuth
 from loist.web.context import WebContext, make_templates
 from loist.web.cors import ScopedCORS
 from loist.web.errors import exception_handlers
+from loist.web.mcp_limits import McpLimits
 from loist.web.mcp_route import McpEndpoint
 from loist.web.observe import Observe
+from loist.web.ratelimit import Limiter, PublicRateLimit
 from loist.web.security import SecurityHeaders
 
 if TYPE_CHECKING:
@@ -55,7 +60,8 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
     # EMBED_BASE_URL + ALLOWED_HOSTS (see loist.mcp.server.transport_security). We do not mount the
     # SDK's own app: /mcp is routed here so the bearer check and the error format are ours.
     mcp_http_app(mcp_server, settings, path=MCP_PATH)
-    endpoint = McpEndpoint()
+    limiter = Limiter(settings)
+    endpoint = McpEndpoint(McpLimits(limiter, settings).admit, ctx.site_name, f"{ctx.base_url}/")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,20 +71,24 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
                 yield
             finally:
                 endpoint.manager = None
+                await limiter.aclose()
 
     routes: list[BaseRoute] = [
+        *landing.routes(ctx, MCP_PATH),
         *embed.routes(ctx),
         *oembed.routes(ctx),
         *stream.routes(ctx),
         *health.routes(ctx),
-        Route(MCP_PATH, BearerAuth(endpoint, settings), name="mcp"),
+        Route(MCP_PATH, BearerAuth(endpoint, settings, limiter), name="mcp"),
         Mount("/static", StaticFiles(packages=[("loist.web", "static")]), name="static"),
     ]
     middleware = [
         # outermost: it sees every answer, those of the middleware below included
         Middleware(Observe, routes=routes, access=settings.access_log, trace_logs=settings.log_format == "json"),
         Middleware(SecurityHeaders),
+        Middleware(PublicRateLimit, limiter=limiter, mcp_path=MCP_PATH),
         Middleware(ScopedCORS, origins=settings.cors_origins),
+        Middleware(Admission, limits=AdmissionLimits.from_settings(settings)),
     ]
     app = Starlette(
         routes=routes,

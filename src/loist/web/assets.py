@@ -25,6 +25,7 @@ class InlineAssets:
     player_css: Markup
     player_js: Markup
     error_css: Markup
+    landing_css: Markup
 
     @property
     def style_hashes(self) -> str:
@@ -42,4 +43,4 @@ def load_assets() -> InlineAssets:
         # Markup: the template inserts it verbatim (it is our code, not user input).
         return Markup((folder / name).read_text(encoding="utf-8"))  # noqa: S704  # nosec B704
 
-    return InlineAssets(read("player.css"), read("player.js"), read("error.css"))
+    return InlineAssets(read("player.css"), read("player.js"), read("error.css"), read("landing.css"))

@@ -2,7 +2,11 @@
 
 With ``AUTH_ENABLED=true`` every request to the MCP endpoint must carry
 ``Authorization: Bearer <BEARER_TOKEN>``; the comparison is constant-time. Failures answer 401
-with ``WWW-Authenticate: Bearer realm="loist"`` and the usual JSON error body. The public routes
+with ``WWW-Authenticate: Bearer realm="loist"`` and the usual JSON error body. A client (an
+address, :mod:`loist.web.ratelimit`) with more than ``RATE_LIMIT_AUTH_FAILURES`` failures in the
+window gets 429 with ``Retry-After`` until the window has passed, whatever it sends: guessing the
+token from one address is slowed to that rate, while a client elsewhere with the right token is
+served as ever. The public routes
 (embed, oEmbed, stream, thumbnail, health) are never wrapped: they are what people share.
 """
 
@@ -16,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from loist.config import Settings
 from loist.errors import ErrorCode
 from loist.web.errors import error_json
+from loist.web.ratelimit import Kind, Limiter
 
 REALM = "loist"
 
@@ -33,8 +38,9 @@ def token_matches(authorization: str | None, expected: str) -> bool:
 class BearerAuth:
     """Wrap an ASGI app so that it is reachable only with the configured bearer token."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, limiter: Limiter | None = None) -> None:
         self.app = app
+        self.limiter = limiter
         self.enabled = settings.auth_enabled
         self.expected = settings.bearer_token.get_secret_value() if settings.bearer_token else ""
         if self.enabled and not self.expected:
@@ -45,10 +51,17 @@ class BearerAuth:
         if not self.enabled or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        client = self.limiter.address_of(scope) if self.limiter is not None else ""
+        refusal = await self.limiter.blocked(Kind.AUTH_FAILURES, client) if self.limiter is not None else None
+        if refusal is not None:
+            await refusal.response()(scope, receive, send)
+            return
         authorization = Headers(scope=scope).get("authorization")
         if token_matches(authorization, self.expected):
             await self.app(scope, receive, send)
             return
+        if self.limiter is not None:
+            await self.limiter.hit(Kind.AUTH_FAILURES, client)
         if authorization:
             challenge = f'Bearer realm="{REALM}", error="invalid_token"'
             message = "the bearer token is not valid for this server"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import jinja2
 
@@ -43,6 +44,14 @@ class WebContext:
     @property
     def base_url(self) -> str:
         return self.settings.public_base_url
+
+    @property
+    def site_name(self) -> str:
+        """The name unfurls and the landing page show: ``SERVER_NAME`` when it was set, else the
+        public host people see in the link (``music.example.com``), never the MCP default name."""
+        if "server_name" in self.settings.model_fields_set:
+            return self.settings.server_name
+        return urlsplit(self.base_url).netloc or self.settings.server_name
 
 
 def make_templates() -> jinja2.Environment:

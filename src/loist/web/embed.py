@@ -121,7 +121,7 @@ def render_page(ctx: WebContext, track: Track) -> bytes:
         oembed_xml=f"{oembed}&format=xml",
         width=PLAYER_WIDTH,
         height=PLAYER_HEIGHT,
-        site_name=ctx.settings.server_name,
+        site_name=ctx.site_name,
     )
     return html.encode("utf-8")
 

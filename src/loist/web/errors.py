@@ -5,10 +5,10 @@ a JSON body ``{"error": {"code", "message"}}``; Starlette's own HTTP errors (unk
 method) get the same body shape. Requests for an embed page get an HTML page instead, because a
 person (or an iframe) is looking at it.
 
-These routes are public. A 4xx message is about the caller's request and is shown as it is; a 5xx
-is the server's trouble, and its message can name the deployment (a database URL with user, host
-and port; a bucket; a folder), so the body carries the code and a generic message from
-:data:`PUBLIC_MESSAGE`, and the real message goes to the server log at WARNING.
+These routes are public. A message about the caller's request is shown as it is; a failure of the
+deployment itself can name it (a database URL with user, host and port; a bucket; a folder), so the
+body carries the code and the generic words of :data:`loist.errors.PUBLIC_MESSAGE`, and the real
+message goes to the server log at WARNING.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from loist.errors import ErrorCode, LoistError
+from loist.errors import ErrorCode, LoistError, public_message
 from loist.web.context import WebContext
 from loist.web.security import embed_csp
 
@@ -32,24 +32,6 @@ _STATUS_CODE: dict[int, ErrorCode] = {
     404: ErrorCode.NOT_FOUND,
     429: ErrorCode.RATE_LIMITED,
 }
-
-
-# What a public body says for a server-side failure; the details are in the server log.
-PUBLIC_MESSAGE: dict[ErrorCode, str] = {
-    ErrorCode.DATABASE_FAILED: "the music catalog is unavailable right now; try again later",
-    ErrorCode.STORAGE_FAILED: "the audio storage is unavailable right now; try again later",
-    ErrorCode.NOT_READY: "the server is starting or stopping; try again shortly",
-    ErrorCode.TIMEOUT: "the server took too long to answer; try again later",
-    ErrorCode.FETCH_FAILED: "fetching the source failed",
-}
-GENERIC_MESSAGE = "internal server error"
-
-
-def public_message(exc: LoistError) -> str:
-    """The message a public response may carry for ``exc`` (see the module docstring)."""
-    if exc.http_status < 500:
-        return exc.message
-    return PUBLIC_MESSAGE.get(exc.code, GENERIC_MESSAGE)
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

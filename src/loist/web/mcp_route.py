@@ -21,8 +21,11 @@ What it adds to the SDK (``mcp`` 2.3.0), and why:
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from loist.errors import ErrorCode
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+
+Admit = Callable[[Scope, bytes], AbstractAsyncContextManager[Response | None]]
 
 
 class BodyTooLarge(Exception):
@@ -77,11 +82,22 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-class McpEndpoint:
-    """Hands requests to the MCP session manager while it runs (the app's lifespan sets it)."""
+@asynccontextmanager
+async def admit_all(scope: Scope, body: bytes) -> AsyncIterator[Response | None]:
+    yield None
 
-    def __init__(self) -> None:
+
+class McpEndpoint:
+    """Hands requests to the MCP session manager while it runs (the app's lifespan sets it).
+
+    ``admit`` sees each whole body first and may answer instead of the SDK (the abuse limits of
+    :class:`loist.web.mcp_limits.McpLimits`); what it holds (a download slot) lasts the request."""
+
+    def __init__(self, admit: Admit = admit_all, site_name: str = "this server", home_url: str = "/") -> None:
         self.manager: StreamableHTTPSessionManager | None = None
+        self.admit = admit
+        self.site_name = site_name  # named in the answer to a request that is not an MCP message
+        self.home_url = home_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         manager = self.manager
@@ -90,7 +106,11 @@ class McpEndpoint:
             await error_json(503, str(ErrorCode.NOT_READY), message)(scope, receive, send)
             return
         if manager.stateless and scope["method"] != "POST":
-            message = "this MCP endpoint is stateless: send JSON-RPC messages with POST (no event stream, no session)"
+            message = (
+                f"this is the MCP endpoint of {self.site_name} (Model Context Protocol over streamable HTTP): "
+                "connect an MCP client to this URL; it sends JSON-RPC messages with POST. This server is "
+                f"stateless: no event stream to open, no session. What this server is: {self.home_url}"
+            )
             response = error_json(405, str(ErrorCode.INVALID_ARGUMENT), message, headers={"Allow": "POST"})
             await response(scope, receive, send)
             return
@@ -105,6 +125,14 @@ class McpEndpoint:
         if body is None:
             log.info("client left POST /mcp before sending its whole request; nothing was run")
             return
+        async with self.admit(scope, body) as refusal:
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+            await self._handle(manager, scope, replay(body, receive), send)
+
+    @staticmethod
+    async def _handle(manager: StreamableHTTPSessionManager, scope: Scope, receive: Receive, send: Send) -> None:
         finished = False
 
         async def tracking_send(message: Message) -> None:
@@ -113,6 +141,6 @@ class McpEndpoint:
                 finished = True
             await send(message)
 
-        await manager.handle_request(scope, replay(body, receive), tracking_send)
+        await manager.handle_request(scope, receive, tracking_send)
         if not finished:
             log.info("client left POST /mcp before its response was complete")

@@ -88,7 +88,7 @@ async def render(ctx: WebContext, track_id: str, width: int, height: int, fmt: s
     }
     if view.artist:
         data["author_name"] = view.artist
-    data["provider_name"] = ctx.settings.server_name
+    data["provider_name"] = ctx.site_name
     data["provider_url"] = ctx.base_url + "/"
     data["cache_age"] = CACHE_AGE_S
     if view.thumbnail_url:
@@ -121,7 +121,7 @@ def routes(ctx: WebContext) -> list[Route]:
         base = ctx.base_url
         body = [
             {
-                "provider_name": ctx.settings.server_name,
+                "provider_name": ctx.site_name,
                 "provider_url": base + "/",
                 "endpoints": [
                     {

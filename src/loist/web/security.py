@@ -2,8 +2,10 @@
 
 Framing is controlled by the ``Content-Security-Policy: frame-ancestors`` *response header*
 (a ``<meta>`` tag is ignored by browsers for this). Embed pages carry ``frame-ancestors
-<FRAME_ANCESTORS>`` (default ``*``) plus a strict policy for everything else; every other response
-gets ``frame-ancestors 'none'`` and ``X-Frame-Options: DENY`` from :class:`SecurityHeaders`.
+<FRAME_ANCESTORS>`` (default ``*``, so Notion, Slack and Discord can frame the player) plus a strict
+policy for everything else; every other response gets :data:`DEFAULT_CSP` (nothing may load,
+nothing may frame it) and ``X-Frame-Options: DENY`` from :class:`SecurityHeaders`. Every response
+carries ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from loist.web.context import WebContext
+
+# The policy of every response that did not set its own: JSON, media and any HTML a future route
+# forgets to give a policy can load nothing, be framed by nobody, and post nowhere.
+DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
 def origin_of(url: str) -> str:
@@ -55,7 +61,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 if "content-security-policy" not in headers:
-                    headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+                    headers["Content-Security-Policy"] = DEFAULT_CSP
                     headers["X-Frame-Options"] = "DENY"
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")

@@ -15,7 +15,8 @@ How a query runs (both engines, same steps, same answers):
 The modules, each one idea, each importing only those listed before it:
 
 - :mod:`.tuning`: the ranking table, the score formula, every bound and threshold (data).
-- :mod:`.index`: the tables, indexes and triggers search reads; install, rebuild, backfill.
+- :mod:`.postings`: the stored impacts (``search_postings``) and the triggers that keep them.
+- :mod:`.index`: the other tables, indexes and triggers search reads; install, rebuild, backfill.
 - :mod:`.builder`: the SQL of one search (matching, conditions, the score).
 - :mod:`.paging`: sort keys, the search cursor, the page's place after it.
 - :mod:`.walk`: the postings walk. :mod:`.fuzzy`: the typo rewrite. :mod:`.facets`: the counts.
@@ -26,15 +27,17 @@ Only COMPLETED tracks are ever returned.
 
 from loist.catalog.search.index import (
     PG_SEARCH_TABLE,
-    POSTINGS_TABLE,
-    SQLITE_POSTINGS_TRIGGERS,
     backfill_search_columns,
-    install_postings,
     install_search,
     pg_refill_search_table,
     pg_search_table_ddl,
-    postings_ddl,
     rebuild_search_index,
+)
+from loist.catalog.search.postings import (
+    POSTINGS_TABLE,
+    SQLITE_POSTINGS_TRIGGERS,
+    install_postings,
+    postings_ddl,
     refill_postings,
 )
 from loist.catalog.search.run import run_search

@@ -28,7 +28,7 @@ from loist.catalog.query import ParsedQuery, Term, Token
 from loist.catalog.schema import track_genres, tracks
 from loist.catalog.search import tuning
 from loist.catalog.search.index import COMPLETED, FTS_TABLE, PG_SEARCH_TABLE, PG_VECTOR
-from loist.catalog.search.tuning import RANKING, impact_sql
+from loist.catalog.search.tuning import RANKING, impact_sql, token_words
 from loist.catalog.text import fold, normalize_genre
 from loist.model import SearchFilters
 
@@ -66,6 +66,12 @@ def _token_like(dialect: str, padded: sa.ColumnElement[Any], token: Token) -> sa
 
 def _sum(scores: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[Any]:
     return functools.reduce(operator.add, scores)
+
+
+def _big(value: int) -> sa.ColumnElement[Any]:
+    """An integer constant of the score's upper tiers, as a 64-bit integer on both engines (several
+    TYPO ranks overflow PostgreSQL's ``integer``)."""
+    return sa.cast(sa.literal_column(str(value), sa.Integer()), sa.BigInteger())
 
 
 class Builder:
@@ -259,22 +265,95 @@ class Builder:
         return self._fields[name]
 
     def token_score(self, token: Token, fields: Sequence[str]) -> sa.ColumnElement[Any]:
-        """The impact of ``token`` in this ``tracks`` row: its best field among ``fields``, else 0."""
+        """The score of ``token`` in this ``tracks`` row: the best, over the words it may match
+        (:func:`~loist.catalog.search.tuning.token_words`) and ``fields``, of the word's rank plus the
+        field's impact; 0 when it matches none."""
         zero = sa.literal_column("0", sa.Integer())
         cases = []
-        for name in fields:
-            padded, impact = self._field_parts(name)
-            cases.append(sa.case((_token_like(self.dialect, padded, token), impact), else_=zero))
+        if token.prefix and not token.edits and not token.fuzzy:
+            # A word being typed: a field that holds it as a prefix is checked for it whole too (one
+            # instr() per field for most rows, where the prefix is not there: half the work).
+            start, whole = sa.literal(f" {token.text}", sa.Text()), sa.literal(f" {token.text} ", sa.Text())
+            for name in fields:
+                padded, impact = self._field_parts(name)
+                exact = sa.case((self._find(padded, whole) > 0, _big(tuning.EXACT)), else_=zero)
+                cases.append(sa.case((self._find(padded, start) > 0, impact + exact), else_=zero))
+            return self._best(cases)
+        for word, prefix, rank in token_words(token):
+            needle = sa.literal(f" {word}" if prefix else f" {word} ", sa.Text())
+            for name in fields:
+                padded, impact = self._field_parts(name)
+                found = self._find(padded, needle) > 0
+                cases.append(sa.case((found, impact + _big(rank) if rank else impact), else_=zero))
         return self._best(cases)
 
+    def _find(self, padded: sa.ColumnElement[Any], needle: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return (sa.func.strpos if self.dialect == "postgresql" else sa.func.instr)(padded, needle)
+
     def term_score(self, term: Term) -> sa.ColumnElement[Any]:
-        """A term's score: its best alternative, an alternative scoring the sum of its tokens' impacts."""
+        """A term's score: its best alternative, an alternative scoring the sum of its tokens' scores."""
         fields = [term.field] if term.field else list(RANKING)
         return self._best([_sum([self.token_score(token, fields) for token in group]) for group in term.alternatives])
 
     def score(self) -> sa.ColumnElement[Any]:
-        """The relevance of this ``tracks`` row: the sum of the positive terms' scores."""
-        return _sum([self.term_score(term) for term in self.parsed.positive])
+        """The relevance of this ``tracks`` row: the sum of the positive terms' scores, plus TOGETHER for
+        each more query word matched in one field and PHRASE for all of them adjacent, in order."""
+        terms = [self.term_score(term) for term in self.parsed.positive]
+        if len(self.parsed.positive) == 2:
+            return _sum(terms + self._pair())
+        return _sum(terms + self._together() + self._phrase())
+
+    def _pair(self) -> list[sa.ColumnElement[Any]]:
+        """Two terms (the common case): TOGETHER when both match in one field, then PHRASE when they
+        are adjacent too, as one short-circuiting test (most fields lack the first term: one instr()
+        each), with the phrase checked only for rows that have both words in a field."""
+        first, second = self.parsed.positive
+        both = []
+        for name in RANKING:
+            if first.field not in (None, name) or second.field not in (None, name):
+                continue
+            padded, _ = self._field_parts(name)
+            both.append(sa.and_(*(self._in_field(term, padded) for term in (first, second))))
+        if not both:
+            return []
+        zero = sa.literal_column("0", sa.Integer())
+        phrase = self._phrase()
+        bonus = sa.literal_column(str(tuning.TOGETHER), sa.Integer())
+        return [sa.case((sa.or_(*both), bonus + phrase[0] if phrase else bonus), else_=zero)]
+
+    def _in_field(self, term: Term, padded: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """``term`` matches the token column ``padded`` (any of its alternatives)."""
+        return sa.or_(*(sa.and_(*(_token_like(self.dialect, padded, token) for token in group))
+                        for group in term.alternatives))
+
+    def _together(self) -> list[sa.ColumnElement[Any]]:
+        """TOGETHER x (the most positive terms matched in one field - 1), for two terms or more."""
+        positive = self.parsed.positive
+        one, zero = sa.literal_column("1", sa.Integer()), sa.literal_column("0", sa.Integer())
+        per_field = []
+        for name in RANKING:
+            terms = [term for term in positive if term.field in (None, name)]
+            if len(terms) < 2 or len(positive) < 2:
+                continue
+            padded, _ = self._field_parts(name)
+            counts = [sa.case((self._in_field(term, padded), one), else_=zero) for term in terms]
+            per_field.append(_sum(counts))
+        if not per_field:
+            return []
+        return [self._best([self._best(per_field) - one, zero]) * sa.literal_column(str(tuning.TOGETHER), sa.Integer())]
+
+    def _phrase(self) -> list[sa.ColumnElement[Any]]:
+        """PHRASE when the query's words (two or more plain words) are adjacent and in order in one field."""
+        positive = self.parsed.positive
+        tokens = [term.alternatives[0][0] for term in positive if len(term.alternatives) == 1 and len(term.alternatives[0]) == 1]
+        if len(positive) < 2 or len(tokens) != len(positive) or any(t.fuzzy or t.edits for t in tokens):
+            return []
+        if any(term.field for term in positive):
+            return []
+        text = " " + " ".join(token.text for token in tokens) + ("" if tokens[-1].prefix else " ")
+        needle = sa.literal(text, sa.Text())
+        found = sa.or_(*(self._find(self._field_parts(name)[0], needle) > 0 for name in RANKING))
+        return [sa.case((found, sa.literal_column(str(tuning.PHRASE), sa.Integer())), else_=sa.literal_column("0", sa.Integer()))]
 
     def _best(self, scores: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[Any]:
         """The greatest of ``scores`` (PostgreSQL ``greatest``, SQLite's multi-argument scalar ``max``)."""

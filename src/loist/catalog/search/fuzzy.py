@@ -1,7 +1,8 @@
 """The typo pass: when the exact pass finds fewer than FUZZY_BELOW tracks, each word that is not in
 the vocabulary (``search_vocab``, kept by triggers) is replaced by its nearest vocabulary words by
 trigram similarity (candidates from ``pg_trgm`` / an FTS5 ``trigram`` table, scored by the one Python
-:func:`~loist.catalog.text.similarity`), and the search runs again.
+:func:`~loist.catalog.text.similarity`), and the search runs again. Each replacement keeps its edit
+distance from the typed word, so a track matching one with fewer edits ranks first.
 
 Table names in SQL text are module constants; words travel as bound parameters (S608 exemption).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import sqlalchemy as sa
+from rapidfuzz.distance import OSA
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loist.catalog.query import ParsedQuery, Term, Token
@@ -85,7 +87,10 @@ async def fuzzy_rewrite(conn: AsyncConnection, dialect: str, parsed: ParsedQuery
                         # The unknown word itself is in no track (the vocabulary holds every indexed
                         # word), so it is dropped rather than OR-ed in: the same matches, and on
                         # PostgreSQL an OR with a dead branch ranked at half the speed (16 vs 9 ms).
-                        token = replace(token, text=similar[0], prefix=False, fuzzy=tuple(similar[1:]))
+                        # Each replacement's edits from the typed word (adjacent letters swapped
+                        # count as one): fewer edits rank first (tuning.token_words).
+                        edits = tuple(OSA.distance(token.text, word) for word in similar)
+                        token = replace(token, text=similar[0], prefix=False, fuzzy=tuple(similar[1:]), edits=edits)
                         changed = True
                 tokens.append(token)
             groups.append(tuple(tokens))

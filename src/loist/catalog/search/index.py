@@ -5,8 +5,8 @@
   ``search_vocab`` + ``search_vocab_trgm`` (FTS5 ``trigram``) for typos.
 - PostgreSQL: the generated ``tracks.search_vector`` (migration 0002), ``search_vocab`` with a
   ``pg_trgm`` index, and ``track_search``, the narrow side table of COMPLETED tracks' vectors (0003).
-- Both: ``search_postings(term, field, impact, track)`` (0005), the stored impacts of
-  :mod:`loist.catalog.search.tuning`.
+- Both: ``search_postings`` (0005, reshaped by 0009; :mod:`loist.catalog.search.postings`), the
+  stored impacts of :mod:`loist.catalog.search.tuning`.
 
 Every name interpolated into SQL text here is a module constant or comes from the ranking table,
 hence the file-wide S608 exemption and the ``# nosec B608`` marks on each statement.
@@ -20,7 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from loist.catalog.search.tuning import FIELD_IDS, RANKING, impact_sql
+from loist.catalog.search.postings import POSTINGS_TABLE, has_table, install_postings
+from loist.catalog.search.tuning import RANKING
 from loist.catalog.text import SEARCH_COLUMNS, search_columns
 from loist.model import TrackStatus
 
@@ -34,138 +35,6 @@ PG_SEARCH_TABLE = "track_search"
 
 COMPLETED = TrackStatus.COMPLETED.value
 SQLITE_TRIGGERS = ("tracks_search_ai", "tracks_vocab_ai", "tracks_search_ad", "tracks_search_au", f"{VOCAB_TABLE}_ai")
-POSTINGS_TABLE = "search_postings"
-SQLITE_POSTINGS_TRIGGERS = ("tracks_postings_ai", "tracks_postings_ad", "tracks_postings_au")
-PG_POSTINGS_KEY = f"CONSTRAINT pk_{POSTINGS_TABLE} PRIMARY KEY (term, field, impact, track)"
-
-
-def _sqlite_postings_select(row: str, *, from_tracks: bool = False) -> str:
-    """(term, field, impact, track) of one ``tracks`` row (``new``/``old`` in a trigger), or of every
-    COMPLETED row (``from_tracks``: ``row`` is then the alias of ``tracks``)."""
-    parts = []
-    for name, field in RANKING.items():
-        column = f"{row}.{field.column}"
-        source = f"tracks AS {row}, " if from_tracks else ""
-        status = f" AND {row}.status = '{COMPLETED}'" if from_tracks else ""
-        parts.append(
-            f"SELECT j.value AS term, {FIELD_IDS[name]} AS field, {impact_sql(column, field.weight)} AS impact, "  # nosec B608
-            f"{row}.rowid AS track FROM {source}json_each('[\"' || replace({column}, ' ', '\",\"') || '\"]') AS j "
-            f"WHERE {column} <> ''{status}"
-        )
-    return " UNION ALL ".join(parts)
-
-
-def _pg_postings_select(row: str) -> str:
-    """(term, field, impact, track) of the ``tracks`` row ``row`` (``NEW``/``OLD``, or an alias), distinct."""
-    values = ", ".join(
-        f"({FIELD_IDS[name]}, {impact_sql(f'{row}.{field.column}', field.weight)}, {row}.{field.column})"
-        for name, field in RANKING.items()
-    )
-    return (
-        f"SELECT DISTINCT t.term, v.field::smallint, v.impact, {row}.id AS track "  # nosec B608
-        f"FROM (VALUES {values}) AS v(field, impact, col), unnest(string_to_array(v.col, ' ')) AS t(term) "
-        "WHERE v.col <> ''"
-    )
-
-
-def postings_ddl(dialect: str, *, keyed: bool = True) -> list[str]:
-    """The postings table and the triggers that keep it (idempotent; migration 0005). ``keyed=False``
-    (PostgreSQL): the table without its primary key, for filling before the key is built."""
-    watched_columns = ["status", *(field.column for field in RANKING.values())]
-    watched = ", ".join(watched_columns)
-    if dialect == "postgresql":
-        # Statement-level triggers over transition tables: one INSERT ... SELECT for a whole batch of
-        # tracks rather than a plpgsql call per track. PostgreSQL allows transition tables only for
-        # single-event triggers without a column list, hence three triggers, and updates compare the
-        # watched columns themselves.
-        old_cols = ", ".join(f"o.{name}" for name in watched_columns)
-        new_cols = ", ".join(f"r.{name}" for name in watched_columns)
-        changed = f"({new_cols}) IS DISTINCT FROM ({old_cols})"
-        match_key = "p.term = x.term AND p.field = x.field AND p.impact = x.impact AND p.track = x.track"
-        bodies = {
-            "insert": (
-                "NEW TABLE AS new_rows",
-                f"INSERT INTO {POSTINGS_TABLE}(term, field, impact, track) SELECT x.* FROM new_rows AS r "  # nosec B608
-                f"CROSS JOIN LATERAL ({_pg_postings_select('r')}) AS x WHERE r.status = '{COMPLETED}' "
-                "ORDER BY 1, 2, 3, 4 ON CONFLICT DO NOTHING;",
-            ),
-            "delete": (
-                "OLD TABLE AS old_rows",
-                f"DELETE FROM {POSTINGS_TABLE} AS p USING (SELECT x.* FROM old_rows AS r "  # nosec B608
-                f"CROSS JOIN LATERAL ({_pg_postings_select('r')}) AS x WHERE r.status = '{COMPLETED}') AS x "
-                f"WHERE {match_key};",
-            ),
-            "update": (
-                "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-                # the old postings of changed rows (r: the old row, o: the new one, compared)
-                f"DELETE FROM {POSTINGS_TABLE} AS p USING (SELECT x.* FROM old_rows AS r JOIN new_rows AS o "  # nosec B608
-                f"ON o.id = r.id CROSS JOIN LATERAL ({_pg_postings_select('r')}) AS x "
-                f"WHERE r.status = '{COMPLETED}' AND {changed}) AS x WHERE {match_key}; "
-                # the new postings of changed rows (r: the new row, o: the old one)
-                f"INSERT INTO {POSTINGS_TABLE}(term, field, impact, track) SELECT x.* FROM new_rows AS r "
-                f"JOIN old_rows AS o ON o.id = r.id CROSS JOIN LATERAL ({_pg_postings_select('r')}) AS x "
-                f"WHERE r.status = '{COMPLETED}' AND {changed} ORDER BY 1, 2, 3, 4 ON CONFLICT DO NOTHING;",
-            ),
-        }
-        ddl = [
-            f'CREATE TABLE IF NOT EXISTS {POSTINGS_TABLE} (term text COLLATE "C" NOT NULL, field smallint NOT NULL, '
-            f"impact integer NOT NULL, track uuid NOT NULL{f', {PG_POSTINGS_KEY}' if keyed else ''})",
-        ]
-        for event, (tables, body) in bodies.items():
-            ddl += [
-                f"CREATE OR REPLACE FUNCTION loist_search_postings_{event}() RETURNS trigger LANGUAGE plpgsql AS $$ "  # nosec B608
-                f"BEGIN {body} RETURN NULL; END $$",
-                f"DROP TRIGGER IF EXISTS tracks_search_postings_{event} ON tracks",
-                f"CREATE TRIGGER tracks_search_postings_{event} AFTER {event.upper()} ON tracks REFERENCING {tables} "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION loist_search_postings_{event}()",
-            ]
-        return ddl
-    key = "(term, field, impact, track)"
-    return [
-        f"CREATE TABLE IF NOT EXISTS {POSTINGS_TABLE} (term TEXT NOT NULL, field INTEGER NOT NULL, "
-        f"impact INTEGER NOT NULL, track INTEGER NOT NULL, PRIMARY KEY {key}) WITHOUT ROWID",
-        f"CREATE TRIGGER IF NOT EXISTS tracks_postings_ai AFTER INSERT ON tracks WHEN new.status = '{COMPLETED}' "  # nosec B608
-        f"BEGIN INSERT OR IGNORE INTO {POSTINGS_TABLE}{key} {_sqlite_postings_select('new')}; END",
-        f"CREATE TRIGGER IF NOT EXISTS tracks_postings_ad AFTER DELETE ON tracks WHEN old.status = '{COMPLETED}' "  # nosec B608
-        f"BEGIN DELETE FROM {POSTINGS_TABLE} WHERE {key} IN ({_sqlite_postings_select('old')}); END",
-        f"CREATE TRIGGER IF NOT EXISTS tracks_postings_au AFTER UPDATE OF {watched} ON tracks BEGIN "  # nosec B608
-        f"DELETE FROM {POSTINGS_TABLE} WHERE old.status = '{COMPLETED}' AND {key} IN ({_sqlite_postings_select('old')}); "
-        f"INSERT OR IGNORE INTO {POSTINGS_TABLE}{key} SELECT * FROM ({_sqlite_postings_select('new')}) "
-        f"WHERE new.status = '{COMPLETED}'; END",
-    ]
-
-
-def refill_postings(connection: Connection) -> None:
-    """Refill ``search_postings`` from the ``search_*`` columns of the COMPLETED tracks."""
-    connection.exec_driver_sql(f"DELETE FROM {POSTINGS_TABLE}")  # nosec B608
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(
-            f"INSERT INTO {POSTINGS_TABLE}(term, field, impact, track) SELECT x.* FROM tracks AS r "  # nosec B608
-            f"CROSS JOIN LATERAL ({_pg_postings_select('r')}) AS x WHERE r.status = '{COMPLETED}'"
-        )
-    else:
-        connection.exec_driver_sql(
-            f"INSERT OR IGNORE INTO {POSTINGS_TABLE}(term, field, impact, track) "  # nosec B608
-            f"{_sqlite_postings_select('r', from_tracks=True)}"
-        )
-
-
-def install_postings(connection: Connection) -> None:
-    """Create the postings table and its triggers (idempotent) and fill it. Migration 0005."""
-    dialect = connection.dialect.name
-    # A new PostgreSQL table is filled first and keyed after: one sort instead of an index insertion per row.
-    new_pg_table = dialect == "postgresql" and not _has_table(connection, POSTINGS_TABLE)
-    ddl = postings_ddl(dialect, keyed=not new_pg_table)
-    if dialect == "sqlite":
-        for name in SQLITE_POSTINGS_TRIGGERS:
-            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
-    for statement in ddl:
-        connection.exec_driver_sql(statement)
-    refill_postings(connection)
-    if new_pg_table:
-        connection.exec_driver_sql(f"ALTER TABLE {POSTINGS_TABLE} ADD {PG_POSTINGS_KEY}")
-
-
 # --- DDL: installed by migration 0002, re-installed by rebuild_search_index ----------------------
 
 
@@ -292,11 +161,11 @@ def rebuild_search_index(connection: Connection) -> None:
             + ", ".join(field.column for field in RANKING.values())
             + "), ' ')) AS t WHERE length(t) >= 3 AND t !~ '[0-9]' ON CONFLICT DO NOTHING"
         )
-        if _has_table(connection, PG_SEARCH_TABLE):
+        if has_table(connection, PG_SEARCH_TABLE):
             for statement in pg_search_table_ddl():
                 connection.exec_driver_sql(statement)
             pg_refill_search_table(connection)
-        if _has_table(connection, POSTINGS_TABLE):
+        if has_table(connection, POSTINGS_TABLE):
             install_postings(connection)
         return
     for name in SQLITE_TRIGGERS:
@@ -315,20 +184,13 @@ def rebuild_search_index(connection: Connection) -> None:
         f"json_each('[\"' || replace(trim({concat}), ' ', '\",\"') || '\"]') AS j "
         "WHERE length(j.value) >= 3 AND j.value NOT GLOB '*[0-9]*'"
     )
-    if _has_table(connection, POSTINGS_TABLE):
+    if has_table(connection, POSTINGS_TABLE):
         install_postings(connection)
-
-
-def _has_table(connection: Connection, name: str) -> bool:
-    if connection.dialect.name == "postgresql":
-        return connection.exec_driver_sql(f"SELECT to_regclass('{name}')").scalar() is not None
-    found = connection.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-    return found.first() is not None
 
 
 def backfill_search_columns(connection: Connection, batch: int = 2000) -> int:
     """Fill the ``search_*`` columns of existing rows from their tags (migration 0002 and repairs)."""
-    source_cols = ["title", "artist", "album", "album_artist", "composer", "label"]
+    source_cols = ["title", "artist", "album", "album_artist", "composer", "label", "original_filename"]
     table = sa.table(
         "tracks",
         sa.column("id", sa.Uuid()),
@@ -346,7 +208,7 @@ def backfill_search_columns(connection: Connection, batch: int = 2000) -> int:
             return done
         params = []
         for row in rows:
-            values = search_columns(dict(row))
+            values = search_columns(dict(row), row["original_filename"])
             params.append({"b_id": row["id"], **values})
         update = (
             sa.table("tracks", sa.column("id", sa.Uuid()), *(sa.column(c) for c in SEARCH_COLUMNS.values()))

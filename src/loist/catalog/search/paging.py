@@ -1,7 +1,7 @@
 """Keyset paging of a search: the sort keys, the search cursor, and the page's place after it.
 
-Every sort orders by keys all in one direction, the last one unique (relevance: score, then the
-track's index key; other sorts: the sort column, then ``id``). A cursor carries the last row's keys,
+Every sort orders by keys all in one direction, the last one unique (relevance: score, then
+``created_at``, then the track's index key; other sorts: the sort column, then ``id``). A cursor carries the last row's keys,
 so the next page starts strictly after them: no duplicates, no gaps, and a deep page costs as much
 as the first. It also carries the search's fingerprint (a cursor from another search is refused),
 the total of page one (later pages do not count again) and whether page one came from the typo pass
@@ -59,6 +59,11 @@ def cursor_is_fuzzy(cursor: str | None) -> bool:
     return data is not None and data.get("z") == 1
 
 
+def key_size(sort: str, has_text: bool) -> int:
+    """How many values the sort key of ``sort`` has (see :func:`sort_keys`)."""
+    return 3 if sort == "relevance" and has_text else 2
+
+
 def decode_search_cursor(cursor: str, fingerprint: str, size: int) -> Position:
     data = decode_cursor(cursor)
     key, total, capped = data.get("k"), data.get("t"), data.get("g") == 1
@@ -80,7 +85,8 @@ def sort_keys(dialect: str, sort: str, match: Match | None) -> SortKeys:
         sort = "added"
     if sort == "relevance":
         assert match is not None
-        return [(match.score, "float"), (match.rid, "int" if dialect == "sqlite" else "uuid")]
+        # Equal scores: the newest added first (the postings hold ``added`` in this order too).
+        return [(match.score, "int"), (tracks.c.created_at, "datetime"), (match.rid, "int" if dialect == "sqlite" else "uuid")]
     keys: SortKeys
     if sort == "added":
         keys = [(tracks.c.created_at, "datetime")]
@@ -123,8 +129,8 @@ def bind_key(kind: str, value: Any) -> sa.ColumnElement[Any]:
             return sa.literal(uuid.UUID(value), sa.Uuid())
         if kind == "float":
             return sa.literal(float(value), sa.Float())
-        if kind == "int":
-            return sa.literal(int(value), sa.Integer())
+        if kind == "int":  # a score can pass 2**31 (several TYPO ranks): 64 bits
+            return sa.literal(int(value), sa.BigInteger())
         if not isinstance(value, str):
             raise TypeError(value)
         return sa.literal(value, sa.Text())

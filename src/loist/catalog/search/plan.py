@@ -31,6 +31,7 @@ from loist.catalog.search.paging import (
     Position,
     SortKeys,
     decode_search_cursor,
+    key_size,
     request_fingerprint,
     sort_keys,
 )
@@ -79,7 +80,8 @@ async def plan_pass(conn: AsyncConnection, dialect: str, request: SearchRequest,
     order = request.order or ("desc" if request.sort in ("relevance", "added") else "asc")
     plan = Plan(builder, request.sort, order, request_fingerprint(request, order), builder.conditions())
     if request.cursor:
-        plan.position = decode_search_cursor(request.cursor, plan.fingerprint, 2)  # every sort has two keys
+        size = key_size(plan.sort, parsed.has_text)
+        plan.position = decode_search_cursor(request.cursor, plan.fingerprint, size)
         plan.total, plan.capped = plan.position.total, plan.position.capped
     await _walk_postings(conn, plan, request)
     plan.match = builder.match(plan.sort, scored=plan.walked is None)
@@ -95,11 +97,12 @@ async def _walk_postings(conn: AsyncConnection, plan: Plan, request: SearchReque
     match. (Best first only: a track's score is its best posting, which a walk from the bottom meets
     last.) Otherwise, on PostgreSQL, such a term is still counted by its prefix's completions."""
     builder, parsed = plan.builder, plan.builder.parsed
-    # One term of single words or prefixes, and no filter, range or exclusion:
-    alone = walk.walkable(parsed) and len(builder.conditions(post_filters=False)) == 1
-    if tuning.WALK_POSTINGS and alone and plan.sort == "relevance" and plan.order == "desc":
+    # One term of single words or prefixes, and only conditions the postings carry (ranges, formats):
+    filters = walk.posting_filters(builder) if walk.walkable(parsed) else None
+    alone = filters is not None and not filters.sql
+    if tuning.WALK_POSTINGS and filters is not None and plan.sort == "relevance" and plan.order == "desc":
         key = None if plan.position is None else plan.position.key
-        walked = await walk.walk_page(conn, builder, request, key)
+        walked = await walk.walk_page(conn, builder, request, key, filters)
         if walked is not None:
             plan.walked, plan.walk_count = walked.page, walked.count
             if plan.total is None and walked.total is not None:
@@ -110,7 +113,7 @@ async def _walk_postings(conn: AsyncConnection, plan: Plan, request: SearchReque
         if any(token.prefix for (token,) in term.alternatives):
             words = await walk.term_words(conn, term)
             if words is not None:
-                plan.walk_count = walk.words_count(builder, term, words)
+                plan.walk_count = walk.words_count(builder, term, [word for word, _ in words])
 
 
 def _phase_one(plan: Plan) -> None:

@@ -89,11 +89,21 @@ def _page_statement(plan: Plan, limit: int) -> sa.Select[Any]:
     """Phase 1 selects the page's keys only (narrow rows sort fast); phase 2 the full rows of that page."""
     direction = sa.desc if plan.order == "desc" else sa.asc
     keys = plan.keys
+    ranked = plan.match is not None and plan.sort == "relevance" and plan.walked is None
     inner = sa.select(
-        plan.rid.label("rid"), plan.score.label("score"), *(e.label(f"_k{i}") for i, (e, _) in enumerate(keys))
+        plan.rid.label("rid"),
+        *([] if ranked else [plan.score.label("score")]),
+        *(e.label(f"_k{i}") for i, (e, _) in enumerate(keys)),
     ).select_from(plan.source).where(*plan.where)
     if plan.window:
         inner = inner.add_columns(sa.func.count().over().label("_total"))
+    if ranked:
+        # Compute each match's score once, in a subquery the planners keep apart (OFFSET 0): the
+        # score, its sort key and the ORDER BY were three copies of a long expression, each evaluated
+        # per match (108 instr() calls per row for "home gold"), and a cursor's condition a fourth.
+        scored = inner.offset(0).subquery("s")
+        keys = [(scored.c[f"_k{i}"], kind) for i, (_, kind) in enumerate(keys)]
+        inner = sa.select(scored.c.rid, scored.c._k0.label("score"), *(c for c in scored.c if c.name.startswith("_")))
     if plan.position is not None:
         inner = inner.where(after(keys, plan.position.key, plan.order))
     page = inner.order_by(*(direction(expression) for expression, _ in keys)).limit(limit + 1).subquery("p")
@@ -124,7 +134,11 @@ async def _fetch_page(conn: AsyncConnection, plan: Plan, page: sa.Select[Any]) -
     )
     rows = (await conn.execute(found, {"page_keys": [key for key, _ in plan.walked]})).mappings()
     by_key = {row["_rid"]: row for row in rows}
-    return [{**by_key[key], "score": value, "_k0": value, "_k1": key} for key, value in plan.walked if key in by_key]
+    return [
+        {**by_key[key], "score": value, "_k0": value, "_k1": by_key[key]["created_at"], "_k2": key}
+        for key, value in plan.walked
+        if key in by_key
+    ]
 
 
 async def _rows_and_total(

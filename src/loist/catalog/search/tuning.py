@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loist.catalog.query import Token
+
 
 @dataclass(frozen=True)
 class FieldWeight:
@@ -45,6 +47,39 @@ FIELD_IDS: dict[str, int] = {name: index for index, name in enumerate(RANKING)} 
 
 IMPACT_SCALE = 1000
 IMPACT_DAMPING = 3
+
+
+# --- the ranking rules above the impacts ------------------------------------------------------------
+#
+# A score is one integer, compared whole: its parts sit in decimal tiers, so a higher tier always wins
+# over everything below it (the impacts of 16 words sum to at most 40,000):
+#
+#   score = TYPO x (edits the typo pass saved: for each misspelt word, the most edits among the
+#                   words it was replaced by, minus the edits of the word that matched)
+#         + EXACT x (words being typed, matched whole rather than as a prefix)
+#         + TOGETHER x (the most query words matched in one field, minus 1)
+#         + PHRASE (every query word in one field, adjacent and in order; two words or more)
+#         + the impacts
+#
+# and equal scores are ordered by the track's ``created_at``, newest first, then by the track key.
+TYPO = 1_000_000_000
+EXACT = 10_000_000
+TOGETHER = 100_000
+PHRASE = 50_000
+MAX_EDITS = 9  # edits counted per word (a replacement is at least 0.4 similar: a handful at most)
+
+
+def token_words(token: Token) -> list[tuple[str, bool, int]]:
+    """Each way ``token`` matches a word, as ``(word, as a prefix, rank)``, ``rank`` to add to the
+    impact: a word being typed matched whole (EXACT) above matched as a prefix (0); a typo's
+    replacement with fewer edits above one with more (TYPO per edit saved)."""
+    if token.edits:
+        worst = min(max(token.edits), MAX_EDITS)
+        words = [token.text, *token.fuzzy]
+        return [(word, False, TYPO * (worst - min(edits, worst))) for word, edits in zip(words, token.edits, strict=True)]
+    if token.prefix:
+        return [(token.text, False, EXACT), (token.text, True, 0)]
+    return [(token.text, False, 0), *((word, False, 0) for word in token.fuzzy)]
 
 
 def impact_sql(column: str, weight: float) -> str:

@@ -2,13 +2,16 @@
 postings instead of scoring every match (docs/search.md, "How a broad word stays fast").
 
 Possible for one positive term made of single words or prefixes (a typo's replacements included),
-alone (no exclusion, filter or range: with those, ranking every match through the full-text and
-range indexes measured faster, 5-17 ms against 8-38 ms from 100K to 1M tracks), sorted by relevance
-best first. The postings of each (word, field) the term may match form one *list*, ordered by
-impact. A track's score is its best posting, and every posting above it in that list belongs to
-another track scoring at least as much; so a track on the page is among the first ``limit + 1``
-postings of the list holding its best posting, and merging that many from every list (a track
-keeping its best) gives exactly the page a full ranking gives. Past a cursor, a list may also hold
+with no exclusion or genre filter, sorted by relevance best first. Year, duration and added ranges
+and formats are allowed: the postings carry them (:class:`Filters`), so each list is read only
+through entries that pass (migration 0009; before it, checking each candidate's row measured slower
+than ranking every match). The postings of each (word, field) the term may match form one *list*,
+ordered by (impact, added, track), which is the page's own order once the word's rank is added
+(:func:`~loist.catalog.search.tuning.token_words`: constant per list). A track's score is its best
+posting, and every posting above it in that list belongs to another track that comes first; so a
+track on the page is among the first ``limit + 1`` postings of the list holding its best posting,
+and merging that many from every list (a track keeping its best) gives exactly the page a full
+ranking gives. Past a cursor, a list may also hold
 a lower posting of a track already shown (its best is above the cursor): those are dropped after
 computing the candidates' scores from their rows, and a list that lost postings is read further,
 up to WALK_MAX_READ postings a round.
@@ -23,7 +26,8 @@ import itertools
 import json
 import math
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,11 +38,14 @@ from loist.catalog.query import ParsedQuery, Term, Token
 from loist.catalog.schema import tracks
 from loist.catalog.search import tuning
 from loist.catalog.search.builder import Builder, next_prefix, one_of
-from loist.catalog.search.index import POSTINGS_TABLE
-from loist.catalog.search.tuning import FIELD_IDS, RANKING
+from loist.catalog.search.postings import POSTINGS_TABLE
+from loist.catalog.search.tuning import FIELD_IDS, RANKING, token_words
+from loist.catalog.text import fold
 from loist.model import SearchRequest
 
 Scored = list[tuple[Any, int]]  # (track key, score)
+Posting = tuple[Any, int, datetime]  # (track key, score in its list, added)
+Position = tuple[int, datetime, Any]  # a cursor's (score, added, track key)
 
 
 @dataclass
@@ -46,6 +53,59 @@ class Walk:
     page: Scored  # (rid, score), best first, at most limit + 1
     total: int | None  # every match, when the first page's lists held them all (a rare word): no count needed
     count: sa.Executable  # counts the matches up to COUNT_LIMIT + 1, by the words found
+
+
+@dataclass
+class Filters:
+    """The conditions of a search that the postings carry (year, duration, added, format), as SQL on
+    their columns, with the same meaning as :meth:`Builder.conditions` (unknown values never match a
+    range: the postings hold them as 0)."""
+
+    sql: str = ""  # " AND ..." or nothing
+    params: dict[str, Any] = field(default_factory=dict)
+    binds: list[sa.BindParameter[Any]] = field(default_factory=list)
+
+    def add(self, condition: str, **values: tuple[Any, Any]) -> None:
+        for name, (value, type_) in values.items():
+            self.params[name] = value
+            self.binds.append(sa.bindparam(name, type_=type_, expanding=isinstance(value, list)))
+        self.sql += f" AND {condition}"
+
+
+def posting_filters(builder: Builder) -> Filters | None:
+    """The search's conditions as :class:`Filters`; None when it has one the postings cannot check
+    (an exclusion, a genre filter)."""
+    parsed, request = builder.parsed, builder.filters
+    if parsed.negative or request.genre:
+        return None
+    out = Filters()
+    years = ([(parsed.year.min, parsed.year.max)] if parsed.year else []) + (
+        [(request.year.min, request.year.max)] if request.year else []
+    )
+    for index, (low, high) in enumerate(years):
+        out.add(f"year >= :fy{index}", **{f"fy{index}": (max(math.ceil(low) if low is not None else 1, 1), sa.Integer())})
+        if high is not None:
+            out.add(f"year <= :fY{index}", **{f"fY{index}": (math.floor(high), sa.Integer())})
+    durations = ([(parsed.duration.min, parsed.duration.max)] if parsed.duration else []) + (
+        [(request.duration.min, request.duration.max)] if request.duration else []
+    )
+    for index, (low, high) in enumerate(durations):
+        out.add(f"duration >= :fd{index}", **{f"fd{index}": (low if low is not None and low > 0 else 1e-9, sa.Float())})
+        if high is not None:
+            out.add(f"duration <= :fD{index}", **{f"fD{index}": (high, sa.Float())})
+    if parsed.added is not None:
+        low_at, high_at = parsed.added
+        if low_at is not None:
+            out.add("added >= :fa", fa=(low_at, tracks.c.created_at.type))
+        if high_at is not None:
+            out.add("added <= :fA", fA=(high_at, tracks.c.created_at.type))
+    for index, formats in enumerate((parsed.formats, [fold(v).strip().lstrip(".") for v in request.format])):
+        wanted = sorted({value for value in formats if value})
+        if wanted:
+            out.add(f"format IN :ff{index}", **{f"ff{index}": (wanted, sa.Text())})
+    if parsed.excluded_formats:
+        out.add("(format IS NULL OR format NOT IN :fx)", fx=(sorted(set(parsed.excluded_formats)), sa.Text()))
+    return out
 
 
 def walkable(parsed: ParsedQuery) -> bool:
@@ -69,34 +129,44 @@ async def _completions(conn: AsyncConnection, prefix: str, limit: int) -> list[s
     return [row[0] for row in (await conn.execute(query)).all()]
 
 
-async def term_words(conn: AsyncConnection, term: Term) -> list[str] | None:
+async def term_words(conn: AsyncConnection, term: Term) -> list[tuple[str, int]] | None:
     """The indexed words a term of single words or prefixes can match (a prefix's completions, a
-    typo's replacements); None when a prefix has more than WALK_MAX_WORDS completions."""
-    words: list[str] = []
+    typo's replacements), each with its rank (:func:`~loist.catalog.search.tuning.token_words`: a
+    word being typed found whole ranks above its longer completions); None when a prefix has more
+    than WALK_MAX_WORDS completions."""
+    words: dict[str, int] = {}
     for (token,) in term.alternatives:
-        if token.prefix:
-            words.extend(await _completions(conn, token.text, tuning.WALK_MAX_WORDS + 1))
-        else:
-            words.append(token.text)
-        words.extend(token.fuzzy)
-    words = list(dict.fromkeys(words))
-    return None if len(words) > tuning.WALK_MAX_WORDS else words
+        for word, prefix, rank in token_words(token):
+            found = await _completions(conn, word, tuning.WALK_MAX_WORDS + 1) if prefix else [word]
+            for each in found:
+                words[each] = max(words.get(each, rank), rank)
+        if len(words) > tuning.WALK_MAX_WORDS:
+            return None
+    return list(words.items())
 
 
-def words_count(builder: Builder, term: Term, words: list[str]) -> sa.Executable:
-    """Count the tracks holding any of ``words`` (a term's words, its prefix's completions included).
+def words_count(builder: Builder, term: Term, words: list[str], filters: Filters | None = None) -> sa.Executable:
+    """Count the tracks holding any of ``words`` (a term's words, its prefix's completions included)
+    and meeting ``filters``.
 
     By exact words rather than by prefix: PostgreSQL's GIN index answers ``'soldier' | 'soldiers'``
     in 1.4 ms and ``'soldi':*`` in 6.8 ms (100K tracks). A field term (``genre:rock``) counts that
     field's postings: its class-D field cannot be told apart in the full-text index without reading
-    the rows. A track has at most one posting per word in a field, hence the inner bound."""
+    the rows; so does a term with filters (the postings carry them: counting through the text index
+    and then each match's row cost 30 ms for ``angel duration:..3:00`` at 100K). A track has at most
+    one posting per word in a field, hence the inner bound."""
     limit = tuning.COUNT_LIMIT + 1
-    if term.field:
+    if term.field or (filters is not None and filters.sql):
+        field_sql = f" AND field = {FIELD_IDS[term.field]}" if term.field else ""
+        per_track = max(1, len(words)) * (1 if term.field else len(RANKING))
+        extra = filters.sql if filters is not None else ""
+        binds = [] if filters is None else [
+            sa.bindparam(b.key, filters.params[b.key], type_=b.type, expanding=b.expanding) for b in filters.binds
+        ]
         return sa.text(
             f"SELECT count(*) FROM (SELECT DISTINCT track FROM (SELECT track FROM {POSTINGS_TABLE} "  # nosec B608
-            f"WHERE term IN :words AND field = {FIELD_IDS[term.field]} "
-            f"LIMIT {limit * max(1, len(words))}) AS p LIMIT {limit}) AS c"
-        ).bindparams(sa.bindparam("words", words or [""], expanding=True))
+            f"WHERE term IN :words{field_sql}{extra} LIMIT {limit * per_track}) AS p LIMIT {limit}) AS c"
+        ).bindparams(sa.bindparam("words", words or [""], expanding=True), *binds)
     exact = Token(words[0], fuzzy=tuple(words[1:])) if words else term.alternatives[0][0]
     parsed = replace(builder.parsed, terms=[replace(term, alternatives=((exact,),))])
     match = Builder(builder.dialect, parsed, builder.filters).match(scored=False)
@@ -107,86 +177,102 @@ def words_count(builder: Builder, term: Term, words: list[str]) -> sa.Executable
 
 class _Lists:
     """The postings lists of one walk, one per (word, field), each read from its best posting down
-    (past the cursor's position, if any)."""
+    (past the cursor's position, if any), keeping to the filters the postings carry."""
 
-    def __init__(self, builder: Builder, words: list[str], fields: list[str], after: tuple[float, Any] | None):
-        self.lists = list(itertools.product(words, fields))
+    def __init__(
+        self,
+        builder: Builder,
+        words: list[tuple[str, int]],
+        fields: list[str],
+        after: Position | None,
+        filters: Filters,
+    ):
+        self.lists = [(word, rank, field) for (word, rank), field in itertools.product(words, fields)]
         self.track_type = builder.track_key().type
-        self.base: dict[str, Any] = {}
-        self.binds: list[sa.BindParameter[Any]] = []
-        self.past = ""
+        self.base: dict[str, Any] = dict(filters.params)
+        self.binds: list[sa.BindParameter[Any]] = list(filters.binds)
+        self.where = filters.sql
+        self.after = after
         if after is not None:
-            self.base.update(cursor_score=after[0], cursor_rid=after[1])
-            self.binds += [sa.bindparam("cursor_score", type_=sa.Float()),
+            self.base.update(cursor_added=after[1], cursor_rid=after[2])
+            self.binds += [sa.bindparam("cursor_added", type_=tracks.c.created_at.type),
                            sa.bindparam("cursor_rid", type_=self.track_type)]
-            self.past = " AND (impact, track) < (:cursor_score, :cursor_rid)"
 
     def _heads(self, depths: dict[int, int]) -> tuple[sa.TextClause, dict[str, Any]]:
         """The first ``depth`` postings of each list: one small SELECT per list, as plain SQL text
         (SQLAlchemy constructs for dozens of subqueries cost more Python time than the index reads)."""
         parts, params, more = [], dict(self.base), list(self.binds)
         for index, depth in depths.items():
-            word, field = self.lists[index]
+            word, rank, field = self.lists[index]
             params[f"w{index}"], params[f"d{index}"] = word, depth
             more += [sa.bindparam(f"w{index}", type_=sa.Text()), sa.bindparam(f"d{index}", type_=sa.Integer())]
+            past = ""
+            if self.after is not None:  # (impact + rank, added, track) below the cursor's (score, added, track)
+                params[f"s{index}"] = self.after[0] - rank
+                more.append(sa.bindparam(f"s{index}", type_=sa.BigInteger()))
+                past = f" AND (impact, added, track) < (:s{index}, :cursor_added, :cursor_rid)"
             parts.append(
-                f"SELECT * FROM (SELECT track, impact, {index} AS list FROM {POSTINGS_TABLE} "  # nosec B608
-                f"WHERE term = :w{index} AND field = {FIELD_IDS[field]}{self.past} "
-                f"ORDER BY impact DESC, track DESC LIMIT :d{index}) AS l{index}"
+                f"SELECT * FROM (SELECT track, impact + {rank} AS score, added, {index} AS list "  # nosec B608
+                f"FROM {POSTINGS_TABLE} WHERE term = :w{index} AND field = {FIELD_IDS[field]}{self.where}{past} "
+                f"ORDER BY impact DESC, added DESC, track DESC LIMIT :d{index}) AS l{index}"
             )
         statement = sa.text(" UNION ALL ".join(parts)).bindparams(*more).columns(
-            sa.column("track", self.track_type), sa.column("impact", sa.Integer()), sa.column("list", sa.Integer())
+            sa.column("track", self.track_type), sa.column("score", sa.BigInteger()),
+            sa.column("added", tracks.c.created_at.type), sa.column("list", sa.Integer()),
         )
         return statement, params
 
-    async def read(self, conn: AsyncConnection, depths: dict[int, int]) -> dict[int, Scored]:
+    async def read(self, conn: AsyncConnection, depths: dict[int, int]) -> dict[int, list[Posting]]:
         """The postings of the lists in ``depths``, each list to its depth."""
         statement, params = self._heads(depths)
-        read: dict[int, Scored] = {index: [] for index in depths}
-        for rid, score, index in (await conn.execute(statement, params)).all():
-            read[index].append((rid, int(score)))
+        read: dict[int, list[Posting]] = {index: [] for index in depths}
+        for rid, score, added, index in (await conn.execute(statement, params)).all():
+            read[index].append((rid, int(score), added))
         return read
 
 
-async def walk_page(conn: AsyncConnection, builder: Builder, request: SearchRequest, cursor: list[Any] | None) -> Walk | None:
+async def walk_page(
+    conn: AsyncConnection, builder: Builder, request: SearchRequest, cursor: list[Any] | None, filters: Filters
+) -> Walk | None:
     """The page's ``(rid, score)`` (up to ``limit + 1``, in order) read from the front of the
     postings, and the number of matches when the lists were read to their ends; or None when this
     search cannot be answered that way (see the module's docstring)."""
-    term = builder.parsed.positive[0]  # the planner checked: walkable, and no other condition
+    term = builder.parsed.positive[0]  # the planner checked: walkable, and no condition the postings lack
     words = await term_words(conn, term)
     if words is None:
         return None
+    count = words_count(builder, term, [word for word, _ in words], filters)
     if not words:
-        return Walk([], 0, words_count(builder, term, words))
+        return Walk([], 0, count)
     after = None if cursor is None else _position(cursor, builder.dialect == "sqlite")
-    lists = _Lists(builder, words, [term.field] if term.field else list(RANKING), after)
+    lists = _Lists(builder, words, [term.field] if term.field else list(RANKING), after, filters)
     need = request.limit + 1
     if after is None:
         read = await lists.read(conn, dict.fromkeys(range(len(lists.lists)), need))
-        found: Scored | None = [pair for rows in read.values() for pair in rows]
+        found: list[Posting] | None = [posting for rows in read.values() for posting in rows]
         complete = all(len(rows) < need for rows in read.values())  # every list read to its end: all the matches
     else:
         found, complete = await _past_cursor(conn, builder, term, lists, after, need), False
     if found is None:
         return None
-    best: dict[Any, int] = {}
-    for rid, score in found:
-        best[rid] = max(best.get(rid, score), score)
-    ranked = sorted(best.items(), key=lambda item: (item[1], item[0]), reverse=True)
-    return Walk(ranked[:need], len(best) if complete else None, words_count(builder, term, words))
+    best: dict[Any, tuple[int, datetime]] = {}
+    for rid, score, added in found:
+        best[rid] = max(best.get(rid, (score, added)), (score, added))
+    ranked = sorted(((score, added, rid) for rid, (score, added) in best.items()), reverse=True)
+    return Walk([(rid, score) for score, _, rid in ranked[:need]], len(best) if complete else None, count)
 
 
-def _position(cursor: list[Any], sqlite: bool) -> tuple[float, Any]:
-    """The cursor's (score, track key)."""
+def _position(cursor: list[Any], sqlite: bool) -> Position:
+    """The cursor's (score, added, track key)."""
     try:
-        return float(cursor[0]), int(cursor[1]) if sqlite else uuid.UUID(cursor[1])
+        return int(cursor[0]), _utc(datetime.fromisoformat(cursor[1])), int(cursor[2]) if sqlite else uuid.UUID(cursor[2])
     except (TypeError, ValueError) as exc:
         raise invalid_cursor() from exc
 
 
 async def _past_cursor(
-    conn: AsyncConnection, builder: Builder, term: Term, lists: _Lists, after: tuple[float, Any], need: int
-) -> Scored | None:
+    conn: AsyncConnection, builder: Builder, term: Term, lists: _Lists, after: Position, need: int
+) -> list[Posting] | None:
     """The candidates past the cursor with their own scores (computed from their rows, once each),
     tracks already shown dropped; a list that lost postings is read further. None: too far to read."""
     track_key = builder.track_key()
@@ -197,30 +283,37 @@ async def _past_cursor(
     )
     sqlite = builder.dialect == "sqlite"
     depths = dict.fromkeys(range(len(lists.lists)), need)
-    read: dict[int, Scored] = {}
+    read: dict[int, list[Posting]] = {}
     passed: dict[Any, int | None] = {}  # rid -> its score; None: shown on an earlier page
+    added: dict[Any, datetime] = {}
     while True:
         read.update(await lists.read(conn, depths))
-        new = list({rid for index in depths for rid, _ in read[index] if rid not in passed})
+        new = list({rid for index in depths for rid, _, _ in read[index] if rid not in passed})
+        for index in depths:
+            added.update((rid, when) for rid, _, when in read[index])
         if new:
             listed = json.dumps(new) if sqlite else new
             ok = {rid: int(score) for rid, score in (await conn.execute(checked, {"candidates": listed})).all()}
             for rid in new:
                 score = ok.get(rid)
                 # Drop tracks already shown (their best posting is above the cursor).
-                passed[rid] = None if score is None or (score, rid) >= after else score
-        kept = {index: [(rid, score) for rid, score in rows if passed[rid] is not None] for index, rows in read.items()}
+                passed[rid] = None if score is None or (score, _utc(added[rid]), rid) >= after else score
+        kept = {index: [p for p in rows if passed[p[0]] is not None] for index, rows in read.items()}
         short = [index for index, rows in read.items() if len(rows) == depths.get(index, -1) and len(kept[index]) < need]
         if not short:
-            return [(rid, passed[rid]) for rows in kept.values() for rid, _ in rows]  # type: ignore[misc]
+            return [(rid, passed[rid], when) for rows in kept.values() for rid, _, when in rows]  # type: ignore[misc]
         deeper = _deeper(read, kept, depths, short, need)
         if deeper is None:
             return None
         depths = deeper
 
 
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _deeper(
-    read: dict[int, Scored], kept: dict[int, Scored], depths: dict[int, int], short: list[int], need: int
+    read: dict[int, list[Posting]], kept: dict[int, list[Posting]], depths: dict[int, int], short: list[int], need: int
 ) -> dict[int, int] | None:
     """How far to read the short lists, as far as the observed share of tracks not yet shown says is
     needed; None when that is too far (ranking every match is then cheaper)."""

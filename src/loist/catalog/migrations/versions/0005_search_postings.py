@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from loist.catalog.search.index import (
+from loist.catalog.search.postings import (
     POSTINGS_TABLE,
     SQLITE_POSTINGS_TRIGGERS,
     install_postings,
@@ -52,7 +52,7 @@ SQLITE_FILTER_INDEX = "ix_tracks_id_filters"
 
 def upgrade() -> None:
     bind = op.get_bind()
-    install_postings(bind)
+    install_postings(bind, legacy=True)  # the shape of this revision (0009 reshapes it)
     if bind.dialect.name == "postgresql":
         bind.exec_driver_sql(f"ANALYZE {POSTINGS_TABLE}")
         if int(bind.exec_driver_sql("SHOW server_version_num").scalar_one()) >= 140000:
