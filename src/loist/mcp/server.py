@@ -84,7 +84,7 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[dict[str, Any], Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        started, result = time.perf_counter(), None
+        started = time.perf_counter()
         try:
             gate = self.bounds.enter(name)  # OVERLOADED past MAX_CONCURRENT_INGESTS
             try:
@@ -93,11 +93,12 @@ class LoistMCPServer(MCPServer[dict[str, Any]]):
                 if gate is not None:
                     gate.leave()
         except MCPError:
+            observe.record(self.tool_names, name, None, time.perf_counter() - started)
             raise
         except Exception as exc:
             result = error_result(name, exc, public=self.deps.transport == "http")
-        finally:
-            observe.record(self.tool_names, name, result, time.perf_counter() - started)
+        # a call cancelled (its client left) is not counted: it has no outcome
+        observe.record(self.tool_names, name, result, time.perf_counter() - started)
         return result
 
     @functools.cached_property
