@@ -17,7 +17,7 @@ def test_every_command_has_help_and_a_json_mode() -> None:
     code, out, _ = run("--help")
     assert code == 0
     commands = ["serve", "ingest", "show", "list", "search", "update", "delete", "seed", "fsck", "smoke", "export", "import",
-                "backup", "restore", "worker", "jobs"]
+                "backup", "restore", "worker"]
     for name in commands:
         assert name in out
         code, help_text, _ = run(name, "--help")

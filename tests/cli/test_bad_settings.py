@@ -20,6 +20,7 @@ ARGS: dict[str, list[str]] = {
     "serve": [], "ingest": ["{tmp}"], "show": [ID], "list": [], "search": ["x"], "update": [ID, "--title", "x"],
     "delete": [ID, "--yes"], "seed": ["--synthetic", "1"], "fsck": [], "smoke": ["--base-url", "http://127.0.0.1:9"],
     "export": ["{tmp}/out.jsonl"], "import": ["{tmp}/in.jsonl"], "backup": ["{tmp}/backup"], "restore": ["{tmp}/backup"],
+    "worker": ["--once"], "jobs list": [], "jobs retry": ["--dead"],
     "db upgrade": [], "db downgrade": ["base"], "db current": [], "config check": [],
 }
 # Commands that never read the library's settings: what they answer instead.
