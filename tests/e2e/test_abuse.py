@@ -38,7 +38,7 @@ from loist.web.app import create_app
 from tests.mcp.test_tools import assert_error, assert_ok
 from tests.support.audio import AudioFactory
 from tests.support.httpserver import LoopbackServer
-from tests.support.liveserver import live_server, wait_until_live
+from tests.support.liveserver import live_server, read_to_eof, wait_until_live
 
 pytestmark = pytest.mark.e2e
 
@@ -174,21 +174,13 @@ def test_150_slow_header_connections_do_not_stop_the_server_answering_others(tmp
                 assert [other.get("/health/live").status_code for _ in range(3)] == [200] * 3
                 assert other.get("/health/ready").status_code == 200
             # Each slow connection is then answered 408 and closed by the server.
-            answers = [_read_to_eof(sock) for sock in slow]
+            answers = [read_to_eof(sock) for sock in slow]
             assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers), {a[:20] for a in answers}
         finally:
             for sock in slow:
                 sock.close()
 
 
-def _read_to_eof(sock: socket.socket) -> bytes:
-    got = b""
-    try:
-        while chunk := sock.recv(65536):
-            got += chunk
-    except ConnectionResetError:
-        pass
-    return got
 
 
 # --- body size ---------------------------------------------------------------------------------------------

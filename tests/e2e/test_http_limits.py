@@ -20,7 +20,7 @@ import pytest
 
 from loist.config import Settings
 from loist.web.app import create_app
-from tests.support.liveserver import live_server
+from tests.support.liveserver import live_server, read_to_eof
 from tests.support.logwatch import watching_logs
 
 pytestmark = pytest.mark.e2e
@@ -56,17 +56,6 @@ def _connect(base: str) -> socket.socket:
     return sock
 
 
-def _read_to_eof(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection (a reset counts as closed)."""
-    got = b""
-    try:
-        while chunk := sock.recv(65536):
-            got += chunk
-    except ConnectionResetError:
-        pass
-    return got
-
-
 def _flood(sock: socket.socket, head: bytes, megabytes: int) -> int:
     """Send ``head`` then filler that never ends the header, until the server answers or hangs up
     (or ``megabytes`` are sent). Returns the bytes sent after the head."""
@@ -96,7 +85,7 @@ def test_a_header_that_never_ends_is_431_at_the_default_limit(default_server: st
     """The issue's attack, bounded: an unfinished 4 MiB header. The server used to keep reading."""
     with _connect(default_server) as sock:
         sent = _flood(sock, b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Fill: ", megabytes=4)
-        answer = _read_to_eof(sock)
+        answer = read_to_eof(sock)
     assert _status(answer) == 431, (sent, answer[:200])
     assert b'"code": "INVALID_ARGUMENT"' in answer and b"HTTP_MAX_HEADER_BYTES" in answer
 
@@ -105,32 +94,32 @@ def test_a_complete_head_over_the_limit_is_431_and_one_under_it_is_served(tight_
     host = tight_server.removeprefix("http://")
     with _connect(tight_server) as sock:
         sock.sendall(_get(host, [("X-Big", "b" * 3000)]))
-        assert _status(_read_to_eof(sock)) == 200
+        assert _status(read_to_eof(sock)) == 200
     with _connect(tight_server) as sock:
         sock.sendall(_get(host, [("X-Big", "b" * 2500), ("X-Big-2", "b" * 2500)]))
-        assert _status(_read_to_eof(sock)) == 431
+        assert _status(read_to_eof(sock)) == 431
 
 
 def test_too_many_header_fields_is_431(tight_server: str) -> None:
     host = tight_server.removeprefix("http://")
     with _connect(tight_server) as sock:  # Host + 18 + Connection = 20 fields: the limit
         sock.sendall(_get(host, [(f"X-{n}", "1") for n in range(18)]))
-        assert _status(_read_to_eof(sock)) == 200
+        assert _status(read_to_eof(sock)) == 200
     with _connect(tight_server) as sock:
         sock.sendall(_get(host, [(f"X-{n}", "1") for n in range(19)]))
-        answer = _read_to_eof(sock)
+        answer = read_to_eof(sock)
     assert _status(answer) == 431 and b"more than 20 header fields" in answer
 
 
 def test_a_socket_that_says_nothing_is_closed(tight_server: str) -> None:
     with _connect(tight_server) as sock:
-        assert _read_to_eof(sock) == b""  # closed, without an answer: nothing was asked
+        assert read_to_eof(sock) == b""  # closed, without an answer: nothing was asked
 
 
 def test_a_head_that_stops_halfway_gets_408_and_is_closed(tight_server: str) -> None:
     with _connect(tight_server) as sock:
         sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: 1")  # ... and nothing more
-        answer = _read_to_eof(sock)
+        answer = read_to_eof(sock)
     assert _status(answer) == 408 and answer.endswith(b"}")
 
 
@@ -142,7 +131,7 @@ def test_a_body_that_never_arrives_is_cut_and_the_app_sees_a_disconnect(tight_se
     with watching_logs(lambda r: r.levelno >= logging.ERROR or r.name == left) as logs:
         with _connect(tight_server) as sock:
             sock.sendall(head + b'{"jsonrpc": ')  # 12 of the 1000 bytes promised
-            assert _read_to_eof(sock) == b""
+            assert read_to_eof(sock) == b""
         assert logs.seen.wait(GUARD_S)
     # (the request's access line, status 499, may follow: it is no error, and not what this waits for)
     assert [(r.name, r.levelno) for r in logs.records

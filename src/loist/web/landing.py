@@ -33,7 +33,7 @@ def landing_csp(css_hash: str) -> str:
 
 def render_landing(ctx: WebContext, mcp_path: str) -> bytes:
     html = ctx.templates.get_template("landing.html").render(
-        name=ctx.site_name,
+        title=ctx.site_name,
         css=ctx.assets.landing_css,
         base_url=ctx.base_url,
         mcp_url=ctx.base_url + mcp_path,
