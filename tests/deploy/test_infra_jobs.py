@@ -15,8 +15,8 @@ pytestmark = pytest.mark.usefixtures("clean_settings_env")
 def test_the_service_keeps_cpu_between_requests_for_its_job_workers(
     environment: str, pulumi_stacks: dict[str, Stack]
 ) -> None:
-    inputs = pulumi_stacks[environment].one("cloudrunv2/service:Service")["inputs"]
-    (container,) = inputs["template"]["containers"]
+    stack = pulumi_stacks[environment]
+    container = stack.app_container(stack.one("cloudrunv2/service:Service"))
     # Job workers run inside `loist serve`: CPU must stay allocated after a response is sent.
     assert container["resources"]["cpuIdle"] is False
     envs = {env["name"]: env.get("value") for env in container.get("envs", [])}
