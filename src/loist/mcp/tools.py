@@ -130,6 +130,15 @@ def resource_links(track: Track) -> list[ResourceLink]:
 
 
 def register_tools(server: MCPServer, deps: Deps) -> None:
+    """Every tool, in the order ``tools/list`` shows them."""
+    _register_ingest(server, deps)
+    register_folder_tool(server, deps)  # ingest_folder: second in tools/list
+    _register_reading(server, deps)
+    _register_editing(server, deps)
+    _register_service(server, deps)
+
+
+def _register_ingest(server: MCPServer, deps: Deps) -> None:
     settings = deps.settings
 
     @server.tool(
@@ -187,8 +196,8 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
         )
         return ok(result, resource_links(track))
 
-    register_folder_tool(server, deps)  # ingest_folder: second in tools/list
 
+def _register_reading(server: MCPServer, deps: Deps) -> None:
     @server.tool(title="Get a track's metadata", annotations=READ_ONLY, meta=UI_META)
     async def get_audio_metadata(audioId: AudioId) -> Annotated[CallToolResult, TrackResult]:  # noqa: N803
         """Get one track: tags, technical properties, artwork, status and its links."""
@@ -243,6 +252,8 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
         items = [TrackResult(track=t, links=links_for(deps, t)) for t in page.items]
         return ok(LibraryPage(items=items, next_cursor=page.next_cursor))
 
+
+def _register_editing(server: MCPServer, deps: Deps) -> None:
     @server.tool(
         title="Update a track's tags",
         annotations=ToolAnnotations(
@@ -272,6 +283,10 @@ def register_tools(server: MCPServer, deps: Deps) -> None:
         """Delete a track: its catalogue entry, its audio and its artwork. Cannot be undone."""
         track = await deps.library.delete(audioId)
         return ok(DeleteResult(deleted=True, id=track.id, track=track))
+
+
+def _register_service(server: MCPServer, deps: Deps) -> None:
+    settings = deps.settings
 
     @server.tool(title="Get a track's embed player", annotations=READ_ONLY)
     async def get_embed_url(audioId: AudioId) -> Annotated[CallToolResult, EmbedResult]:  # noqa: N803
