@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from loist.config import Settings
 from loist.web.app import create_app
 from tests.support.audio import AudioFactory
-from tests.support.liveserver import live_server, wait_until_live
+from tests.support.liveserver import interrupt, live_server, wait_until_live
 
 pytestmark = pytest.mark.e2e
 
@@ -134,12 +133,7 @@ def test_loist_serve_process(seeded_dir: tuple[Path, str], tmp_path: Path, as_js
             crowded = http.get("/health/live", headers={f"X-{n}": "1" for n in range(12)})
             assert crowded.status_code == 431 and crowded.json()["error"]["code"] == "INVALID_ARGUMENT"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
+        out, err = interrupt(proc)
     assert proc.returncode == 0, err
     assert "Application shutdown complete" in err  # graceful: the lifespan closed the library
     if as_json:  # every stderr line is one JSON object: the announcement, then log records

@@ -9,7 +9,9 @@ with the HTTP connection limits of its settings).
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -75,3 +77,14 @@ def read_to_eof(sock: socket.socket) -> bytes:
     except ConnectionResetError:
         pass
     return got
+
+
+def interrupt(proc: subprocess.Popen[str], timeout_s: float = 20) -> tuple[str, str]:
+    """Stop a served process as Ctrl-C does (SIGINT), killing it past ``timeout_s``; its (stdout, stderr)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return out or "", err or ""

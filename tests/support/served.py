@@ -9,7 +9,6 @@ listener with the client library's own parser.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.liveserver import wait_until_live
+from tests.support.liveserver import interrupt, wait_until_live
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -57,12 +56,7 @@ def serving(cwd: Path, env: dict[str, str]) -> Iterator[Served]:
         wait_until_live(served.base, is_alive=lambda: proc.poll() is None)
         yield served
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
+        _, err = interrupt(proc)
         served.stderr.extend(err.splitlines())
 
 
