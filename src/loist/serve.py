@@ -2,7 +2,8 @@
 
 - ``http``: uvicorn runs :func:`loist.web.app.create_app` (``/mcp`` plus the web routes) on
   ``SERVER_HOST``:``PORT``, in ``WEB_WORKERS`` processes (:mod:`loist.web.workers`). Where it
-  listens and the public URLs are announced on stderr.
+  listens and the public URLs are announced on stderr. ``PORT=0`` (``--port 0``) takes a free port
+  from the OS; that port is the one announced and the one every derived URL names.
 - ``stdio``: the MCP server (:func:`loist.mcp.server.run_stdio`) speaks JSON-RPC on stdin/stdout
   (for desktop clients that spawn it), with no web app; nothing else may write to stdout, so
   every message goes to stderr.
@@ -123,8 +124,12 @@ def _serve_http(settings: Settings, as_json: bool = False) -> None:
     from loist.web.app import ANNOUNCED_PATHS, create_app
     from loist.web.reach import reachable_urls, start_warnings
 
-    host, port = settings.server_host, settings.port
-    sock = bind(host, port)  # a port in use fails here, before anything is started or announced
+    host = settings.server_host
+    sock = bind(host, settings.port)  # a port in use fails here, before anything is started or announced
+    port = int(sock.getsockname()[1])  # the one the OS gave, for --port 0
+    # every URL derived from the port (announced, LAN, and the app's embed/stream/oEmbed links and
+    # MCP origin check when EMBED_BASE_URL is unset) names that port; workers get these settings too
+    settings = settings.model_copy(update={"port": port})
     # before the app: its engines and stores report from the start; with several workers it prepares
     # the folder they report into (PROMETHEUS_MULTIPROC_DIR) and serves their sums
     telemetry = start_telemetry(settings, workers=settings.web_workers)

@@ -144,3 +144,54 @@ def test_loist_serve_process(seeded_dir: tuple[Path, str], tmp_path: Path, as_js
         return
     assert re.search(rf"listening on http://127\.0\.0\.1:{port}", err)
     assert f"http://127.0.0.1:{port}/mcp" in err
+
+
+def _announcement(proc: subprocess.Popen[str], timeout_s: float = 90.0) -> dict[str, object]:
+    """The ``serving`` JSON line of a ``loist serve --json`` child's stderr (bounded, by select)."""
+    import selectors
+    import time
+
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stderr, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=deadline - time.monotonic()):
+                break
+            line = proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"loist serve exited before it announced (status {proc.wait()})")
+            if line.startswith("{") and (event := json.loads(line)).get("event") == "serving":
+                return event
+    raise TimeoutError(f"loist serve announced nothing within {timeout_s}s")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_loist_serve_on_port_zero_announces_the_port_it_got(
+    seeded_dir: tuple[Path, str], tmp_path: Path, workers: str
+) -> None:
+    """``--port 0`` takes a free port from the OS: that port is announced (not 0), answers, and is
+    the one the server's derived links (EMBED_BASE_URL unset) name, in every worker."""
+    data_dir, track_id = seeded_dir
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LOIST_", "DATABASE_", "DB_", "GCS_", "STORAGE_", "EMBED_", "WEB_", "METRICS_"))}
+    env.update(LOIST_DATA_DIR=str(data_dir), LOG_LEVEL="WARNING", WEB_WORKERS=workers, METRICS_PORT="0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loist", "serve", "--transport", "http", "--host", "127.0.0.1", "--port", "0", "--json"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        serving = _announcement(proc)
+        listen = str(serving["listen"])
+        port = int(listen.rsplit(":", 1)[1])
+        assert port != 0 and listen == f"http://127.0.0.1:{port}"
+        assert serving["mcp"] == f"{listen}/mcp" and serving["reachable"] == [listen]
+        wait_until_live(listen, is_alive=lambda: proc.poll() is None)
+        with httpx.Client(base_url=listen, timeout=10) as http:
+            assert http.get("/health/live").status_code == 200
+            page = http.get(f"/embed/{track_id}")  # its og:audio and player links derive from the port
+            assert page.status_code == 200
+            assert f"{listen}/audio/{track_id}/stream" in page.text and ":0/" not in page.text
+    finally:
+        _, err = interrupt(proc)
+    assert proc.returncode == 0, err

@@ -4,8 +4,9 @@ Each test forces one interleaving through the library's checkpoints (tests/libra
 on every engine with every backend (``any_library``). After each: every COMPLETED row's blobs exist
 and hash to its sha256, every id an ingest reported exists, and the store holds no blob that no
 row references. Points: ingest ``looked_up`` (the sha256 lookup), ``stored`` (blobs written),
-``claiming`` (rows about to go in), ``committed``; delete ``row_deleted``, ``refs_counted`` (just
-before a blob delete), ``blobs_deleted``; either ``lock_blocked`` (waiting for a blob lock).
+``flushing`` (a claim's blobs about to be flushed), ``claiming`` (rows about to go in),
+``committed``; delete ``row_deleted``, ``refs_counted`` (just before a blob delete),
+``blobs_deleted``; either ``lock_blocked`` (waiting for a blob lock).
 """
 
 from __future__ import annotations

@@ -13,14 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import signal
 import threading
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import pytest
+
 from loist.errors import ErrorCode
 from loist.library.bulk import Stored, analyse_and_store
+from loist.library.lifetime import Checkpoints
 from loist.library.pipeline import BulkControl, IngestOutcome
 from loist.library.service import Library
 from loist.model import TrackStatus
@@ -68,22 +73,65 @@ async def test_a_stopped_run_keeps_what_it_committed_and_removes_everything_else
     await assert_no_blob_without_a_row(library)
 
 
-async def test_workers_ended_mid_chunk_leave_no_blob(library: Library, audio_factory: AudioFactory, tmp_path: Path) -> None:
+class FreezeWorkersAtTheFirstFlush(Checkpoints):
+    """Stops (SIGSTOP) every analysis worker when the run's first batch is about to be flushed and
+    committed: the chunks they hold then cannot answer, however fast the files are or however slow
+    the commit. Without this the test raced the workers: under load the first batch's flush (a
+    ``syncfs``) took long enough for them to finish all 128 files, and no chunk was left to end."""
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+        self.frozen: list[int] = []
+
+    async def reached(self, point: str) -> None:
+        pool = self.library.pipeline._pool
+        if point == "flushing" and not self.frozen and pool is not None:
+            for process in list(pool._processes.values()):  # type: ignore[attr-defined]
+                os.kill(process.pid, signal.SIGSTOP)
+                self.frozen.append(process.pid)
+
+    def thaw(self) -> None:
+        """Let any still-frozen worker go on (it was killed when the test passes): a failed test
+        must not leave stopped processes that the library's close would wait for."""
+        for pid in self.frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("any_library", ["sqlite-local", "postgresql-local"], indirect=True)
+async def test_workers_ended_mid_chunk_leave_no_blob(
+    any_library: Library, audio_factory: AudioFactory, tmp_path: Path
+) -> None:
     """With no grace period, the stop kills the analysis workers at once, in the middle of their
-    chunks (the first batch is one chunk; 124 files are still to do when it commits): what they
-    wrote is found in their chunks' journals and deleted. The next run gets a new pool."""
+    chunks (the first batch is one chunk; the workers are held where they are when it is flushed,
+    so their chunks are still out when the run stops): what they wrote is found in their chunks'
+    journals and deleted. The next run gets a new pool.
+
+    Both engines, local blobs only: a worker stopped in the middle of an upload would stall the
+    GCS emulator, which serves one request at a time (real GCS does not). The journal release on
+    GCS is the same code, run by the two tests around this one on ``postgresql-gcs``.
+    """
+    library = any_library
     distinct_mp3s(tmp_path / "many", 128, audio_factory("mp3").read_bytes())
     control = BulkControl(batch_size=4, chunk_size=4, grace_s=0)
+    freeze = FreezeWorkersAtTheFirstFlush(library)
+    library.pipeline.checkpoints = freeze
 
     async def after_batch(n: int) -> None:
         control.stop.set()
 
     control.after_batch = after_batch
-    outcomes = await ingest(library, [str(tmp_path / "many")], control)
+    try:
+        outcomes = await ingest(library, [str(tmp_path / "many")], control)
+    finally:
+        freeze.thaw()
+    assert len(freeze.frozen) == 2  # both workers were held (concurrency=2)
     assert library.pipeline._pool is None  # the workers were ended, not waited for
     assert len(outcomes) == 128 and sum(o.interrupted for o in outcomes) == 128 - await library.catalog.count()
+    assert await library.catalog.count() == 4  # the first batch, and nothing after the stop
     await assert_no_blob_without_a_row(library)
 
+    library.pipeline.checkpoints = Checkpoints()
     again = await ingest(library, [str(tmp_path / "many")], BulkControl(batch_size=32, chunk_size=8))
     assert all(o.ok for o in again) and await library.catalog.count() == 128
     assert library.pipeline._pool is not None

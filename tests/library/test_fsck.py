@@ -12,7 +12,9 @@ import pytest
 
 from loist.errors import NotFound
 from loist.ingest.fetch import DOWNLOAD_TEMP_PREFIX
+from loist.library.derived import waveform_key
 from loist.library.fsck import MISSING_AUDIO, fsck
+from loist.library.jobs import Worker
 from loist.library.service import Library
 from loist.library.synthetic import SYNTHETIC_BLOB_KEY
 from loist.model import Source, TrackStatus
@@ -94,6 +96,55 @@ async def test_finds_and_repairs_missing_orphan_and_leftover(
     assert (await lib.stream(lost_audio.id)).size == lost_audio.size_bytes
     assert stored_keys(lib) == await referenced(lib)
     assert (await fsck(lib, grace=NOW)).problems == 0
+
+
+async def run_jobs(lib: Library) -> None:
+    worker = Worker(lib.settings, lib.derived)
+    while await worker.run_once() is not None:
+        pass
+
+
+async def test_finds_missing_and_orphan_derived_blobs_and_requeues_their_jobs(
+    any_library: Library, audio_factory: AudioFactory
+) -> None:
+    """A finished job whose waveform or rendition was deleted behind the library's back is found,
+    and ``--repair`` queues it again (the worker makes the blob again); a derived blob no job
+    references is an orphan."""
+    lib = any_library
+    aiff = await lib.ingest_file(audio_factory("aiff", tags={"title": "Lost rendition"}))
+    mp3 = await lib.ingest_file(audio_factory("mp3", tags={"title": "Lost waveform"}))
+    await run_jobs(lib)
+    rendition = await lib.catalog.jobs.done_key(aiff.id, "rendition")
+    waveform = await lib.catalog.jobs.done_key(mp3.id, "waveform")
+    assert rendition is not None and waveform is not None
+    lost = {rendition[0]: (aiff.id, "rendition"), waveform[0]: (mp3.id, "waveform")}
+    for key in lost:
+        lib.store.delete(key)
+    with pytest.raises(NotFound):
+        await lib.stream(aiff.id)  # the player is sent to a rendition that is gone
+    orphan = waveform_key(ORPHAN_SHA)
+    lib.store.put_bytes(orphan, b"{}", "application/json")
+
+    report = await fsck(lib, grace=NOW)
+    assert (report.missing_derived, report.orphan_blobs, report.missing_blobs) == (2, 1, 0)
+    assert report.to_dict()["missing_derived"] == 2 and report.remaining == 3 and report.repaired == 0
+    found = {i["key"]: i for i in report.items}
+    for key, (track_id, kind) in lost.items():
+        assert found[key]["kind"] == "missing_derived" and found[key]["action"] is None
+        assert (found[key]["track_id"], found[key]["blob"]) == (str(track_id), kind)
+    assert found[orphan]["kind"] == "orphan_blob"
+
+    fixed = await fsck(lib, repair=True, grace=NOW)
+    assert fixed.repaired == fixed.problems == 3 and fixed.remaining == 0
+    assert {i["key"]: i["action"] for i in fixed.items} == {**{key: "requeued" for key in lost}, orphan: "removed"}
+    requeued = {(job.track_id, job.kind): job.state for job in await lib.catalog.jobs.list()}
+    assert requeued[(aiff.id, "rendition")] == requeued[(mp3.id, "waveform")] == "queued"
+    assert (await lib.stream(aiff.id)).key == aiff.blob_key  # the original plays meanwhile
+    await run_jobs(lib)
+    assert all(lib.store.exists(key) for key in lost)
+    assert (await lib.stream(aiff.id)).key == rendition[0]
+    again = await fsck(lib, grace=NOW)
+    assert again.problems == 0 and again.to_dict()["ok"]
 
 
 async def test_young_orphans_are_left_alone(library: Library) -> None:

@@ -6,18 +6,23 @@ import base64
 import io
 import json
 
+import httpx
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, BlobResourceContents, TextResourceContents
 from PIL import Image
 
+from loist.config import Settings
+from loist.library.jobs import Worker
 from loist.library.service import Library
 from loist.mcp.resources import INLINE_LIMIT_BYTES
 from loist.mcp.server import LoistMCPServer
 from loist.model import Track
+from loist.web.app import create_app
 from tests.mcp.conftest import BASE_URL
 from tests.support.audio import AudioFactory
+from tests.support.liveserver import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -71,6 +76,36 @@ async def test_stream_resource_of_a_large_file_is_only_the_url(
     data = json.loads(info.text)
     assert data["inline"] is False
     assert data["stream_url"] == f"{BASE_URL}/audio/{track.id}/stream"
+
+
+async def test_stream_resource_of_a_track_with_a_rendition_reports_what_is_served(
+    stdio_server: LoistMCPServer, library: Library, mcp_settings: Settings, audio_factory: AudioFactory
+) -> None:
+    """Once an AIFF has its web rendition, /stream serves the rendition: the resource reports its
+    type and size and inlines its bytes, and agrees with the stream route and the embed page."""
+    track = await library.ingest_file(audio_factory("aiff", tags={"title": "Needs a rendition"}))
+    worker = Worker(library.settings, library.derived)
+    while await worker.run_once() is not None:
+        pass
+    key, rendition_type = await library.derived.playable(track)
+    assert key != track.blob_key and rendition_type == "audio/mp4" != track.audio.mime_type
+    async with Client(stdio_server) as c:
+        result = await c.read_resource(f"music-library://audio/{track.id}/stream")
+    info, blob = result.contents
+    assert isinstance(info, TextResourceContents) and isinstance(blob, BlobResourceContents)
+    data = json.loads(info.text)
+    served = b"".join(library.iter_blob(key))
+    assert data["mime_type"] == blob.mime_type == "audio/mp4"
+    assert data["rendition"] is True and data["original_mime_type"] == track.audio.mime_type
+    assert data["size_bytes"] == len(served) and base64.b64decode(blob.blob) == served
+
+    settings = mcp_settings.model_copy(update={"embed_base_url": None})
+    with live_server(lambda base: create_app(settings.model_copy(update={"embed_base_url": base}))) as base:
+        async with httpx.AsyncClient(base_url=base) as http:
+            stream = await http.get(f"/audio/{track.id}/stream")
+            page = await http.get(f"/embed/{track.id}")
+    assert stream.headers["content-type"] == data["mime_type"] and stream.content == served
+    assert f'<meta property="og:audio:type" content="{data["mime_type"]}">' in page.text
 
 
 async def test_thumbnail_resource_is_a_jpeg(stdio_server: LoistMCPServer, tracks: dict[str, Track]) -> None:

@@ -238,6 +238,18 @@ class JobTable:
             row = (await conn.execute(query)).one_or_none()
         return None if row is None else (row[0], row[1])
 
+    async def done_results(self, after: int, limit: int) -> list[tuple[int, uuid.UUID, str, str]]:
+        """A page of finished jobs with a derived blob: ``(id, track_id, kind, result_key)``, in id
+        order after ``after`` (``loist fsck`` checks each blob is there)."""
+        query = (
+            sa.select(jobs.c.id, jobs.c.track_id, jobs.c.kind, jobs.c.result_key)
+            .where(jobs.c.id > after, jobs.c.state == "done", jobs.c.result_key.is_not(None))
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        async with self._tx("query") as conn:
+            return [(int(row[0]), row[1], str(row[2]), str(row[3])) for row in (await conn.execute(query)).all()]
+
     async def delete_for_track(self, track_id: uuid.UUID) -> list[str]:
         """Delete a track's jobs (with the track, under its blob locks); the derived blob keys they held."""
         async with self._tx("delete") as conn:

@@ -118,14 +118,15 @@ async def _wipe(library: Library) -> int:
 # --- consistency -------------------------------------------------------------------------------
 def fsck(
     repair: Annotated[bool, typer.Option(
-        "--repair", help="Remove orphan blobs and leftovers; mark tracks whose audio is gone FAILED.")] = False,
+        "--repair", help="Remove orphan blobs and leftovers; mark tracks whose audio is gone FAILED; "
+        "queue again jobs whose waveform or rendition is gone.")] = False,
     grace: Annotated[float, typer.Option(
         "--grace", min=0, help="Minutes: unreferenced blobs and temp files younger than this are left alone "
         "(an ingest may be writing them). 0 when nothing is ingesting.")] = 60,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check that the catalog and the blob store agree: rows whose blobs are missing, orphan blobs,
-    leftover temp files. Exit 0 when consistent (or all repaired), 1 when problems remain."""
+    """Check that the catalog and the blob store agree: rows whose blobs are missing, finished jobs
+    whose derived blobs are missing, orphan blobs, leftover temp files. Exit 0 when consistent (or all repaired), 1 when problems remain."""
     from loist.library.fsck import fsck
 
     report = on_library(as_json, lambda library: fsck(library, repair=repair, grace=timedelta(minutes=grace)))

@@ -290,7 +290,8 @@ def fsck_report(report: dict[str, Any], as_json: bool) -> None:
         note(f"(the first {len(report['items'])} items; the counts below are complete)")
     say(
         f"checked {report['rows_checked']} rows and {report['blobs_checked']} blobs: "
-        f"{report['missing_blobs']} missing blobs, {report['orphan_blobs']} orphan blobs, "
+        f"{report['missing_blobs']} missing blobs, {report['missing_derived']} missing derived blobs, "
+        f"{report['orphan_blobs']} orphan blobs, "
         f"{report['orphan_sidecars']} orphan sidecars, {report['temp_files']} temp files; "
         f"{report['repaired']} repaired, {report['remaining']} remaining"
         + (f" ({report['skipped_young']} younger than the grace period left alone)" if report["skipped_young"] else "")

@@ -1,13 +1,14 @@
 """``loist fsck``: does the catalog agree with the blob store? With ``repair``, make it agree.
 
-Three passes, each streamed a page at a time (memory is bounded by a page and the report's item
+Four passes, each streamed a page at a time (memory is bounded by a page and the report's item
 list, not by the size of the library):
 
 1. **Rows**: every COMPLETED row's audio and thumbnail blob exists (``missing_blobs``).
-2. **Blobs**: every blob under ``audio/`` and ``thumbnails/`` is referenced by some row
-   (``orphan_blobs``). The synthetic tracks' shared blob is referenced by them, so it is an orphan
-   only once no synthetic track is left.
-3. **Leftovers**: the store's temp files of interrupted writes and sidecars without their blob
+2. **Jobs**: every finished job's derived blob (waveform, rendition) exists (``missing_derived``).
+3. **Blobs**: every blob under ``audio/``, ``thumbnails/``, ``waveforms/`` and ``renditions/`` is
+   referenced by some row or job (``orphan_blobs``). The synthetic tracks' shared blob is
+   referenced by them, so it is an orphan only once no synthetic track is left.
+4. **Leftovers**: the store's temp files of interrupted writes and sidecars without their blob
    (local folder only), and this machine's download and import temp folders (``temp_files``,
    ``orphan_sidecars``).
 
@@ -17,6 +18,8 @@ may be writing it right now. Repairs (``repair=True``):
 * a row whose audio is gone is marked FAILED with ``STORAGE_FAILED`` ("audio blob missing"), so it
   no longer offers a player that cannot play; ingesting the same bytes again makes it COMPLETED
   again under its old id. A row whose thumbnail alone is gone loses its ``thumbnail_key``.
+* a finished job whose derived blob is gone is queued again (``JobTable.retry``, as ``loist jobs
+  retry`` does): a job worker makes the blob again; meanwhile the track plays its original.
 * orphan blobs are released like a deleted track's: with their locks held, and only if still no row
   references them (``BlobLifetime.release``), so fsck never takes a blob an ingest has just claimed.
 * leftovers are removed.
@@ -65,6 +68,7 @@ class FsckReport:
     rows_checked: int = 0
     blobs_checked: int = 0
     missing_blobs: int = 0
+    missing_derived: int = 0
     orphan_blobs: int = 0
     orphan_sidecars: int = 0
     temp_files: int = 0
@@ -85,7 +89,7 @@ class FsckReport:
 
     @property
     def problems(self) -> int:
-        return self.missing_blobs + self.orphan_blobs + self.orphan_sidecars + self.temp_files
+        return self.missing_blobs + self.missing_derived + self.orphan_blobs + self.orphan_sidecars + self.temp_files
 
     @property
     def remaining(self) -> int:
@@ -100,6 +104,7 @@ class FsckReport:
             "rows_checked": self.rows_checked,
             "blobs_checked": self.blobs_checked,
             "missing_blobs": self.missing_blobs,
+            "missing_derived": self.missing_derived,
             "orphan_blobs": self.orphan_blobs,
             "orphan_sidecars": self.orphan_sidecars,
             "temp_files": self.temp_files,
@@ -122,6 +127,7 @@ async def fsck(library: Library, *, repair: bool = False, grace: timedelta = DEF
     report = FsckReport(repair=repair, grace=grace)
     cutoff = datetime.now(UTC) - grace
     await _check_rows(library, report)
+    await _check_jobs(library, report)
     await _check_blobs(library, report, cutoff)
     await _check_leftovers(library, report, cutoff)
     return report
@@ -184,7 +190,37 @@ async def _repair_row(library: Library, row: BlobRefs) -> str:
         return f"failed: {exc.code}: {exc.message}"
 
 
-# --- 2. blobs no row references ---------------------------------------------------------------
+# --- 2. finished jobs whose derived blobs are missing --------------------------------------------
+
+
+async def _check_jobs(library: Library, report: FsckReport) -> None:
+    after = 0
+    while page := await library.catalog.jobs.done_results(after, PAGE):
+        after = page[-1][0]
+        present = await library.storage_pool.run(_exist, library, sorted({key for *_, key in page}))
+        for job_id, track_id, kind, key in page:
+            if present[key]:
+                continue
+            action = await _requeue(library, job_id, track_id, kind, key) if report.repair else None
+            item = {"track_id": str(track_id), "blob": kind, "key": key, "job_id": job_id}
+            report.found("missing_derived", item, action)
+
+
+async def _requeue(library: Library, job_id: int, track_id: uuid.UUID, kind: str, key: str) -> str:
+    """Queue the job that makes ``key`` again, deciding with the key locked (a worker records a
+    finished job under the same lock)."""
+    try:
+        async with library.catalog.locked([key]):
+            done = await library.catalog.jobs.done_key(track_id, kind)
+            if done is None or done[0] != key or await library.storage_pool.run(library.store.exists, key):
+                return "changed meanwhile"
+            queued = await library.catalog.jobs.retry(datetime.now(UTC), ids=[job_id])
+            return "requeued" if queued else "changed meanwhile"
+    except LoistError as exc:
+        return f"failed: {exc.code}: {exc.message}"
+
+
+# --- 3. blobs no row references ---------------------------------------------------------------
 
 
 async def _check_blobs(library: Library, report: FsckReport, cutoff: datetime) -> None:
@@ -214,7 +250,7 @@ async def _release(library: Library, blobs: list[ListedBlob]) -> dict[str, str]:
     return {blob.key: "removed" if blob.key in removed else "referenced meanwhile" for blob in blobs}
 
 
-# --- 3. temp files and sidecars ---------------------------------------------------------------
+# --- 4. temp files and sidecars ---------------------------------------------------------------
 
 
 async def _check_leftovers(library: Library, report: FsckReport, cutoff: datetime) -> None:

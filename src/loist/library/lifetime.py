@@ -45,8 +45,8 @@ RELEASE_CHUNK = 500  # keys locked and released at a time
 
 
 class Checkpoints:
-    """Named points of ingest and delete: ``looked_up``, ``stored``, ``claiming``, ``committed``
-    (ingest); ``row_deleted``, ``refs_counted``, ``blobs_deleted`` (delete, release); ``lock_blocked``
+    """Named points of ingest and delete: ``looked_up``, ``stored``, ``flushing`` (a claim, before
+    its blobs are flushed), ``claiming``, ``committed`` (ingest); ``row_deleted``, ``refs_counted``, ``blobs_deleted`` (delete, release); ``lock_blocked``
     (any, when a blob lock is taken and it waits). The default does nothing."""
 
     async def reached(self, point: str) -> None:
@@ -81,6 +81,7 @@ class BlobLifetime:
         """
         keys = blob_keys(tracks)
         try:
+            await self.checkpoints.reached("flushing")
             await self.storage_pool.run(blobs.flush)  # before any row references these blobs
             async with self.catalog.locked(keys, on_blocked=self._blocked):
                 await self.checkpoints.reached("claiming")

@@ -9,7 +9,9 @@ URIs keep the names operators already use::
     music-library://audio/{id}/waveform      application/json   waveform peaks (waveform-data v2)
     music-library://library/search?q={query} application/json   search_library's first page
 
-The stream resource points at ``{EMBED_BASE_URL}/audio/{id}/stream`` (never an expiring signed URL).
+The stream resource points at ``{EMBED_BASE_URL}/audio/{id}/stream`` (never an expiring signed URL)
+and describes what that route serves: the web rendition (AAC, ``audio/mp4``) once a track has one,
+with its type and size, as the embed page's player is told.
 Only small files are inlined: a resource read is one JSON-RPC message and a whole album in base64
 would stall the client.
 """
@@ -26,9 +28,11 @@ from loist.mcp.deps import Deps
 from loist.mcp.schemas import TrackResult
 from loist.mcp.tools import links_for, search_output
 from loist.model import SearchRequest, Track
+from loist.storage.base import BlobInfo
 
 INLINE_LIMIT_BYTES = 1024 * 1024
 JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
 
 
 def _json(data: Any) -> str:
@@ -42,31 +46,36 @@ async def _read_blob(deps: Deps, key: str) -> bytes:
     return await deps.library.storage_pool.run(read)
 
 
-def stream_info(deps: Deps, track: Track) -> dict[str, Any]:
-    size = track.size_bytes or 0
-    return {
+async def stream_info(deps: Deps, track: Track) -> tuple[dict[str, Any], BlobInfo]:
+    """The stream's description and the blob ``stream_url`` serves: the web rendition when the
+    track has one (``Library.stream``, as the stream route and the embed page choose), so the type
+    and size are those of what a player gets, not of the original file."""
+    served = await deps.library.stream(track.id)
+    rendition = served.key != track.blob_key
+    info = {
         "id": str(track.id),
         "stream_url": deps.library.stream_url(track.id),
         "embed_url": deps.library.embed_url(track.id),
-        "mime_type": track.audio.mime_type,
+        "mime_type": served.content_type or track.audio.mime_type or OCTET_STREAM,
         "format": track.audio.format,
-        "size_bytes": track.size_bytes,
+        "size_bytes": served.size,
         "duration_s": track.audio.duration_s,
-        "inline": 0 < size <= INLINE_LIMIT_BYTES,
+        "rendition": rendition,
+        "original_mime_type": track.audio.mime_type,
+        "inline": 0 < served.size <= INLINE_LIMIT_BYTES,
         "inline_limit_bytes": INLINE_LIMIT_BYTES,
     }
+    return info, served
 
 
 async def stream_contents(deps: Deps, track_id: str) -> list[ReadResourceContents]:
-    """The JSON description, plus a blob item with the audio itself for small files."""
+    """The JSON description, plus a blob item with the served audio itself for small files."""
     track = await deps.library.get_playable(track_id)
-    info = stream_info(deps, track)
+    info, served = await stream_info(deps, track)
     out = [ReadResourceContents(content=_json(info), mime_type=JSON)]
-    if info["inline"] and track.blob_key:
-        data = await _read_blob(deps, track.blob_key)
-        out.append(
-            ReadResourceContents(content=data, mime_type=track.audio.mime_type or "application/octet-stream")
-        )
+    if info["inline"]:
+        data = await _read_blob(deps, served.key)
+        out.append(ReadResourceContents(content=data, mime_type=info["mime_type"]))
     return out
 
 
@@ -94,7 +103,7 @@ def register_resources(server: MCPServer, deps: Deps) -> None:
         # The server's read_resource serves this URI through stream_contents (two items); this body
         # answers direct calls and keeps the template listed.
         track = await deps.library.get_playable(id)
-        return _json(stream_info(deps, track))
+        return _json((await stream_info(deps, track))[0])
 
     @server.resource(
         "music-library://audio/{id}/thumbnail",
