@@ -213,6 +213,8 @@ class FileRun:
                 raise  # this run is being cancelled, not just the pool's future
             self.must_sweep = True
             await self._release(files.keys())  # every blob its worker may have written
+            if isinstance(exc, BrokenProcessPool):
+                await _pending_signals_handled()
             if self.control.stop.is_set():
                 return [interrupted() for _ in job]
             if not isinstance(exc, BrokenProcessPool):
@@ -269,3 +271,13 @@ class FileRun:
         if sweep:
             await self._release(self.dir.keys())
         return out + [IngestOutcome(raw, error=interrupted()) for raw, _, _ in batch]
+
+
+async def _pending_signals_handled() -> None:
+    """Let the event loop run a stop signal's handler that is already on its way. A signal sent to
+    the whole process group (Ctrl-C, a service manager's SIGTERM) kills the analysis workers as it
+    reaches this process, and the broken pool may be reported first: the loop reads the signal from
+    its wakeup pipe in one turn and runs the handler in the next, so a chunk lost to the stop is
+    INTERRUPTED, not failed. No waiting: a few turns of the loop, nothing more."""
+    for _ in range(3):
+        await asyncio.sleep(0)
