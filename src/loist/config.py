@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     max_concurrent_mcp: int = Field(default=8, ge=1, le=10_000)
     max_concurrent_streams: int = Field(default=32, ge=1, le=10_000)
     max_concurrent_ingests: int = Field(default=2, ge=1, le=1_000)
-    admission_wait_ms: float = Field(default=200, ge=0, le=60_000)
+    admission_wait_ms: float = Field(default=100, ge=0, le=60_000)
     admission_retry_after_s: float = Field(default=1, gt=0, le=3600)
 
     # --- HTTP connections (loist.web.protocol) ---------------------------------------------------

@@ -4,7 +4,9 @@ health never refused, cheap pages admitted while the expensive kinds are full, t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -124,6 +126,78 @@ async def test_a_gate_hands_slots_over_in_arrival_order_and_gives_up_after_its_w
     assert await short.enter()
     assert await short.enter() is False  # the wait ran out: refused
     assert short._waiters == [] and short.busy == 1
+
+
+def answered_without_waiting(coro: Coroutine[Any, Any, bool]) -> bool:
+    """The coroutine's result if it finishes without suspending once (it never waited)."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return bool(stop.value)
+    coro.close()
+    raise AssertionError("it waited")
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_gate_measures_how_long_a_slot_is_held() -> None:
+    clock = Clock()
+    gate = Gate(2, wait_s=1, clock=clock)
+    assert gate.try_enter() and gate.hold_s == 0.0  # nothing measured yet
+    clock.now += 0.01
+    assert gate.try_enter()
+    for _ in range(200):  # steady state: every 10 ms one holder leaves and one enters; each holds 20 ms
+        clock.now += 0.01
+        gate.leave()
+        assert gate.try_enter()
+    assert gate.hold_s == pytest.approx(0.02, rel=0.01)
+    assert gate.expected_wait(0) == pytest.approx(0.01, rel=0.01)  # two slots: one frees every 10 ms
+    assert gate.expected_wait(9) == pytest.approx(0.1, rel=0.01)
+
+
+async def test_a_newcomer_that_could_not_be_served_within_the_wait_is_refused_at_once() -> None:
+    clock = Clock()
+    gate = Gate(1, wait_s=100, clock=clock)
+    assert await gate.enter()
+    clock.now += 50
+    gate.leave()  # one holder kept the slot 50 s
+    assert gate.hold_s == pytest.approx(50)
+    assert await gate.enter()
+    waiting = [asyncio.create_task(gate.enter()) for _ in range(2)]  # served in 50 and 100 s: they wait
+    while len(gate._waiters) < 2:
+        await asyncio.sleep(0)
+    assert answered_without_waiting(gate.enter()) is False  # the third would need 150 s: refused at once
+    assert len(gate._waiters) == 2 and not any(task.done() for task in waiting)
+    gate.leave()
+    assert await waiting[0]  # the slot went to the oldest waiter
+    gate.leave()
+    assert await waiting[1]
+    gate.leave()
+    assert gate.busy == 0 and not gate._waiters
+
+
+async def test_past_saturation_the_excess_is_shed_at_once_not_after_the_wait() -> None:
+    held = Held()
+    async with client(held.app(limits(wait_s=3600))) as http:
+        first = asyncio.create_task(http.post("/mcp"))
+        await held.entered.wait()
+        gate = _gates(http).kinds["mcp"]
+        gate.hold_s = 7200.0  # as measured on a starved server: the slot frees too slowly for anyone waiting
+        shed = await http.post("/mcp")  # with the first still held: it did not wait for the slot
+        assert shed.status_code == 503 and shed.headers["retry-after"] == "3"
+        assert shed.json()["error"]["code"] == "OVERLOADED"
+        assert not gate._waiters
+        assert (await http.get("/embed/x")).status_code == 200  # cheap pages still pass
+        held.release.set()
+        assert (await first).status_code == 200
 
 
 async def test_a_cancelled_waiter_leaves_the_queue() -> None:

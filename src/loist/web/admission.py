@@ -18,8 +18,11 @@ kind          requests                              bound (setting)
 and all of them but health together are bounded by ``MAX_CONCURRENT_REQUESTS``. A request of a
 bounded kind that finds its kind full waits up to ``ADMISSION_WAIT_MS`` for a slot (slots are
 handed over in arrival order), then is *shed*: ``503`` with ``Retry-After`` and the body
-``{"error": {"code": "OVERLOADED", ...}}``. A request past the total is shed at once. A shed
-answer costs well under a millisecond, so the loop keeps its time for the work it admitted.
+``{"error": {"code": "OVERLOADED", ...}}``. It is shed at once, without waiting, when the requests
+already waiting would not all get a slot within ``ADMISSION_WAIT_MS`` at the pace slots have been
+freeing (:class:`Gate`), so past saturation the excess is answered in milliseconds rather than after
+the wait. A request past the total is shed at once. A shed answer costs well under a millisecond,
+so the loop keeps its time for the work it admitted.
 
 Inside MCP, the tools that start long work have their own bound too (:class:`ToolBounds`, used by
 :class:`loist.mcp.server.LoistMCPServer`): an ingest past ``MAX_CONCURRENT_INGESTS`` is an
@@ -33,7 +36,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -84,28 +89,48 @@ def kind_of(scope: Scope) -> str | None:
 class Gate:
     """``slots`` concurrent holders; others wait in arrival order up to ``wait_s``, then give up.
 
-    At most ``4 × slots`` wait at once: past that a newcomer gives up at once (its wait would end
-    in a refusal anyway, and each waiter is a parked request holding memory).
+    A newcomer whose wait would end in a refusal anyway is refused at once instead (a refusal costs
+    well under a millisecond; a refusal after the wait costs the whole wait, and the waiter's memory
+    meanwhile): when ``4 × slots`` already wait, or when the waiters ahead of it need longer than
+    ``wait_s`` to be served at the pace the slots have been freeing. That pace is ``hold_s``, the mean
+    time a holder keeps its slot, measured as the gate runs (Little's law: the slot-seconds used
+    between two departures, averaged over the last ~20 departures); it includes the time the held
+    requests spend waiting for the CPU, so a starved process refuses sooner. Until a slot has been
+    given back once, nothing is refused early. ``clock`` is for tests.
     """
 
-    def __init__(self, slots: int, wait_s: float) -> None:
+    SMOOTHING = 0.05  # weight of each departure in hold_s
+
+    def __init__(self, slots: int, wait_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.slots = slots
         self.wait_s = wait_s
         self.busy = 0
         self.max_waiters = 4 * slots
+        self.hold_s = 0.0
         self._waiters: list[asyncio.Future[None]] = []
+        self._clock = clock
+        self._slot_seconds = 0.0  # the integral of ``busy`` over time
+        self._counted_at = clock()
+        self._at_departure = 0.0  # ``_slot_seconds`` at the last departure
+        self._departures = 0
 
     def try_enter(self) -> bool:
         if self.busy < self.slots and not self._waiters:
+            self._count()
             self.busy += 1
             return True
         return False
+
+    def expected_wait(self, ahead: int) -> float:
+        """Seconds until a newcomer with ``ahead`` waiters before it gets a slot, at the measured pace."""
+        return (ahead + 1) * self.hold_s / self.slots
 
     async def enter(self) -> bool:
         """True when a slot was taken (the caller must :meth:`leave`), False when refused."""
         if self.try_enter():
             return True
-        if self.wait_s <= 0 or len(self._waiters) >= self.max_waiters:
+        ahead = len(self._waiters)
+        if self.wait_s <= 0 or ahead >= self.max_waiters or self.expected_wait(ahead) > self.wait_s:
             return False
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -119,6 +144,22 @@ class Gate:
                 self.leave()
             raise
 
+    def _count(self) -> None:
+        """Add the slot-seconds used since the last change of ``busy``."""
+        now = self._clock()
+        self._slot_seconds += self.busy * (now - self._counted_at)
+        self._counted_at = now
+
+    def _departed(self) -> None:
+        """A holder gave its slot back: the slot-seconds since the previous departure are one sample of
+        the time a holder keeps a slot (their mean is the mean holding time)."""
+        self._count()
+        sample = self._slot_seconds - self._at_departure
+        self._at_departure = self._slot_seconds
+        self._departures += 1
+        weight = max(self.SMOOTHING, 1 / self._departures)  # the first samples count fully
+        self.hold_s += weight * (sample - self.hold_s)
+
     def _granted(self, waiter: asyncio.Future[None]) -> bool:
         """Whether ``waiter`` was handed a slot; if not, it stops waiting."""
         if waiter.done() and not waiter.cancelled():
@@ -129,6 +170,7 @@ class Gate:
 
     def leave(self) -> None:
         """Hand the slot to the oldest waiter, or free it."""
+        self._departed()
         while self._waiters:
             waiter = self._waiters.pop(0)
             if not waiter.done():

@@ -15,7 +15,7 @@ time, no globals), so tests build as many apps as they like. Composition, outerm
 
 The lifespan holds the library open through the app's
 :class:`~loist.library.holder.LibraryHolder` (opening and closing one when none was handed in), then
-runs the MCP session manager, which shares that holder. Errors are mapped to HTTP once, in :mod:`loist.web.errors`.
+runs the MCP session managers, which share that holder. Errors are mapped to HTTP once, in :mod:`loist.web.errors`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 from loist.config import Settings
 from loist.library.holder import LibraryHolder
 from loist.library.jobs import background_workers
-from loist.mcp.server import create_mcp_server, mcp_http_app
+from loist.mcp.server import create_mcp_server, mcp_http_managers
 from loist.web import derived, embed, health, landing, oembed, stream
 from loist.web.admission import Admission, AdmissionLimits
 from loist.web.auth import BearerAuth
@@ -40,7 +40,7 @@ from loist.web.context import WebContext, make_templates
 from loist.web.cors import ScopedCORS
 from loist.web.errors import exception_handlers
 from loist.web.mcp_limits import McpLimits
-from loist.web.mcp_route import McpEndpoint
+from loist.web.mcp_route import Managers, McpEndpoint
 from loist.web.observe import Observe
 from loist.web.ratelimit import Limiter, PublicRateLimit
 from loist.web.security import SecurityHeaders
@@ -59,10 +59,10 @@ def create_app(settings: Settings, library: Library | None = None, *, job_worker
     ctx = WebContext(settings=settings, templates=make_templates(), holder=LibraryHolder(library, name="the web app's library"))
 
     mcp_server = create_mcp_server(settings, ctx.holder, transport="http")
-    # Builds the session manager, with the SDK's Host/Origin protection configured from
-    # EMBED_BASE_URL + ALLOWED_HOSTS (see loist.mcp.server.transport_security). We do not mount the
-    # SDK's own app: /mcp is routed here so the bearer check and the error format are ours.
-    mcp_http_app(mcp_server, settings, path=MCP_PATH)
+    # Builds the session managers (plain JSON and SSE answers), with the SDK's Host/Origin protection
+    # configured from EMBED_BASE_URL + ALLOWED_HOSTS (see loist.mcp.server.transport_security). We do
+    # not mount the SDK's own app: /mcp is routed here so the bearer check and the error format are ours.
+    managers = Managers(*mcp_http_managers(mcp_server, settings, path=MCP_PATH))
     limiter = Limiter(settings)
     endpoint = McpEndpoint(McpLimits(limiter, settings).admit, ctx.site_name, f"{ctx.base_url}/")
 
@@ -70,14 +70,15 @@ def create_app(settings: Settings, library: Library | None = None, *, job_worker
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with (
             ctx.holder.opened(settings) as opened,
-            mcp_server.session_manager.run(),
+            managers.json.run(),
+            managers.stream.run(),
             background_workers(settings, opened.derived, opened.jobs_wake, count=job_workers),
         ):
-            endpoint.manager = mcp_server.session_manager
+            endpoint.managers = managers
             try:
                 yield
             finally:
-                endpoint.manager = None
+                endpoint.managers = None
                 await limiter.aclose()
 
     routes: list[BaseRoute] = [

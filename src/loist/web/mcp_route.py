@@ -16,6 +16,15 @@ What it adds to the SDK (``mcp`` 2.3.0), and why:
   every tag at its limit, is under 64 KiB), so a body over ``MAX_BODY_BYTES`` is refused with 413
   ``SIZE_EXCEEDED`` as soon as its ``Content-Length`` or its bytes say so; nothing larger is held in
   memory (the SDK would read any body whole).
+- **Plain JSON unless a stream is needed.** Two SDK session managers run side by side
+  (:func:`loist.mcp.server.mcp_http_managers`): one answers ``application/json``, the other
+  server-sent events. A message goes to the SSE one when its answer may need a stream: it asks for
+  progress (``progressToken``) or log messages (``logLevel``), or calls a tool that runs long
+  (``process_audio_complete``, ``ingest_folder``: progress, and keep-alive pings behind a proxy).
+  Everything else (searches, reads, listings) is answered as plain JSON, which the streamable-HTTP
+  specification allows for any request and every MCP client accepts; the server skips a task
+  group, a memory stream and the SSE encoding per call. The test is a substring test on the raw
+  body, so it can only err towards the stream, which is always correct.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from starlette.responses import Response
@@ -37,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+# A message whose body holds any of these may need a streamed answer (module docstring).
+STREAM_MARKERS = (b"progressToken", b"logLevel", b"process_audio_complete", b"ingest_folder")
 
 Admit = Callable[[Scope, bytes], AbstractAsyncContextManager[Response | None]]
 
@@ -82,30 +94,43 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
+def wants_stream(body: bytes) -> bool:
+    """Whether this message's answer may need server-sent events (progress, logs, a long tool)."""
+    return any(marker in body for marker in STREAM_MARKERS)
+
+
+@dataclass(frozen=True, slots=True)
+class Managers:
+    """The running session managers: plain JSON answers, and server-sent events."""
+
+    json: StreamableHTTPSessionManager
+    stream: StreamableHTTPSessionManager
+
+
 @asynccontextmanager
 async def admit_all(scope: Scope, body: bytes) -> AsyncIterator[Response | None]:
     yield None
 
 
 class McpEndpoint:
-    """Hands requests to the MCP session manager while it runs (the app's lifespan sets it).
+    """Hands requests to the MCP session managers while they run (the app's lifespan sets them).
 
     ``admit`` sees each whole body first and may answer instead of the SDK (the abuse limits of
     :class:`loist.web.mcp_limits.McpLimits`); what it holds (a download slot) lasts the request."""
 
     def __init__(self, admit: Admit = admit_all, site_name: str = "this server", home_url: str = "/") -> None:
-        self.manager: StreamableHTTPSessionManager | None = None
+        self.managers: Managers | None = None
         self.admit = admit
         self.site_name = site_name  # named in the answer to a request that is not an MCP message
         self.home_url = home_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        manager = self.manager
-        if manager is None:
+        managers = self.managers
+        if managers is None:
             message = "the MCP endpoint is not running yet (server starting or stopping)"
             await error_json(503, str(ErrorCode.NOT_READY), message)(scope, receive, send)
             return
-        if manager.stateless and scope["method"] != "POST":
+        if scope["method"] != "POST":  # both managers are stateless
             message = (
                 f"this is the MCP endpoint of {self.site_name} (Model Context Protocol over streamable HTTP): "
                 "connect an MCP client to this URL; it sends JSON-RPC messages with POST. This server is "
@@ -129,6 +154,7 @@ class McpEndpoint:
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
+            manager = managers.stream if wants_stream(body) else managers.json
             await self._handle(manager, scope, replay(body, receive), send)
 
     @staticmethod
