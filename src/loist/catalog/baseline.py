@@ -97,7 +97,8 @@ async def create_if_empty(conn: AsyncConnection) -> bool:
     else:
         driver = (await conn.get_raw_connection()).driver_connection
         try:  # asyncpg runs a script of many statements when it has no parameters
-            await driver.execute("SET LOCAL check_function_bodies = false;\n" + script)
+            await driver.execute("SET LOCAL check_function_bodies = false")  # as pg_dump's own script
+            await driver.execute(script)
         except Exception as exc:  # the driver's own error, as SQLAlchemy would have wrapped it
             raise sa.exc.DatabaseError(f"the baseline {path(dialect)}", None, exc) from exc
     await conn.execute(
