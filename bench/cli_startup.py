@@ -4,13 +4,15 @@ Three measurements, each a whole ``python -m loist ...`` process timed from outs
 the CPU seconds the kernel charged to it, from ``getrusage(RUSAGE_CHILDREN)``):
 
 - ``list`` on an existing library (a few tracks, schema current);
-- ``list`` on a fresh library (a new folder each run: creating and migrating the SQLite file);
+- ``list`` on a fresh library (a new folder each run: creating the SQLite file and its schema);
+- ``search`` on the existing library (the search code is imported by the commands that search);
 - ``ingest`` of a folder of 200 small WAV files into a fresh library.
 
 With ``--baseline SRC`` (a ``src`` folder of another version of loist, e.g. from ``git archive``)
 each measurement alternates the two versions run by run (A B A B ...), with the same interpreter
 and packages, so a machine whose load drifts slows both alike. Medians are printed as a Markdown
-table for docs/benchmarks.md, with the machine and its load average.
+table for docs/benchmarks.md, with the machine and its load average at the start and the end, and
+the ratio of the CPU medians (this version / baseline).
 
     .venv/bin/python bench/cli_startup.py [--runs 10] [--baseline /tmp/loist-before/src]
 """
@@ -88,6 +90,7 @@ def main() -> None:
     if args.baseline:
         versions = {"baseline": args.baseline.resolve(), **versions}
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="loist-bench-") as tmp:
         root = Path(tmp)
         music = root / "music"
@@ -108,6 +111,8 @@ def main() -> None:
         results = {
             "`loist list`, existing library": measure(
                 versions, args.runs, lambda src, i: timed(src, ["list"], existing[by_src[src]])),
+            "`loist search tone`, existing library": measure(
+                versions, args.runs, lambda src, i: timed(src, ["search", "tone"], existing[by_src[src]])),
             "`loist list`, fresh library": measure(
                 versions, args.runs, lambda src, i: timed(src, ["list"], new_list(src, i))),
             f"`loist ingest` of {args.files} WAV files, fresh library": measure(
@@ -115,12 +120,18 @@ def main() -> None:
         }
 
     load = os.getloadavg()
-    print(f"machine: {machine()}; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; {args.runs} runs each")
+    print(f"machine: {machine()}; load average {load_before:.1f} at the start, {load[0]:.1f} at the end; "
+          f"{args.runs} runs each")
     print()
-    print("| command | " + " | ".join(f"{name}: wall s | {name}: CPU s" for name in versions) + " |")
-    print("|---|" + "---:|---:|" * len(versions))
+    ratio = len(versions) == 2
+    print("| command | " + " | ".join(f"{name}: wall s | {name}: CPU s" for name in versions)
+          + (" | CPU this/baseline |" if ratio else " |"))
+    print("|---|" + "---:|---:|" * len(versions) + ("---:|" if ratio else ""))
     for label, by_version in results.items():
         cells = " | ".join(f"{wall:.3f} | {cpu:.3f}" for wall, cpu in by_version.values())
+        if ratio:
+            (_, before), (_, after) = by_version.values()
+            cells += f" | {after / before:.2f}"
         print(f"| {label} | {cells} |")
 
 

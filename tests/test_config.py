@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from loist.config import Settings, build_settings, load_settings, mask_url, normalize_database_url
 from loist.errors import ConfigInvalid, ErrorCode
@@ -213,3 +214,14 @@ def test_the_download_temp_budget_defaults_to_the_file_size_limit_and_cannot_be_
     assert roomy.download_temp_budget_bytes == 600 * 1024 * 1024 and roomy.problems() == []
     tight = Settings(_env_file=None, max_file_size_mb=200, download_temp_budget_mb=100)
     assert any("DOWNLOAD_TEMP_BUDGET_MB (100) is below MAX_FILE_SIZE_MB (200)" in p for p in tight.problems())
+
+
+def test_the_default_rates_are_rates() -> None:
+    """The rate validator takes the defaults as they are (importing ``limits`` costs every command
+    ~15 ms); so they must parse, and a bad value still does not."""
+    from limits import parse
+
+    for name in ("rate_limit_auth_failures", "rate_limit_ingest", "rate_limit_mcp", "rate_limit_public"):
+        parse(Settings.model_fields[name].default)
+        with pytest.raises(ValidationError, match="is not a rate"):
+            Settings(_env_file=None, **{name: "often"})

@@ -59,7 +59,7 @@ class Tags(BaseModel):
     " & " (kept for clients that read one string). Given only the string, the list is that one name.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     title: str | None = None
     artist: str | None = None
@@ -100,7 +100,7 @@ class TagsPatch(BaseModel):
     not held to these limits (a long comment in a file never blocks editing its title).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     title: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
     artist: str | None = Field(default=None, max_length=MAX_TAG_TEXT)
@@ -127,7 +127,7 @@ class TagsPatch(BaseModel):
 class AudioInfo(BaseModel):
     """Technical properties read from the bytes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     mime_type: str | None = None
     format: str | None = None  # mp3, flac, ogg, opus, m4a, wav, aiff, ...
@@ -140,7 +140,7 @@ class AudioInfo(BaseModel):
 
 
 class ArtworkInfo(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     present: bool = False
     width: int | None = None  # of the original embedded picture
@@ -148,7 +148,7 @@ class ArtworkInfo(BaseModel):
 
 
 class Source(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     type: SourceType
     location: str | None = None  # the URL or path as given
@@ -158,7 +158,7 @@ class Source(BaseModel):
 class Track(BaseModel):
     """One catalogued track (or a FAILED attempt to catalogue one)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     id: uuid.UUID
     status: TrackStatus
@@ -179,6 +179,8 @@ class Track(BaseModel):
 
 class TrackPage(BaseModel):
     """One page of a listing, newest first; ``next_cursor`` is opaque and None on the last page."""
+
+    model_config = ConfigDict(defer_build=True)
 
     items: list[Track]
     next_cursor: str | None = None
@@ -208,7 +210,7 @@ SortField = Literal["relevance", "title", "artist", "album", "year", "duration",
 
 
 class RangeFilter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     min: float | None = None
     max: float | None = None
@@ -217,7 +219,7 @@ class RangeFilter(BaseModel):
 class SearchFilters(BaseModel):
     """Structured filters; they combine (AND) with the text query."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     genre: list[str] = Field(default_factory=list)  # any of
     year: RangeFilter | None = None
@@ -226,7 +228,7 @@ class SearchFilters(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     query: str = ""
     filters: SearchFilters = Field(default_factory=SearchFilters)
@@ -238,11 +240,15 @@ class SearchRequest(BaseModel):
 
 
 class SearchHit(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     track: Track
     score: float
 
 
 class SearchResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     items: list[SearchHit]
     total: int
     # "eq": ``total`` is exact; "gte": at least ``total`` tracks match (counting stops at a bound,
@@ -261,6 +267,8 @@ JobKind = Literal["waveform", "rendition"]
 class Job(BaseModel):
     """One unit of derived work for a track, as the durable queue holds it."""
 
+    model_config = ConfigDict(defer_build=True)
+
     id: int
     track_id: uuid.UUID
     kind: JobKind
@@ -277,6 +285,8 @@ class Job(BaseModel):
 
 class Derivative(BaseModel):
     """What a track's metadata says about one piece of derived work (``derivatives``)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     state: JobState
     attempts: int = 0

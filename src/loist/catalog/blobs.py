@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loist.catalog.engine import transaction
@@ -106,7 +105,7 @@ def _holding(engine: AsyncEngine, conn: AsyncConnection) -> Iterator[None]:
         _held.reset(token)
 
 
-_IDS = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer()))
+_IDS = sa.bindparam("ids", type_=sa.ARRAY(sa.Integer()))  # the PostgreSQL dialect makes it its ARRAY
 # One statement each; unnest yields the ids in array (ascending) order and each is locked in turn.
 _TRY = sa.text("SELECT bool_and(pg_try_advisory_xact_lock(:ns, k)) FROM unnest(:ids) AS k").bindparams(_IDS)
 _WAIT = sa.text("SELECT count(pg_advisory_xact_lock(:ns, k)) FROM unnest(:ids) AS k").bindparams(_IDS)

@@ -16,19 +16,20 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from loist.catalog.baseline import create_if_empty
 from loist.catalog.engine import build_engine
 from loist.catalog.errors import database_failed
 from loist.errors import LoistError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -38,6 +39,8 @@ MIGRATION_LOCK_KEY = 0x6C6F697374
 
 def alembic_config() -> Config:
     """The Alembic config, built in code: the history ships inside the ``loist`` package."""
+    from alembic.config import Config  # Alembic (and Mako) only when there is something to migrate
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -45,18 +48,25 @@ def alembic_config() -> Config:
 
 def heads() -> list[str]:
     """The head revision(s) of the history (exactly one, a test makes sure)."""
+    from alembic.script import ScriptDirectory
+
     return list(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
-async def upgrade(url: str | None, revision: str = "head") -> None:
-    """Upgrade the database at ``url`` to ``revision``; a no-op when it is there already."""
-    await _with_engine(url, lambda engine: upgrade_engine(engine, revision))
+async def upgrade(url: str | None, revision: str = "head", *, replay: bool = False) -> None:
+    """Upgrade the database at ``url`` to ``revision``; a no-op when it is there already.
+
+    An empty database upgraded to the head is created from the baseline (:mod:`loist.catalog.baseline`)
+    unless ``replay``: then every migration runs, as for any other target revision."""
+    await _with_engine(url, lambda engine: upgrade_engine(engine, revision, replay=replay))
 
 
 async def downgrade(url: str | None, revision: str) -> None:
     """Downgrade the database at ``url`` to ``revision`` (``"base"`` removes every table)."""
 
     async def run(engine: AsyncEngine) -> None:
+        from alembic import command
+
         await _run_command(engine, lambda cfg: command.downgrade(cfg, revision))
 
     await _with_engine(url, run)
@@ -69,13 +79,22 @@ async def current(url: str | None) -> str | None:
 
 async def current_engine(engine: AsyncEngine) -> str | None:
     """The revision the database behind ``engine`` is at (``None`` for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
     async with engine.connect() as conn:
         return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
 
 
-async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
-    """Upgrade through an existing engine (:meth:`Catalog.ensure_schema` uses its own)."""
-    await _run_command(engine, lambda cfg: command.upgrade(cfg, revision))
+async def upgrade_engine(engine: AsyncEngine, revision: str = "head", *, replay: bool = False) -> None:
+    """Upgrade through an existing engine (:meth:`Catalog.ensure_schema` uses its own); an empty
+    database upgraded to the head is created from the baseline unless ``replay``."""
+
+    def run(cfg: Config) -> None:
+        from alembic import command
+
+        command.upgrade(cfg, revision)
+
+    await _run_command(engine, run, from_baseline=revision == "head" and not replay)
 
 
 async def _with_engine(url: str | None, run):  # type: ignore[no-untyped-def]
@@ -90,10 +109,13 @@ async def _with_engine(url: str | None, run):  # type: ignore[no-untyped-def]
         await engine.dispose()
 
 
-async def _run_command(engine: AsyncEngine, run) -> None:  # type: ignore[no-untyped-def]
-    """Run an Alembic command on one connection, under the cross-process migration lock."""
+async def _run_command(engine: AsyncEngine, run, *, from_baseline: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Run an Alembic command on one connection, under the cross-process migration lock (with
+    ``from_baseline``, an empty database is created from the baseline instead)."""
     try:
         async with _migration_lock(engine) as conn:
+            if from_baseline and await create_if_empty(conn):
+                return
 
             def in_sync(sync_conn: Connection) -> None:
                 config = alembic_config()

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 from loist.catalog.text import SEARCH_COLUMNS
@@ -132,7 +131,9 @@ tracks = sa.Table(
 
 sa.Index("ix_tracks_created_at_id", tracks.c.created_at, tracks.c.id)
 sa.Index("ix_tracks_status", tracks.c.status)
-sa.Index("ix_tracks_source_location", tracks.c.source_location, postgresql_using="hash")
+# A hash index on PostgreSQL (migration 0001). Not said here: a ``postgresql_using`` keyword makes
+# SQLAlchemy import its PostgreSQL dialect to check it, ~20 ms of every command on a SQLite library.
+sa.Index("ix_tracks_source_location", tracks.c.source_location)
 sa.Index("ix_tracks_blob_key", tracks.c.blob_key)
 sa.Index("ix_tracks_thumbnail_key", tracks.c.thumbnail_key)
 # FAILED_LOCATION_INDEX is dialect-specific (see above) and created by the migration only.
@@ -162,7 +163,9 @@ GENRE_KEYS_INDEX = f"ix_tracks_{GENRE_KEYS}"
 # column refer to it as ``tracks.genre_keys`` text (loist.catalog.search.builder, .facets).
 pg_tracks = tracks.to_metadata(sa.MetaData(naming_convention=NAMING_CONVENTION))
 pg_tracks.append_column(
-    sa.Column(GENRE_KEYS, postgresql.ARRAY(sa.Text()), nullable=False, server_default=sa.text("'{}'"))
+    # sa.ARRAY, which the PostgreSQL dialect makes its own ARRAY: importing that dialect costs every
+    # command on a SQLite library ~20 ms (docs/architecture.md, "Start-up cost").
+    sa.Column(GENRE_KEYS, sa.ARRAY(sa.Text()), nullable=False, server_default=sa.text("'{}'"))
 )
 
 # Every column of ``tracks`` (what an insert writes), and those that mirror Track (what reads select).

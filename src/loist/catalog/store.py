@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -38,7 +37,6 @@ from loist.catalog.schema import (
     track_genres,
     tracks,
 )
-from loist.catalog.search import run_search
 from loist.catalog.text import genre_rows, search_columns
 from loist.errors import DatabaseFailed, InvalidArgument, LoistError
 from loist.model import (
@@ -138,8 +136,11 @@ class Catalog:
             raise database_failed(exc, self._engine.url, action=action) from None
 
     def _insert(self) -> Any:
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        return dialect_insert(tracks)
+        if self.dialect == "postgresql":  # each dialect's package only where it is used (start-up)
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(tracks)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -202,8 +203,10 @@ class Catalog:
             else:
                 # insertmanyvalues: multi-row INSERTs, RETURNING the ids of the rows that went in.
                 # genre_keys (PostgreSQL only) goes in with the row: no second write per track.
+                from sqlalchemy.dialects.postgresql import insert
+
                 statement = (
-                    postgresql.insert(pg_tracks)
+                    insert(pg_tracks)
                     .on_conflict_do_nothing(index_elements=[pg_tracks.c.sha256])
                     .returning(pg_tracks.c.id)
                 )
@@ -453,6 +456,8 @@ class Catalog:
     async def search(self, request: SearchRequest) -> SearchResult:
         started = time.perf_counter()
         try:
+            from loist.catalog.search import run_search  # only commands that search load it
+
             return await run_search(self._engine, self.dialect, request)
         finally:
             metrics.search_took(self.dialect, time.perf_counter() - started)
