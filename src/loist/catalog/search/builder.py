@@ -402,7 +402,7 @@ class Builder:
             sa.bindparam(count_name, expression)
         )
         fts_count = sa.text(
-            f"SELECT count(*) FROM (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{count_name} "  # nosec B608
+            f"SELECT count(*) AS n FROM (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{count_name} "  # nosec B608
             f"LIMIT {tuning.COUNT_LIMIT + 1})"
         ).bindparams(sa.bindparam(count_name, expression))
         # The walk decision (see loist.catalog.search.plan) needs to know whether the matches reach a bound that depends on

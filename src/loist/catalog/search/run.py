@@ -151,7 +151,7 @@ async def _fetch_page(
 
 
 def _scalar(count: sa.Executable) -> sa.ScalarSelect[Any]:
-    """A count statement (a SELECT or SQL text of one integer) as a scalar subquery."""
+    """A count statement (a SELECT, or SQL text of one integer named ``n``) as a scalar subquery."""
     if isinstance(count, sa.TextClause):
         return sa.select(count.columns(sa.column("n", sa.Integer())).subquery("n").c.n).scalar_subquery()
     return count.scalar_subquery()  # type: ignore[attr-defined,no-any-return]

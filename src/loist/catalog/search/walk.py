@@ -164,7 +164,7 @@ def words_count(builder: Builder, term: Term, words: list[str], filters: Filters
             sa.bindparam(b.key, filters.params[b.key], type_=b.type, expanding=b.expanding) for b in filters.binds
         ]
         return sa.text(
-            f"SELECT count(*) FROM (SELECT DISTINCT track FROM (SELECT track FROM {POSTINGS_TABLE} "  # nosec B608
+            f"SELECT count(*) AS n FROM (SELECT DISTINCT track FROM (SELECT track FROM {POSTINGS_TABLE} "  # nosec B608
             f"WHERE term IN :words{field_sql}{extra} LIMIT {limit * per_track}) AS p LIMIT {limit}) AS c"
         ).bindparams(sa.bindparam("words", words or [""], expanding=True), *binds)
     exact = Token(words[0], fuzzy=tuple(words[1:])) if words else term.alternatives[0][0]
