@@ -15,7 +15,7 @@ from loist.catalog.errors import database_failed
 from loist.catalog.query import ParsedQuery, parse_query
 from loist.catalog.rows import row_to_track
 from loist.catalog.schema import tracks
-from loist.catalog.search import tuning
+from loist.catalog.search import tuning, walk
 from loist.catalog.search.facets import facets
 from loist.catalog.search.fuzzy import fuzzy_rewrite
 from loist.catalog.search.paging import after, cursor_is_fuzzy, cursor_key, encode_search_cursor
@@ -140,7 +140,7 @@ async def _fetch_page(
         join_key.in_(sa.bindparam("page_keys", expanding=True, type_=join_key.type))
     )
     if count is not None:
-        found = found.add_columns(_scalar(count).label("_total"))
+        found = found.add_columns(walk.as_scalar(count).label("_total"))
     rows = (await conn.execute(found, {"page_keys": [key for key, _ in plan.walked]})).mappings()
     by_key = {row["_rid"]: row for row in rows}
     return [
@@ -148,13 +148,6 @@ async def _fetch_page(
         for key, value in plan.walked
         if key in by_key
     ]
-
-
-def _scalar(count: sa.Executable) -> sa.ScalarSelect[Any]:
-    """A count statement (a SELECT, or SQL text of one integer named ``n``) as a scalar subquery."""
-    if isinstance(count, sa.TextClause):
-        return sa.select(count.columns(sa.column("n", sa.Integer())).subquery("n").c.n).scalar_subquery()
-    return count.scalar_subquery()  # type: ignore[attr-defined,no-any-return]
 
 
 async def _rows_and_total(

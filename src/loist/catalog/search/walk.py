@@ -156,18 +156,52 @@ def words_count(builder: Builder, term: Term, words: list[str], filters: Filters
     the rows; so does a term with filters (the postings carry them: counting through the text index
     and then each match's row cost 30 ms for ``angel duration:..3:00`` at 100K). A track has at most
     one posting per word in a field, hence the inner bound."""
+    count = _words_count(builder, term, words, filters)
+    if builder.dialect != "postgresql" or not words:
+        return count
+    # Capped cheaply: a track has at most one posting per (word, field), so one list with more than
+    # COUNT_LIMIT postings (passing the filters) means more than COUNT_LIMIT matches, found by reading
+    # COUNT_LIMIT + 1 index entries (an index-only scan, ~0.1 ms) instead of counting the matches
+    # (a common word's count read ~9,000 rows of the text index's table, 2.5 ms at 100K tracks).
+    fields = [FIELD_IDS[term.field]] if term.field else list(FIELD_IDS.values())
+    lists = list(itertools.product(words, fields))
+    extra = filters.sql if filters is not None else ""
+    probe = sa.text(
+        f"EXISTS (SELECT 1 FROM unnest(:probe_terms, :probe_fields) AS w(term, field) WHERE EXISTS ("  # nosec B608
+        f"SELECT 1 FROM {POSTINGS_TABLE} AS p WHERE p.term = w.term AND p.field = w.field{extra} "
+        f"OFFSET {tuning.COUNT_LIMIT}))"
+    ).bindparams(
+        sa.bindparam("probe_terms", [word for word, _ in lists], type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("probe_fields", [field for _, field in lists], type_=postgresql.ARRAY(sa.Integer())),
+        *_filter_binds(filters),
+    )
+    capped = sa.literal_column(str(tuning.COUNT_LIMIT + 1), sa.Integer())
+    return sa.select(sa.case((probe, capped), else_=as_scalar(count)).label("n"))
+
+
+def _filter_binds(filters: Filters | None) -> list[sa.BindParameter[Any]]:
+    if filters is None:
+        return []
+    return [sa.bindparam(b.key, filters.params[b.key], type_=b.type, expanding=b.expanding) for b in filters.binds]
+
+
+def as_scalar(count: sa.Executable) -> sa.ScalarSelect[Any]:
+    """A count statement (a SELECT, or SQL text of one integer named ``n``) as a scalar subquery."""
+    if isinstance(count, sa.TextClause):
+        return sa.select(count.columns(sa.column("n", sa.Integer())).subquery("n").c.n).scalar_subquery()
+    return count.scalar_subquery()  # type: ignore[attr-defined,no-any-return]
+
+
+def _words_count(builder: Builder, term: Term, words: list[str], filters: Filters | None) -> sa.Executable:
     limit = tuning.COUNT_LIMIT + 1
     if term.field or (filters is not None and filters.sql):
         field_sql = f" AND field = {FIELD_IDS[term.field]}" if term.field else ""
         per_track = max(1, len(words)) * (1 if term.field else len(RANKING))
         extra = filters.sql if filters is not None else ""
-        binds = [] if filters is None else [
-            sa.bindparam(b.key, filters.params[b.key], type_=b.type, expanding=b.expanding) for b in filters.binds
-        ]
         return sa.text(
             f"SELECT count(*) AS n FROM (SELECT DISTINCT track FROM (SELECT track FROM {POSTINGS_TABLE} "  # nosec B608
             f"WHERE term IN :words{field_sql}{extra} LIMIT {limit * per_track}) AS p LIMIT {limit}) AS c"
-        ).bindparams(sa.bindparam("words", words or [""], expanding=True), *binds)
+        ).bindparams(sa.bindparam("words", words or [""], expanding=True), *_filter_binds(filters))
     exact = Token(words[0], fuzzy=tuple(words[1:])) if words else term.alternatives[0][0]
     parsed = replace(builder.parsed, terms=[replace(term, alternatives=((exact,),))])
     match = Builder(builder.dialect, parsed, builder.filters).match(scored=False)
