@@ -127,10 +127,10 @@ def _page_statement(plan: Plan, limit: int) -> sa.Select[Any]:
 
 
 async def _fetch_page(
-    conn: AsyncConnection, plan: Plan, page: sa.Select[Any], count: sa.Executable | None = None
+    conn: AsyncConnection, plan: Plan, page: sa.Select[Any] | None, count: sa.Executable | None = None
 ) -> Sequence[Any]:
     """The page's rows; a walk's page with ``count`` carries the count in each row's ``_total``."""
-    if plan.walked is None:
+    if plan.walked is None and page is not None:  # (always built when the walk did not read the page)
         return (await conn.execute(page)).mappings().all()
     # The walk's page: its rows by key, in the walk's order.
     if not plan.walked:
@@ -154,7 +154,8 @@ async def _rows_and_total(
     engine: AsyncEngine, conn: AsyncConnection, plan: Plan, limit: int
 ) -> tuple[Sequence[Any], int]:
     """The page's rows (up to ``limit + 1``) and the (bounded) number of matches."""
-    page = _page_statement(plan, limit)  # built even for the walk's page: it checks the cursor's key
+    # The walk's page is read by key: its statement is built only to check a cursor's key.
+    page = _page_statement(plan, limit) if plan.walked is None or plan.position is not None else None
     if plan.total is not None:
         return await _fetch_page(conn, plan, page), plan.total
     if plan.walked and not plan.count().get_execution_options().get("loist_bitmap_only"):
