@@ -117,7 +117,7 @@ def walkable(parsed: ParsedQuery) -> bool:
     return not term.phrase and all(len(group) == 1 for group in term.alternatives)
 
 
-async def _completions(conn: AsyncConnection, prefix: str, limit: int) -> list[str]:
+async def completions(conn: AsyncConnection, prefix: str, limit: int) -> list[str]:
     """The indexed words starting with ``prefix`` (at most ``limit``): one index probe per word
     (a loose index scan over the postings' leading column), however many tracks hold each word."""
     query = sa.text(
@@ -138,7 +138,7 @@ async def term_words(conn: AsyncConnection, term: Term) -> list[tuple[str, int]]
     words: dict[str, int] = {}
     for (token,) in term.alternatives:
         for word, prefix, rank in token_words(token):
-            found = await _completions(conn, word, tuning.WALK_MAX_WORDS + 1) if prefix else [word]
+            found = await completions(conn, word, tuning.WALK_MAX_WORDS + 1) if prefix else [word]
             for each in found:
                 words[each] = max(words.get(each, rank), rank)
         if len(words) > tuning.WALK_MAX_WORDS:
