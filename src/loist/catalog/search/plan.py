@@ -116,6 +116,8 @@ async def _walk_postings(conn: AsyncConnection, plan: Plan, request: SearchReque
             words = await walk.term_words(conn, term)
             if words is not None:
                 plan.walk_count = walk.words_count(builder, term, [word for word, _ in words])
+                if len(term.alternatives) == 1:  # one token: its words are the tsquery's too (_complete_prefixes)
+                    builder.completions[term.alternatives[0][0].text] = tuple(word for word, _ in words)
 
 
 async def _complete_prefixes(conn: AsyncConnection, builder: Builder) -> None:
