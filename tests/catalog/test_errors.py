@@ -78,3 +78,27 @@ async def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path
     assert pragmas["journal_mode"] == "wal"
     assert pragmas["foreign_keys"] == 1
     assert pragmas["busy_timeout"] >= 1000
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_connection_lost_while_idle_is_replaced(fresh_pg_url: str) -> None:
+    """The pool's pre-ping (one round trip, loist.catalog.engine) finds a connection the server
+    closed while it sat in the pool, and a new one serves the next search and the next write."""
+    import psycopg
+
+    from loist.catalog.migrate import upgrade
+    from loist.model import SearchRequest
+
+    await upgrade(fresh_pg_url)
+    async with Catalog.from_url(fresh_pg_url) as catalog:
+        await catalog.add(make_track(1))
+        assert (await catalog.search(SearchRequest(query=""))).total == 1
+        with psycopg.connect(fresh_pg_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert killed is not None and killed[0] >= 1  # the pooled connection was there, and is gone
+        assert (await catalog.search(SearchRequest(query=""))).total == 1
+        await catalog.add(make_track(2))
+        assert await catalog.count() == 2

@@ -370,6 +370,24 @@ async def test_counting_stops_at_the_bound_and_says_so(library: Catalog, monkeyp
     assert len(capped.items) == 3  # the page itself is not cut by the bound
 
 
+@pytest.mark.parametrize("query", ["rock", "roc", "rock year:1980..", "genre:rock", "rock duration:..300"])
+async def test_a_bounded_count_is_the_true_count_up_to_the_bound(
+    library: Catalog, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    """However a walked search's total is found (its lists read to their ends; one postings list
+    longer than the bound, on PostgreSQL; counting the matches), it is min(matches, COUNT_LIMIT),
+    and "gte" exactly when more match."""
+    from loist.catalog.search import tuning
+
+    everything = await search(library, query, limit=100)
+    assert everything.total_relation == "eq" and everything.total == len(everything.items) >= 3
+    for bound in range(1, everything.total + 2):
+        monkeypatch.setattr(tuning, "COUNT_LIMIT", bound)
+        first = await search(library, query, limit=1)
+        expected = (min(everything.total, bound), "gte" if everything.total > bound else "eq")
+        assert (first.total, first.total_relation) == expected, (query, bound)
+
+
 def test_the_counting_bound_is_the_documented_one() -> None:
     """A UI shows "1,000+": the bound, docs/search.md, docs/mcp.md and the tool schema agree."""
     from pathlib import Path

@@ -84,6 +84,8 @@ async def plan_pass(conn: AsyncConnection, dialect: str, request: SearchRequest,
         plan.position = decode_search_cursor(request.cursor, plan.fingerprint, size)
         plan.total, plan.capped = plan.position.total, plan.position.capped
     await _walk_postings(conn, plan, request)
+    if plan.walked is None and dialect == "postgresql":
+        await _complete_prefixes(conn, builder)
     plan.match = builder.match(plan.sort, scored=plan.walked is None)
     plan.keys = sort_keys(dialect, plan.sort, plan.match)
     _phase_one(plan)
@@ -114,6 +116,23 @@ async def _walk_postings(conn: AsyncConnection, plan: Plan, request: SearchReque
             words = await walk.term_words(conn, term)
             if words is not None:
                 plan.walk_count = walk.words_count(builder, term, [word for word, _ in words])
+                if len(term.alternatives) == 1:  # one token: its words are the tsquery's too (_complete_prefixes)
+                    builder.completions[term.alternatives[0][0].text] = tuple(word for word, _ in words)
+
+
+async def _complete_prefixes(conn: AsyncConnection, builder: Builder) -> None:
+    """PostgreSQL, text found through the GIN index: each word being typed as its indexed words (up
+    to WALK_MAX_WORDS, from the postings' leading column) in the tsquery. The GIN index answers
+    ``'rock':D & ('volcano' | 'volcanoes')`` 3-5x faster than ``'rock':D & 'volcano':*`` at 1M
+    tracks (a prefix is a partial match: every entry it covers is read whole, and none can skip);
+    the score still treats the word as a prefix, so the answer is the same."""
+    for term in builder.parsed.positive:
+        for group in term.alternatives:
+            for token in group:
+                if token.prefix and not token.fuzzy and token.text not in builder.completions:
+                    found = await walk.completions(conn, token.text, tuning.WALK_MAX_WORDS + 1)
+                    if 0 < len(found) <= tuning.WALK_MAX_WORDS:
+                        builder.completions[token.text] = tuple(found)
 
 
 def _phase_one(plan: Plan) -> None:

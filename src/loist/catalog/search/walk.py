@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loist.catalog.cursor import invalid_cursor
@@ -116,7 +117,7 @@ def walkable(parsed: ParsedQuery) -> bool:
     return not term.phrase and all(len(group) == 1 for group in term.alternatives)
 
 
-async def _completions(conn: AsyncConnection, prefix: str, limit: int) -> list[str]:
+async def completions(conn: AsyncConnection, prefix: str, limit: int) -> list[str]:
     """The indexed words starting with ``prefix`` (at most ``limit``): one index probe per word
     (a loose index scan over the postings' leading column), however many tracks hold each word."""
     query = sa.text(
@@ -137,7 +138,7 @@ async def term_words(conn: AsyncConnection, term: Term) -> list[tuple[str, int]]
     words: dict[str, int] = {}
     for (token,) in term.alternatives:
         for word, prefix, rank in token_words(token):
-            found = await _completions(conn, word, tuning.WALK_MAX_WORDS + 1) if prefix else [word]
+            found = await completions(conn, word, tuning.WALK_MAX_WORDS + 1) if prefix else [word]
             for each in found:
                 words[each] = max(words.get(each, rank), rank)
         if len(words) > tuning.WALK_MAX_WORDS:
@@ -155,18 +156,52 @@ def words_count(builder: Builder, term: Term, words: list[str], filters: Filters
     the rows; so does a term with filters (the postings carry them: counting through the text index
     and then each match's row cost 30 ms for ``angel duration:..3:00`` at 100K). A track has at most
     one posting per word in a field, hence the inner bound."""
+    count = _words_count(builder, term, words, filters)
+    if builder.dialect != "postgresql" or not words:
+        return count
+    # Capped cheaply: a track has at most one posting per (word, field), so one list with more than
+    # COUNT_LIMIT postings (passing the filters) means more than COUNT_LIMIT matches, found by reading
+    # COUNT_LIMIT + 1 index entries (an index-only scan, ~0.1 ms) instead of counting the matches
+    # (a common word's count read ~9,000 rows of the text index's table, 2.5 ms at 100K tracks).
+    fields = [FIELD_IDS[term.field]] if term.field else list(FIELD_IDS.values())
+    lists = list(itertools.product(words, fields))
+    extra = filters.sql if filters is not None else ""
+    probe = sa.text(
+        f"EXISTS (SELECT 1 FROM unnest(:probe_terms, :probe_fields) AS w(term, field) WHERE EXISTS ("  # nosec B608
+        f"SELECT 1 FROM {POSTINGS_TABLE} AS p WHERE p.term = w.term AND p.field = w.field{extra} "
+        f"OFFSET {tuning.COUNT_LIMIT}))"
+    ).bindparams(
+        sa.bindparam("probe_terms", [word for word, _ in lists], type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("probe_fields", [field for _, field in lists], type_=postgresql.ARRAY(sa.Integer())),
+        *_filter_binds(filters),
+    )
+    capped = sa.literal_column(str(tuning.COUNT_LIMIT + 1), sa.Integer())
+    return sa.select(sa.case((probe, capped), else_=as_scalar(count)).label("n"))
+
+
+def _filter_binds(filters: Filters | None) -> list[sa.BindParameter[Any]]:
+    if filters is None:
+        return []
+    return [sa.bindparam(b.key, filters.params[b.key], type_=b.type, expanding=b.expanding) for b in filters.binds]
+
+
+def as_scalar(count: sa.Executable) -> sa.ScalarSelect[Any]:
+    """A count statement (a SELECT, or SQL text of one integer named ``n``) as a scalar subquery."""
+    if isinstance(count, sa.TextClause):
+        return sa.select(count.columns(sa.column("n", sa.Integer())).subquery("n").c.n).scalar_subquery()
+    return count.scalar_subquery()  # type: ignore[attr-defined,no-any-return]
+
+
+def _words_count(builder: Builder, term: Term, words: list[str], filters: Filters | None) -> sa.Executable:
     limit = tuning.COUNT_LIMIT + 1
     if term.field or (filters is not None and filters.sql):
         field_sql = f" AND field = {FIELD_IDS[term.field]}" if term.field else ""
         per_track = max(1, len(words)) * (1 if term.field else len(RANKING))
         extra = filters.sql if filters is not None else ""
-        binds = [] if filters is None else [
-            sa.bindparam(b.key, filters.params[b.key], type_=b.type, expanding=b.expanding) for b in filters.binds
-        ]
         return sa.text(
-            f"SELECT count(*) FROM (SELECT DISTINCT track FROM (SELECT track FROM {POSTINGS_TABLE} "  # nosec B608
+            f"SELECT count(*) AS n FROM (SELECT DISTINCT track FROM (SELECT track FROM {POSTINGS_TABLE} "  # nosec B608
             f"WHERE term IN :words{field_sql}{extra} LIMIT {limit * per_track}) AS p LIMIT {limit}) AS c"
-        ).bindparams(sa.bindparam("words", words or [""], expanding=True), *binds)
+        ).bindparams(sa.bindparam("words", words or [""], expanding=True), *_filter_binds(filters))
     exact = Token(words[0], fuzzy=tuple(words[1:])) if words else term.alternatives[0][0]
     parsed = replace(builder.parsed, terms=[replace(term, alternatives=((exact,),))])
     match = Builder(builder.dialect, parsed, builder.filters).match(scored=False)
@@ -193,6 +228,7 @@ class _Lists:
         self.binds: list[sa.BindParameter[Any]] = list(filters.binds)
         self.where = filters.sql
         self.after = after
+        self.lateral = builder.dialect == "postgresql"
         if after is not None:
             self.base.update(cursor_added=after[1], cursor_rid=after[2])
             self.binds += [sa.bindparam("cursor_added", type_=tracks.c.created_at.type),
@@ -201,6 +237,8 @@ class _Lists:
     def _heads(self, depths: dict[int, int]) -> tuple[sa.TextClause, dict[str, Any]]:
         """The first ``depth`` postings of each list: one small SELECT per list, as plain SQL text
         (SQLAlchemy constructs for dozens of subqueries cost more Python time than the index reads)."""
+        if self.lateral:
+            return self._heads_lateral(depths)
         parts, params, more = [], dict(self.base), list(self.binds)
         for index, depth in depths.items():
             word, rank, field = self.lists[index]
@@ -217,6 +255,39 @@ class _Lists:
                 f"ORDER BY impact DESC, added DESC, track DESC LIMIT :d{index}) AS l{index}"
             )
         statement = sa.text(" UNION ALL ".join(parts)).bindparams(*more).columns(
+            sa.column("track", self.track_type), sa.column("score", sa.BigInteger()),
+            sa.column("added", tracks.c.created_at.type), sa.column("list", sa.Integer()),
+        )
+        return statement, params
+
+    def _heads_lateral(self, depths: dict[int, int]) -> tuple[sa.TextClause, dict[str, Any]]:
+        """PostgreSQL: the same, as one LATERAL join over arrays of (word, field, rank, depth): one
+        statement text however many lists (asyncpg prepares it once per connection), planned in
+        ~0.2 ms where the UNION ALL of a common prefix's 18 lists took 1.6 ms to plan."""
+        indexes = list(depths)
+        params, more = dict(self.base), list(self.binds)
+        columns = {
+            "term": ([self.lists[i][0] for i in indexes], sa.Text()),
+            "field": ([FIELD_IDS[self.lists[i][2]] for i in indexes], sa.Integer()),
+            "rank": ([self.lists[i][1] for i in indexes], sa.BigInteger()),
+            "depth": ([depths[i] for i in indexes], sa.Integer()),
+            "list": (indexes, sa.Integer()),
+        }
+        past = ""
+        if self.after is not None:  # (impact + rank, added, track) below the cursor's (score, added, track)
+            columns["below"] = ([self.after[0] - self.lists[i][1] for i in indexes], sa.BigInteger())
+            past = " AND (p.impact, p.added, p.track) < (w.below, :cursor_added, :cursor_rid)"
+        for name, (values, type_) in columns.items():
+            params[f"l_{name}"] = values
+            more.append(sa.bindparam(f"l_{name}", type_=postgresql.ARRAY(type_)))
+        sql = (
+            f"SELECT l.track, l.impact + w.rank AS score, l.added, w.list "  # nosec B608
+            f"FROM unnest({', '.join(f':l_{name}' for name in columns)}) AS w({', '.join(columns)}) "
+            f"CROSS JOIN LATERAL (SELECT p.track, p.impact, p.added FROM {POSTINGS_TABLE} AS p "
+            f"WHERE p.term = w.term AND p.field = w.field{self.where}{past} "
+            "ORDER BY p.impact DESC, p.added DESC, p.track DESC LIMIT w.depth) AS l"
+        )
+        statement = sa.text(sql).bindparams(*more).columns(
             sa.column("track", self.track_type), sa.column("score", sa.BigInteger()),
             sa.column("added", tracks.c.created_at.type), sa.column("list", sa.Integer()),
         )
