@@ -123,6 +123,9 @@ def run_set(args: argparse.Namespace, count: int, track_id: str, env: dict[str, 
             stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     ok = sum(len(k.latencies) for k in client.kinds.values())
+    for name, kind in client.kinds.items():
+        if kind.errors:
+            print(f"  {count} servers: {kind.errors} {name} errors, e.g. {kind.sample_error}", file=sys.stderr)
     return {
         "servers": count, "wall_s": round(wall, 1), "load1": round(load, 2), "ok_per_s": round(ok / wall, 1),
         "errors": sum(k.errors for k in client.kinds.values()), "shed": sum(k.shed for k in client.kinds.values()),
@@ -149,7 +152,9 @@ def main() -> None:
         os.nice(args.nice)
     args.data = args.data.resolve()
     prepare_database(args.pg)
-    extra = {"DATABASE_URL": args.pg, "WEB_WORKERS": "1"}
+    # One client address drives every request: per-client rate limits would measure the limiter
+    # (each process keeps its own counts, so N servers allow N times as much), not the servers.
+    extra = {"DATABASE_URL": args.pg, "WEB_WORKERS": "1", "RATE_LIMITS_ENABLED": "false"}
     subprocess.run([sys.executable, "-m", "loist", "db", "upgrade"], check=True, cwd=tempfile.gettempdir(),
                    env={**os.environ, "LOIST_DATA_DIR": str(args.data / "data"), **extra})
     track_id = ensure_library(args.data, args.tracks, None, extra)
