@@ -30,6 +30,7 @@ import random
 import resource
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +235,29 @@ async def offered_load(base: str, track_id: str, rate: float, seconds: float) ->
         return client, time.perf_counter() - start
 
 
+class MemorySeries:
+    """``RssAnon`` of the server every ``every_s`` seconds of a round, read on a thread: a long round
+    (a soak) shows whether memory levels off once pools and caches are warm or keeps growing."""
+
+    def __init__(self, pid: int, every_s: float) -> None:
+        self.pid, self.every_s = pid, every_s
+        self.samples: list[float] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._done.wait(self.every_s):
+            self.samples.append(round(rss_anon_mb(self.pid), 1))
+
+    def __enter__(self) -> MemorySeries:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def run_round(args: argparse.Namespace, track_id: str, rate: float) -> dict[str, object]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -248,13 +272,15 @@ def run_round(args: argparse.Namespace, track_id: str, rate: float) -> dict[str,
         asyncio.run(offered_load(base, track_id, 30, 2))  # warm-up: caches, pools, imports
         load = os.getloadavg()[0]
         mem_before, cpu_before, own_before = rss_anon_mb(proc.pid), cpu_seconds(proc.pid), own_cpu()
-        client, wall = asyncio.run(offered_load(base, track_id, rate, args.seconds))
+        with MemorySeries(proc.pid, every_s=60.0) as series:
+            client, wall = asyncio.run(offered_load(base, track_id, rate, args.seconds))
         mem_after, cpu_after, own_after = rss_anon_mb(proc.pid), cpu_seconds(proc.pid), own_cpu()
     finally:
         stop(proc)
     row: dict[str, object] = {
         "rate": rate, "seconds": args.seconds, "wall_s": round(wall, 1), "load1": round(load, 2),
         "rss_anon_mb_before": round(mem_before, 1), "rss_anon_mb_after": round(mem_after, 1),
+        "rss_anon_mb_each_minute": series.samples,
         "server_cpu_s": round(cpu_after - cpu_before, 2), "client_cpu_s": round(own_after - own_before, 2),
         "nice": args.nice,
     }
@@ -284,6 +310,11 @@ def table(rows: list[dict[str, object]]) -> str:
         cells = [f"{kinds[n]['p95_ms']} ms" for n in ("embed", "oembed", "health", "stream", "search")]  # type: ignore[index]
         lines.append(f"| {row['rate']:g} req/s × {row['seconds']:g} s | {row['load1']} | {errors} | {shed} | "
                      + " | ".join(cells) + f" | {shed_p95} ms | {growth:+.1f} MB | {row['cpu_ms_per_request']} ms |")
+    for row in rows:
+        if row["rss_anon_mb_each_minute"]:
+            minutes = " -> ".join(f"{mb:g}" for mb in row["rss_anon_mb_each_minute"])  # type: ignore[attr-defined]
+            lines.append(f"\n{row['rate']:g} req/s: RssAnon MB after warm-up {row['rss_anon_mb_before']}, "
+                         f"then each minute {minutes}, at the end {row['rss_anon_mb_after']}")
     return "\n".join(lines)
 
 
