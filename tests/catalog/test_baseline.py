@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from loist.catalog import Catalog, baseline, revisions
 from loist.catalog.engine import build_engine
 from loist.catalog.migrate import current, downgrade, heads, upgrade
 from loist.errors import DatabaseFailed
 from tests.support.baseline import REGENERATE, pg_dump_schema, pg_version_rows, sqlite_dump
-from tests.support.pg import drop_pg_database, make_pg_database
+from tests.support.pg import drop_pg_database, make_pg_database, table_names
 
 FIX = (
     "the baseline no longer creates what the migrations create (a migration was added or changed, or "
@@ -65,7 +64,7 @@ async def test_the_baseline_runs_in_one_transaction(
     monkeypatch.setattr(baseline, "usable", lambda _dialect: script + "\nCREATE TABLE tracks (id integer);\n")
     with pytest.raises(DatabaseFailed, match="already exists"):
         await upgrade(url)
-    assert await _tables(url) == []
+    assert await table_names(url) == set()
     monkeypatch.undo()
     await upgrade(url)
     assert await current(url) == heads()[0]
@@ -86,15 +85,6 @@ async def test_a_database_with_tables_is_left_to_the_history(tmp_path: Path) -> 
     finally:
         await engine.dispose()
     assert await current(url) == heads()[0]
-
-
-async def _tables(url: str) -> list[str]:
-    engine = build_engine(url, null_pool=True)
-    try:
-        async with engine.connect() as conn:
-            return sorted(await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names()))
-    finally:
-        await engine.dispose()
 
 
 def test_a_baseline_behind_the_history_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ from loist.catalog.engine import build_engine
 from loist.catalog.migrate import MIGRATIONS_DIR, current, downgrade, heads, upgrade
 from loist.catalog.schema import metadata
 from loist.errors import ConfigInvalid
-from tests.support.pg import sqlite_catalog_url
+from tests.support.pg import sqlite_catalog_url, table_names
 
 VERSIONS = MIGRATIONS_DIR / "versions"
 CATALOG_TABLES = {"tracks", "track_genres"}
@@ -76,26 +76,17 @@ async def test_unsupported_url_scheme_is_refused() -> None:
         await upgrade("mysql://root@localhost/x")
 
 
-async def _tables(url: str) -> set[str]:
-    engine = build_engine(url, null_pool=True)
-    try:
-        async with engine.connect() as conn:
-            return set(await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names()))
-    finally:
-        await engine.dispose()
-
-
 async def _upgrade_twice_downgrade_upgrade(url: str) -> None:
     head = heads()[0]
     assert await current(url) is None
     await upgrade(url)
     assert await current(url) == head
-    assert CATALOG_TABLES <= await _tables(url)
+    assert CATALOG_TABLES <= await table_names(url)
     await upgrade(url)  # a no-op
     assert await current(url) == head
     await downgrade(url, "base")
     assert await current(url) is None
-    assert not (CATALOG_TABLES & await _tables(url))
+    assert not (CATALOG_TABLES & await table_names(url))
     await upgrade(url)
     assert await current(url) == head
     async with Catalog.from_url(url) as catalog:  # and the result works

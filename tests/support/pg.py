@@ -29,9 +29,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from psycopg import sql
 
 from loist.catalog import Catalog
+from loist.catalog.engine import build_engine
 from loist.catalog.migrate import upgrade
 
 PG_SERVER = os.environ.get("LOIST_TEST_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
@@ -88,6 +90,16 @@ def fresh_pg_url() -> Iterator[str]:
         yield url
     finally:
         drop_pg_database(url)
+
+
+async def table_names(url: str) -> set[str]:
+    """The tables a catalog database holds (any engine), read through SQLAlchemy's inspector."""
+    engine = build_engine(url, null_pool=True)
+    try:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names()))
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture(scope="session")
