@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loist.catalog.query import ParsedQuery
 from loist.catalog.schema import tracks
-from loist.catalog.search import tuning, walk
+from loist.catalog.search import pairwalk, tuning, walk
 from loist.catalog.search.builder import Builder, Match
 from loist.catalog.search.paging import (
     Position,
@@ -86,6 +86,7 @@ async def plan_pass(conn: AsyncConnection, dialect: str, request: SearchRequest,
     await _walk_postings(conn, plan, request)
     if plan.walked is None and dialect == "postgresql":
         await _complete_prefixes(conn, builder)
+        await _walk_pair(conn, plan, request)
     plan.match = builder.match(plan.sort, scored=plan.walked is None)
     plan.keys = sort_keys(dialect, plan.sort, plan.match)
     _phase_one(plan)
@@ -118,6 +119,23 @@ async def _walk_postings(conn: AsyncConnection, plan: Plan, request: SearchReque
                 plan.walk_count = walk.words_count(builder, term, [word for word, _ in words])
                 if len(term.alternatives) == 1:  # one token: its words are the tsquery's too (_complete_prefixes)
                     builder.completions[term.alternatives[0][0].text] = tuple(word for word, _ in words)
+
+
+async def _walk_pair(conn: AsyncConnection, plan: Plan, request: SearchRequest) -> None:
+    """PostgreSQL, the first page of a field word beside a free word (``genre:rock volcano``), best
+    first: read from the free word's postings (:mod:`loist.catalog.search.pairwalk`). The total is
+    counted the general way (``plan.count()``), unless the walk read every match."""
+    builder = plan.builder
+    if not (tuning.WALK_PAIRS and plan.position is None and plan.sort == "relevance" and plan.order == "desc"):
+        return
+    filters = walk.posting_filters(builder) if pairwalk.pair_terms(builder.parsed) is not None else None
+    if filters is None:
+        return
+    walked = await pairwalk.pair_page(conn, builder, request.limit, filters)
+    if walked is not None:
+        plan.walked = walked.page
+        if plan.total is None and walked.total is not None:
+            plan.total = walked.total
 
 
 async def _complete_prefixes(conn: AsyncConnection, builder: Builder) -> None:
