@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loist.catalog.query import ParsedQuery, Term
@@ -133,7 +134,9 @@ async def _scores(conn: AsyncConnection, builder: Builder, field_term: Term, fou
     as the full ranking scores them (one primary-key lookup each)."""
     key = builder.track_key()
     statement = sa.select(key, builder.score(), tracks.c.created_at).where(
-        key.in_(sa.bindparam("pair_found", expanding=True, type_=key.type)), builder.term_score(field_term) > 0
+        # One array parameter (an expanding IN would be a new statement, planned anew, per length).
+        key == sa.func.any(sa.bindparam("pair_found", type_=postgresql.ARRAY(key.type))),
+        builder.term_score(field_term) > 0,
     )
     rows = (await conn.execute(statement, {"pair_found": list(found)})).all()
     return {rid: (int(score), created, rid) for rid, score, created in rows}
