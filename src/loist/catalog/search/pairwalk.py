@@ -50,8 +50,8 @@ _MAX_IMPACTS = 32  # distinct impacts of the field word probed per posting (a ge
 
 
 def pair_terms(parsed: ParsedQuery) -> tuple[Term, Term] | None:
-    """(the field word, the free term) when the query is exactly one field term of one finished word
-    and one free term of single words or prefixes, with no exclusion; else None."""
+    """(the genre word, the free term) when the query is exactly one ``genre:`` term of one finished
+    word and one free term of single words or prefixes, with no exclusion; else None."""
     if parsed.negative or len(parsed.positive) != 2:
         return None
     fielded = [term for term in parsed.positive if term.field]
@@ -59,7 +59,7 @@ def pair_terms(parsed: ParsedQuery) -> tuple[Term, Term] | None:
     if len(fielded) != 1 or len(free) != 1:
         return None
     word, other = fielded[0], free[0]
-    if word.phrase or len(word.alternatives) != 1 or len(word.alternatives[0]) != 1:
+    if word.field != "genre" or word.phrase or len(word.alternatives) != 1 or len(word.alternatives[0]) != 1:
         return None
     token = word.alternatives[0][0]
     if token.prefix or token.fuzzy or token.edits:
@@ -67,6 +67,31 @@ def pair_terms(parsed: ParsedQuery) -> tuple[Term, Term] | None:
     if other.phrase or not all(len(group) == 1 for group in other.alternatives):
         return None
     return word, other
+
+
+class _Probed(_Lists):
+    """The free term's lists, each posting with the genre word's impact in the same track (NULL: the
+    track lacks it), found by one descent of the genre postings by track (migration 0010)."""
+
+    def __init__(self, builder: Builder, words: list[tuple[str, int]], genre_word: str, filters: Filters):
+        super().__init__(builder, words, list(RANKING), None, filters)
+        self.genre_word = genre_word
+
+    async def probed(self, conn: AsyncConnection, depths: dict[int, int]) -> dict[int, list[tuple[Any, ...]]]:
+        """(track, score in its list, added, genre word's impact) of each list in ``depths``, in order."""
+        statement, params = self._heads_lateral(depths)
+        params["g_term"] = self.genre_word
+        sql = (
+            f"SELECT h.track, h.score, h.added, h.list, (SELECT q.impact FROM {POSTINGS_TABLE} AS q "  # nosec B608
+            f"WHERE q.field = {FIELD_IDS['genre']} AND q.track = h.track AND q.term = :g_term) AS g "
+            f"FROM ({statement.element.text}) AS h"
+        )
+        read: dict[int, list[tuple[Any, ...]]] = {index: [] for index in depths}
+        binds = [*statement.element._bindparams.values(), sa.bindparam("g_term", type_=sa.Text())]  # noqa: SLF001
+        rows = await conn.execute(sa.text(sql).bindparams(*binds), params)
+        for rid, score, added, index, impact in rows.all():
+            read[index].append((rid, int(score), added, impact))
+        return read
 
 
 async def pair_page(conn: AsyncConnection, builder: Builder, limit: int, filters: Filters) -> Walk | None:
@@ -86,11 +111,11 @@ async def pair_page(conn: AsyncConnection, builder: Builder, limit: int, filters
         return Walk([], 0, sa.select(sa.literal(0)))
     if len(impacts) > _MAX_IMPACTS:
         return None
-    lists = _Lists(builder, words, list(RANKING), None, filters)
+    lists = _Probed(builder, words, field_word, filters)
     return await _walk(conn, builder, lists, field_term, impacts[0], limit + 1)
 
 
-async def _walk(conn: AsyncConnection, builder: Builder, lists: _Lists, field_term: Term, top: int, need: int) -> Walk | None:
+async def _walk(conn: AsyncConnection, builder: Builder, lists: _Probed, field_term: Term, top: int, need: int) -> Walk | None:
     count = len(lists.lists)
     ended = [False] * count
     last: list[Key | None] = [None] * count  # the last posting read in each list
@@ -100,16 +125,16 @@ async def _walk(conn: AsyncConnection, builder: Builder, lists: _Lists, field_te
     reach = dict(depths)  # how deep each list was read
     first = True
     while True:
-        read = await lists.read(conn, depths)
+        read = await lists.probed(conn, depths)
         for index, rows in read.items():
             ended[index] = len(rows) < depths[index]
             if rows:
-                rid, score, added = rows[-1]
+                rid, score, added, _ = rows[-1]
                 last[index] = (score, added, rid)
         if first and any(not ended[i] for i, (_, _, name) in enumerate(lists.lists) if name == field_term.field):
             return None  # the free term's lists in the field word's own field (TOGETHER) must end at once
         first = False
-        new = {rid for rows in read.values() for rid, _, _ in rows} - seen
+        new = {rid for rows in read.values() for rid, _, _, impact in rows if impact is not None} - seen
         seen |= new
         if new:
             exact.update(await _scores(conn, builder, field_term, new))
