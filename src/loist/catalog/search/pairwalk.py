@@ -77,19 +77,35 @@ class _Probed(_Lists):
         super().__init__(builder, words, list(RANKING), None, filters)
         self.genre_word = genre_word
 
-    async def probed(self, conn: AsyncConnection, depths: dict[int, int]) -> dict[int, list[tuple[Any, ...]]]:
-        """(track, score in its list, added, genre word's impact) of each list in ``depths``, in order."""
-        statement, params = self._heads_lateral(depths)
-        params["g_term"] = self.genre_word
+    async def probed(self, conn: AsyncConnection, slices: dict[int, tuple[int, int]]) -> dict[int, list[tuple[Any, ...]]]:
+        """(track, score in its list, added, genre word's impact) of each list in ``slices`` (list ->
+        (postings already read, how many more)), in order: a posting is probed once."""
+        indexes = list(slices)
+        columns = {
+            "term": ([self.lists[i][0] for i in indexes], sa.Text()),
+            "field": ([FIELD_IDS[self.lists[i][2]] for i in indexes], sa.Integer()),
+            "rank": ([self.lists[i][1] for i in indexes], sa.BigInteger()),
+            "skip": ([slices[i][0] for i in indexes], sa.Integer()),
+            "depth": ([slices[i][1] for i in indexes], sa.Integer()),
+            "list": (indexes, sa.Integer()),
+        }
+        params: dict[str, Any] = {**self.base, "g_term": self.genre_word}
+        binds = [*self.binds, sa.bindparam("g_term", type_=sa.Text())]
+        for name, (values, type_) in columns.items():
+            params[f"l_{name}"] = values
+            binds.append(sa.bindparam(f"l_{name}", type_=postgresql.ARRAY(type_)))
+        # The probe is a correlated subquery, evaluated for the rows read only (after OFFSET and LIMIT).
         sql = (
-            f"SELECT h.track, h.score, h.added, h.list, (SELECT q.impact FROM {POSTINGS_TABLE} AS q "  # nosec B608
-            f"WHERE q.field = {FIELD_IDS['genre']} AND q.track = h.track AND q.term = :g_term) AS g "
-            f"FROM ({statement.element.text}) AS h"
+            f"SELECT l.track, l.impact + w.rank AS score, l.added, w.list, (SELECT q.impact "  # nosec B608
+            f"FROM {POSTINGS_TABLE} AS q WHERE q.field = {FIELD_IDS['genre']} AND q.track = l.track "
+            "AND q.term = :g_term) AS g "
+            f"FROM unnest({', '.join(f':l_{name}' for name in columns)}) AS w({', '.join(columns)}) "
+            f"CROSS JOIN LATERAL (SELECT p.track, p.impact, p.added FROM {POSTINGS_TABLE} AS p "
+            f"WHERE p.term = w.term AND p.field = w.field{self.where} "
+            "ORDER BY p.impact DESC, p.added DESC, p.track DESC LIMIT w.depth OFFSET w.skip) AS l"
         )
-        read: dict[int, list[tuple[Any, ...]]] = {index: [] for index in depths}
-        binds = [*statement.element._bindparams.values(), sa.bindparam("g_term", type_=sa.Text())]  # noqa: SLF001
-        rows = await conn.execute(sa.text(sql).bindparams(*binds), params)
-        for rid, score, added, index, impact in rows.all():
+        read: dict[int, list[tuple[Any, ...]]] = {index: [] for index in slices}
+        for rid, score, added, index, impact in (await conn.execute(sa.text(sql).bindparams(*binds), params)).all():
             read[index].append((rid, int(score), added, impact))
         return read
 
@@ -121,13 +137,13 @@ async def _walk(conn: AsyncConnection, builder: Builder, lists: _Probed, field_t
     last: list[Key | None] = [None] * count  # the last posting read in each list
     seen: set[Any] = set()
     exact: dict[Any, Key] = {}  # tracks with both words: their sort keys
-    depths = dict.fromkeys(range(count), need)
-    reach = dict(depths)  # how deep each list was read
+    slices = {index: (0, need) for index in range(count)}  # list -> (postings read, how many more)
+    reach = dict.fromkeys(range(count), need)  # how deep each list is read
     first = True
     while True:
-        read = await lists.probed(conn, depths)
+        read = await lists.probed(conn, slices)
         for index, rows in read.items():
-            ended[index] = len(rows) < depths[index]
+            ended[index] = len(rows) < slices[index][1]
             if rows:
                 rid, score, added, _ = rows[-1]
                 last[index] = (score, added, rid)
@@ -148,8 +164,8 @@ async def _walk(conn: AsyncConnection, builder: Builder, lists: _Probed, field_t
         if floor is None:  # the page is not full yet: the lists closest to the top first
             best = max(bounds[i][0] for i in open_)
             open_ = [i for i in open_ if bounds[i][0] + top >= best]
-        depths = {i: reach[i] * 4 for i in open_}
-        reach.update(depths)
+        slices = {i: (reach[i], reach[i] * 3) for i in open_}
+        reach.update((i, reach[i] * 4) for i in open_)
         if sum(reach.values()) > tuning.WALK_PAIR_MAX_READ:
             return None
 
