@@ -35,7 +35,7 @@ from loist.catalog.search import tuning
 from loist.catalog.search.builder import Builder
 from loist.catalog.search.postings import POSTINGS_TABLE
 from loist.catalog.search.tuning import FIELD_IDS, RANKING
-from loist.catalog.search.walk import Filters, Scored, Walk, _Lists, term_words
+from loist.catalog.search.walk import Filters, Scored, Walk, _Lists
 
 Key = tuple[int, datetime, Any]  # a sort key: (score, added, track)
 
@@ -110,17 +110,16 @@ class _Probed(_Lists):
         return read
 
 
-async def pair_page(conn: AsyncConnection, builder: Builder, limit: int, filters: Filters) -> Walk | None:
+async def pair_page(
+    conn: AsyncConnection, builder: Builder, limit: int, filters: Filters, words: list[tuple[str, int]]
+) -> Walk | None:
     """The first page's ``(rid, score)`` (up to ``limit + 1``), and the number of matches when every
     list was read to its end; None when this search is better ranked the general way."""
     terms = pair_terms(builder.parsed)
     if terms is None:
         return None
-    field_term, free = terms
+    field_term = terms[0]
     field_word = field_term.alternatives[0][0].text
-    words = await term_words(conn, free)
-    if words is None:
-        return None
     impacts = [int(row[0]) for row in (await conn.execute(_IMPACTS, {
         "g_term": field_word, "g_field": FIELD_IDS[field_term.field], "g_limit": _MAX_IMPACTS + 1})).all()]
     if not words or not impacts:
