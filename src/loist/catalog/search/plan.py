@@ -16,16 +16,17 @@ at the same time as the page).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loist.catalog.query import ParsedQuery
 from loist.catalog.schema import tracks
-from loist.catalog.search import tuning, walk
+from loist.catalog.search import pairwalk, tuning, walk
 from loist.catalog.search.builder import Builder, Match
 from loist.catalog.search.paging import (
     Position,
@@ -74,8 +75,11 @@ class Plan:
         return count_statement(self.builder, self.match, self.conditions)
 
 
-async def plan_pass(conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery) -> Plan:
-    """Decide how ``request`` (with the query ``parsed``) runs; the walk's page is read on the way."""
+async def plan_pass(
+    conn: AsyncConnection, dialect: str, request: SearchRequest, parsed: ParsedQuery, engine: AsyncEngine | None = None
+) -> Plan:
+    """Decide how ``request`` (with the query ``parsed``) runs; the walk's page is read on the way
+    (and, for the pair walk, the count at the same time on a connection of ``engine``)."""
     builder = Builder(dialect, parsed, request.filters)
     order = request.order or ("desc" if request.sort in ("relevance", "added") else "asc")
     plan = Plan(builder, request.sort, order, request_fingerprint(request, order), builder.conditions())
@@ -85,6 +89,7 @@ async def plan_pass(conn: AsyncConnection, dialect: str, request: SearchRequest,
         plan.total, plan.capped = plan.position.total, plan.position.capped
     await _walk_postings(conn, plan, request)
     if plan.walked is None and dialect == "postgresql":
+        await _walk_pair(conn, plan, request, engine)
         await _complete_prefixes(conn, builder)
     plan.match = builder.match(plan.sort, scored=plan.walked is None)
     plan.keys = sort_keys(dialect, plan.sort, plan.match)
@@ -118,6 +123,52 @@ async def _walk_postings(conn: AsyncConnection, plan: Plan, request: SearchReque
                 plan.walk_count = walk.words_count(builder, term, [word for word, _ in words])
                 if len(term.alternatives) == 1:  # one token: its words are the tsquery's too (_complete_prefixes)
                     builder.completions[term.alternatives[0][0].text] = tuple(word for word, _ in words)
+
+
+async def _walk_pair(conn: AsyncConnection, plan: Plan, request: SearchRequest, engine: AsyncEngine | None) -> None:
+    """PostgreSQL, the first page of a ``genre:`` word beside a free word (``genre:rock volcano``),
+    best first: read from the free word's postings (:mod:`loist.catalog.search.pairwalk`). The total
+    is counted the general way (``count_statement``), on a second connection while the walk runs
+    (the two use both cores), unless the walk read every match. Only for a free word with many
+    postings (WALK_PAIR_MIN_TOP): for the others ranking every match is faster."""
+    builder = plan.builder
+    if not (tuning.WALK_PAIRS and plan.position is None and plan.sort == "relevance" and plan.order == "desc"):
+        return
+    terms = pairwalk.pair_terms(builder.parsed)
+    filters = walk.posting_filters(builder) if terms is not None else None
+    if terms is None or filters is None:
+        return
+    words = await walk.term_words(conn, terms[1])
+    if words is None:
+        return
+    free = terms[1]
+    if len(free.alternatives) == 1 and free.alternatives[0][0].prefix:  # its completions, for the tsquery too
+        builder.completions[free.alternatives[0][0].text] = tuple(word for word, _ in words)
+    if await pairwalk.top_titles(conn, [word for word, _ in words]) < tuning.WALK_PAIR_MIN_TOP:
+        return  # a typical word: ranking every match is faster (docs/search.md)
+    counting = None
+    if engine is not None and plan.total is None:
+        statement = count_statement(builder, builder.match(plan.sort, scored=False), plan.conditions)
+        counting = asyncio.create_task(count_on_own_connection(engine, statement))
+    try:
+        walked = await pairwalk.pair_page(conn, builder, request.limit, filters, words)
+    finally:
+        total = None if counting is None else await counting
+    if walked is not None:
+        plan.walked = walked.page
+        if plan.total is None:
+            plan.total = walked.total if walked.total is not None else total
+
+
+async def count_on_own_connection(engine: AsyncEngine, count: sa.Executable) -> int:
+    """Run a count statement on a connection of its own (at the same time as the page)."""
+    async with engine.connect() as other:
+        if count.get_execution_options().get("loist_bitmap_only"):
+            await other.execute(sa.text("SET LOCAL enable_seqscan = off"))
+            await other.execute(sa.text("SET LOCAL enable_indexscan = off"))
+        else:  # no BEGIN and ROLLBACK round trips (see loist.catalog.search.run.run_search)
+            await other.execution_options(isolation_level="AUTOCOMMIT")
+        return int((await other.execute(count)).scalar_one())
 
 
 async def _complete_prefixes(conn: AsyncConnection, builder: Builder) -> None:

@@ -35,6 +35,13 @@ FILTERS = ("year", "duration", "format")
 PG_POSTINGS_KEY = f"CONSTRAINT pk_{POSTINGS_TABLE} PRIMARY KEY ({', '.join(KEY)}) INCLUDE ({', '.join(FILTERS)})"
 # The shape migration 0005 made (a downgrade of 0009 restores it).
 LEGACY_KEY = ("term", "field", "impact", "track")
+# PostgreSQL: the genre postings by track (migration 0010), so "has this track the genre word w" is one
+# index descent (the pair walk, loist.catalog.search.pairwalk); the key needs the impact first.
+PG_GENRE_INDEX = "ix_search_postings_genre_track"
+PG_GENRE_INDEX_DDL = (
+    f"CREATE INDEX IF NOT EXISTS {PG_GENRE_INDEX} ON {POSTINGS_TABLE} (track, term) INCLUDE (impact) "
+    f"WHERE field = {FIELD_IDS['genre']}"
+)
 PG_LEGACY_KEY = f"CONSTRAINT pk_{POSTINGS_TABLE} PRIMARY KEY ({', '.join(LEGACY_KEY)})"
 # What the rows are made of: the update trigger rewrites a track's postings when one changes.
 WATCHED = ("status", *(field.column for field in RANKING.values()), "created_at", "year", "duration_s", "format")
@@ -241,6 +248,8 @@ def install_postings(connection: Connection, *, legacy: bool = False) -> None:
     refill_postings(connection, legacy=legacy)
     if new_pg_table:
         connection.exec_driver_sql(f"ALTER TABLE {POSTINGS_TABLE} ADD {PG_LEGACY_KEY if legacy else PG_POSTINGS_KEY}")
+    if dialect == "postgresql" and not legacy:
+        connection.exec_driver_sql(PG_GENRE_INDEX_DDL)
 
 
 def has_filter_columns(connection: Connection) -> bool:

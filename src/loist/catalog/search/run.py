@@ -19,7 +19,7 @@ from loist.catalog.search import tuning, walk
 from loist.catalog.search.facets import facets
 from loist.catalog.search.fuzzy import fuzzy_rewrite
 from loist.catalog.search.paging import after, cursor_is_fuzzy, cursor_key, encode_search_cursor
-from loist.catalog.search.plan import Plan, plan_pass
+from loist.catalog.search.plan import Plan, count_on_own_connection, plan_pass
 from loist.errors import LoistError
 from loist.model import SearchHit, SearchRequest, SearchResult
 
@@ -70,7 +70,7 @@ async def _run(
     fuzzy_pass: bool = False,
 ) -> SearchResult:
     """One pass: the page, the total and the facets."""
-    plan = await plan_pass(conn, dialect, request, parsed)
+    plan = await plan_pass(conn, dialect, request, parsed, engine)
     rows, total = await _rows_and_total(engine, conn, plan, request.limit)
     capped = plan.capped
     if total > tuning.COUNT_LIMIT:  # the same bound on both engines, however the count was made
@@ -167,19 +167,9 @@ async def _rows_and_total(
     if plan.builder.dialect == "postgresql" and not plan.window:
         # The page and the total are independent: on PostgreSQL they run at once, on two
         # connections (the server has more than one core; latency is the slower of the two).
-        rows, total = await asyncio.gather(_fetch_page(conn, plan, page), _count_on_own_connection(engine, plan.count()))
+        rows, total = await asyncio.gather(_fetch_page(conn, plan, page), count_on_own_connection(engine, plan.count()))
         return rows, total
     rows = await _fetch_page(conn, plan, page)
     if plan.window:
         return rows, int(rows[0]["_total"]) if rows else 0
     return rows, int((await conn.execute(plan.count())).scalar_one())
-
-
-async def _count_on_own_connection(engine: AsyncEngine, count: sa.Executable) -> int:
-    async with engine.connect() as other:
-        if count.get_execution_options().get("loist_bitmap_only"):
-            await other.execute(sa.text("SET LOCAL enable_seqscan = off"))
-            await other.execute(sa.text("SET LOCAL enable_indexscan = off"))
-        else:  # no BEGIN and ROLLBACK round trips (see run_search)
-            await other.execution_options(isolation_level="AUTOCOMMIT")
-        return int((await other.execute(count)).scalar_one())

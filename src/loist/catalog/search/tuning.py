@@ -107,6 +107,18 @@ WALK_MAX_WORDS = 16
 # ... and past a cursor reads at most this many postings in a round (a list that lost postings of
 # tracks already shown is read further; a postings' primary-key lookup each, ~3 us at 1M tracks).
 WALK_MAX_READ = 8192
+# The pair walk (PostgreSQL: a field word beside a free word, ``genre:rock volcano``; see
+# loist.catalog.search.pairwalk): tests switch it off to compare with the full ranking. It reads at
+# most this many postings (each with a probe of the field word's postings, ~5-10 us at 1M tracks)
+# before giving up for the full ranking.
+WALK_PAIRS = True
+WALK_PAIR_MAX_READ = 4096
+# ... taken only when the free word's title postings at their top impact (summed over its words: a
+# prefix's completions) number at least this many, read by a bounded index-only probe (~0.3 ms). At
+# 1M tracks a typical word has ~600 there and is ranked faster the general way (~30 ms: ~3,700
+# matches with genre:rock); a word with twice as many (``garden``: 1,149; ``free`` with ``freedom``:
+# 1,215) has twice the matches (54-58 ms) and the walk takes ~40 ms (docs/benchmarks.md, Round 6).
+WALK_PAIR_MIN_TOP = 900
 # SQLite, text sorted by another key: walk the sort index when matches² >= this x (limit+1) x tracks,
 # i.e. when the page's rows are expected within a few times fewer index entries than there are matches.
 WALK_FACTOR = 2
