@@ -142,8 +142,13 @@ def _phase_one(plan: Plan) -> None:
         plan.source, plan.rid, plan.where = tracks, plan.builder.track_key(), plan.conditions
         return
     plan.source, plan.rid, plan.score = match.source, match.rid, match.score
-    # SQLite: the FTS5 index holds only COMPLETED tracks: [0], the status check, is implied by the join.
-    plan.where = [match.condition, *plan.conditions] if plan.builder.dialect == "postgresql" else plan.conditions[1:]
+    if plan.builder.dialect == "postgresql":
+        plan.where = [match.condition, *plan.conditions]
+        return
+    # SQLite: the FTS5 index holds only COMPLETED tracks: [0], the status check, is implied by the
+    # join; a term's ranges and formats are first checked in its postings (walk.prefilter).
+    prefilter = walk.prefilter(plan.builder, "m.rid") if plan.walked is None else None
+    plan.where = plan.conditions[1:] + ([] if prefilter is None else [prefilter])
 
 
 async def _walk_sort_index(conn: AsyncConnection, plan: Plan, limit: int) -> None:
