@@ -140,6 +140,9 @@ def _phase_one(plan: Plan) -> None:
     match = plan.match
     if match is None:
         plan.source, plan.rid, plan.where = tracks, plan.builder.track_key(), plan.conditions
+        candidates = walk.genre_candidates(plan.builder)
+        if candidates is not None:  # SQLite: the genre's postings first, then each found row's genres
+            plan.where = plan.builder.conditions(genres=False) + [candidates, plan.builder.genre_exists()]
         return
     plan.source, plan.rid, plan.score = match.source, match.rid, match.score
     if plan.builder.dialect == "postgresql":
