@@ -115,7 +115,7 @@ def carried_filters(builder: Builder) -> Filters:
     return out
 
 
-def prefilter(builder: Builder, rid: str) -> sa.ColumnElement[bool] | None:
+def prefilter(builder: Builder, rid: str) -> Prefilter | None:
     """SQLite, one term of single words or prefixes with ranges or formats (any other conditions
     too, such as a genre filter or an exclusion): "the match ``rid`` has a posting of the term that
     passes them", from the postings alone. The full-text index lists every match of the term, and
@@ -147,13 +147,32 @@ def prefilter(builder: Builder, rid: str) -> sa.ColumnElement[bool] | None:
         else:
             words.append(f"term = :{low}")
     field_sql = f" AND field = {FIELD_IDS[term.field]}" if term.field else ""
-    listed = sa.text(
-        f"SELECT track FROM {POSTINGS_TABLE} WHERE ({' OR '.join(words)}){field_sql}{filters.sql}"  # nosec B608
+    where = f"({' OR '.join(words)}){field_sql}"
+    # Worth it only when the filters are selective: the share of a sample of the term's postings
+    # that passes them (a match passes as its postings do).
+    sample = sa.text(
+        f"SELECT count(*) AS n, total(CASE WHEN 1{filters.sql} THEN 1 ELSE 0 END) AS passed FROM ("  # nosec B608
+        f"SELECT year, duration, format, added FROM {POSTINGS_TABLE} WHERE {where} LIMIT {tuning.PREFILTER_SAMPLE})"
     ).bindparams(*binds)
-    return sa.literal_column(f"+{rid}", type_=sa.Integer()).in_(listed)
+    listed = sa.text(f"SELECT track FROM {POSTINGS_TABLE} WHERE {where}{filters.sql}").bindparams(*binds)  # nosec B608
+    return Prefilter(sa.literal_column(f"+{rid}", type_=sa.Integer()).in_(listed), sample, tuning.PREFER_PREFILTER)
 
 
-def genre_candidates(builder: Builder) -> sa.ColumnElement[bool] | None:
+@dataclass
+class Prefilter:
+    """A condition the postings can decide before a row is read, and the statement deciding whether
+    it pays (one row: ``n`` postings looked at, ``passed`` of them passing)."""
+
+    condition: sa.ColumnElement[bool]
+    sample: sa.TextClause
+    share: float  # it pays when at most this share of the ``n`` passes
+
+    async def pays(self, conn: AsyncConnection) -> bool:
+        row = (await conn.execute(self.sample)).one()
+        return bool(row.n) and row.passed <= self.share * row.n
+
+
+def genre_candidates(builder: Builder) -> Prefilter | None:
     """SQLite, a genre filter without text, with ranges or formats: "this ``tracks`` row has a genre
     posting of one of the filter's genres that passes them", from the postings alone; the caller
     still checks the row's genres exactly (:meth:`Builder.genre_exists`). A track's genre postings
@@ -173,10 +192,18 @@ def genre_candidates(builder: Builder) -> sa.ColumnElement[bool] | None:
         return None
     # Any of a key's words will do; the longest ("jpop" of "j-pop") is usually the rarest.
     chosen = sorted({max(each, key=lambda word: (len(word), word)) for each in words})
-    listed = sa.text(
-        f"SELECT track FROM {POSTINGS_TABLE} WHERE term IN :gw AND field = {FIELD_IDS['genre']}{filters.sql}"  # nosec B608
-    ).bindparams(sa.bindparam("gw", chosen, type_=sa.Text(), expanding=True), *_filter_binds(filters))
-    return builder.track_key().in_(listed)
+    where = f"term IN :gw AND field = {FIELD_IDS['genre']}{filters.sql}"
+    binds = [sa.bindparam("gw", chosen, type_=sa.Text(), expanding=True), *_filter_binds(filters)]
+    listed = sa.text(f"SELECT track FROM {POSTINGS_TABLE} WHERE {where}").bindparams(*binds)  # nosec B608
+    # Worth it only when the postings that pass are few beside the genre's listed tracks (a word
+    # shared with other genres, unselective ranges): both counted, the postings only that far.
+    share = tuning.PREFER_GENRE_POSTINGS
+    keys_sql = "SELECT count(*) FROM track_genres WHERE genre_norm IN :gk"
+    sample = sa.text(
+        f"SELECT ({keys_sql}) AS n, (SELECT count(*) FROM ("  # nosec B608
+        f"SELECT 1 FROM {POSTINGS_TABLE} WHERE {where} LIMIT CAST(({keys_sql}) * {share} AS INTEGER) + 1)) AS passed"
+    ).bindparams(*binds, sa.bindparam("gk", keys, type_=sa.Text(), expanding=True))
+    return Prefilter(builder.track_key().in_(listed), sample, share)
 
 
 def walkable(parsed: ParsedQuery) -> bool:
