@@ -117,7 +117,7 @@ WALK_FACTOR = 2
 # "rock" in "Hard Rock") made the postings way slower (two genres from 1900: 23 -> 59 ms).
 PREFER_GENRE_POSTINGS = 0.5
 PREFER_PREFILTER = 0.5
-PREFILTER_SAMPLE = 2000
+PREFILTER_SAMPLE = 500
 
 # --- the typo pass ---------------------------------------------------------------------------------
 
