@@ -198,10 +198,10 @@ def genre_candidates(builder: Builder) -> Prefilter | None:
     # Worth it only when the postings that pass are few beside the genre's listed tracks (a word
     # shared with other genres, unselective ranges): both counted, the postings only that far.
     share = tuning.PREFER_GENRE_POSTINGS
-    keys_sql = "SELECT count(*) FROM track_genres WHERE genre_norm IN :gk"
     sample = sa.text(
-        f"SELECT ({keys_sql}) AS n, (SELECT count(*) FROM ("  # nosec B608
-        f"SELECT 1 FROM {POSTINGS_TABLE} WHERE {where} LIMIT CAST(({keys_sql}) * {share} AS INTEGER) + 1)) AS passed"
+        "WITH k(n) AS MATERIALIZED (SELECT count(*) FROM track_genres WHERE genre_norm IN :gk) "  # nosec B608
+        f"SELECT n, (SELECT count(*) FROM (SELECT 1 FROM {POSTINGS_TABLE} WHERE {where} "
+        f"LIMIT (SELECT CAST(n * {share} AS INTEGER) + 1 FROM k))) AS passed FROM k"
     ).bindparams(*binds, sa.bindparam("gk", keys, type_=sa.Text(), expanding=True))
     return Prefilter(builder.track_key().in_(listed), sample, share)
 
