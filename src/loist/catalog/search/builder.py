@@ -83,7 +83,7 @@ class Builder:
         self.parsed = parsed
         self.filters = filters
         self._params = 0
-        self._conditions: dict[tuple[bool, bool], list[sa.ColumnElement[bool]]] = {}
+        self._conditions: dict[tuple[bool, bool, bool], list[sa.ColumnElement[bool]]] = {}
         # PostgreSQL: a prefix's indexed words, when few (set by the planner): its tsquery names them
         # instead of a prefix match, which the GIN index answers several times slower.
         self.completions: dict[str, tuple[str, ...]] = {}
@@ -164,17 +164,21 @@ class Builder:
 
     # -- the pieces of one statement --
 
-    def conditions(self, *, indexed_ranges: bool = False, post_filters: bool = True) -> list[sa.ColumnElement[bool]]:
+    def conditions(
+        self, *, indexed_ranges: bool = False, post_filters: bool = True, genres: bool = True
+    ) -> list[sa.ColumnElement[bool]]:
         """The non-text conditions, status first; ``indexed_ranges``: compare ranges on the sort indexes'
         expressions on SQLite too (right for counts, which visit every match anyway); ``post_filters``:
-        with the positive terms' checks the index cannot make (phrases, one of several class-D fields).
-        Built once per variant (a search asks several times)."""
-        key = (indexed_ranges, post_filters)
+        with the positive terms' checks the index cannot make (phrases, one of several class-D fields);
+        ``genres``: with the genre filter. Built once per variant (a search asks several times)."""
+        key = (indexed_ranges, post_filters, genres)
         if key not in self._conditions:
-            self._conditions[key] = self._make_conditions(indexed_ranges=indexed_ranges, post_filters=post_filters)
+            self._conditions[key] = self._make_conditions(
+                indexed_ranges=indexed_ranges, post_filters=post_filters, genres=genres
+            )
         return list(self._conditions[key])
 
-    def _make_conditions(self, *, indexed_ranges: bool, post_filters: bool) -> list[sa.ColumnElement[bool]]:
+    def _make_conditions(self, *, indexed_ranges: bool, post_filters: bool, genres: bool) -> list[sa.ColumnElement[bool]]:
         # SQLite: "+status" keeps the planner off ix_tracks_status, useless for COMPLETED (nearly every
         # row) and in the way of the sort indexes (a 100K-row sort instead of an index scan).
         status: sa.ColumnElement[bool] = (
@@ -189,7 +193,7 @@ class Builder:
                 out.append(post)
         for term in self.parsed.negative:
             out.append(sa.not_(self.term_condition(term)))
-        return out + self._ranges(indexed_ranges) + self._formats() + self._genres()
+        return out + self._ranges(indexed_ranges) + self._formats() + (self._genres() if genres else [])
 
     def _ranges(self, indexed_ranges: bool) -> list[sa.ColumnElement[bool]]:
         """Year, duration and added ranges, from the query and the filters.
@@ -232,7 +236,12 @@ class Builder:
 
     def _formats(self) -> list[sa.ColumnElement[bool]]:
         out: list[sa.ColumnElement[bool]] = []
-        fmt = tracks.c.format  # stored canonical and lower-case by ingest
+        # Stored canonical and lower-case by ingest. SQLite: "+format", a check on the entry or row
+        # read: the only index holding it is ix_tracks_id_filters, after (id, status), where a genre
+        # filter's lookup would otherwise probe once per wanted format (2 formats: twice the probes).
+        fmt: sa.ColumnElement[Any] = (
+            sa.literal_column("+tracks.format", type_=sa.Text()) if self.dialect == "sqlite" else tracks.c.format
+        )
         for formats in (self.parsed.formats, [fold(value).strip().lstrip(".") for value in self.filters.format]):
             wanted = sorted({value for value in formats if value})
             if wanted:
@@ -241,8 +250,20 @@ class Builder:
             out.append(sa.or_(tracks.c.format.is_(None), fmt.not_in(sorted(set(self.parsed.excluded_formats)))))
         return out
 
+    def genre_keys(self) -> list[str]:
+        """The genre filter's keys (``track_genres.genre_norm``), sorted; empty without one."""
+        return sorted({normalize_genre(value) for value in self.filters.genre if normalize_genre(value)})
+
+    def genre_exists(self) -> sa.ColumnElement[bool]:
+        """SQLite: "this ``tracks`` row has one of the filter's genres", as a lookup of the row's own
+        genres (``track_genres``' primary key), for rows found another way (the genre's postings)."""
+        own = sa.select(sa.literal_column("1")).where(  # "1", not "*": the primary key covers it
+            track_genres.c.track_id == tracks.c.id, track_genres.c.genre_norm.in_(self.genre_keys())
+        )
+        return sa.exists(own)
+
     def _genres(self) -> list[sa.ColumnElement[bool]]:
-        genres = sorted({normalize_genre(value) for value in self.filters.genre if normalize_genre(value)})
+        genres = self.genre_keys()
         if not genres:
             return []
         if self.dialect == "postgresql":
@@ -255,9 +276,15 @@ class Builder:
             keys = sa.literal_column("tracks.genre_keys", type_=text_array)  # schema.GENRE_KEYS
             wanted = sa.cast(sa.bindparam(self._name(), genres, type_=text_array), text_array)
             return [keys.op("&&")(wanted)]
-        # SQLite: start from the genre index, never from a scan of tracks.
-        ids = sa.select(track_genres.c.track_id).where(track_genres.c.genre_norm.in_(genres))
-        return [tracks.c.id.in_(ids)]
+        # SQLite: start from the genre index, never from a scan of tracks, and check each listed
+        # track in ix_tracks_id_filters (id, status, format, year, duration_s, created_at): one index
+        # entry, not the ~800-byte row. "(id, status) IN": with "tracks.id IN" alone the planner
+        # prefers the unique index on id (one row, then the row itself), since the status check is
+        # written "+status" to keep it off ix_tracks_status; two equalities on the covering index win.
+        listed = sa.select(track_genres.c.track_id, sa.literal_column(f"'{COMPLETED}'")).where(
+            track_genres.c.genre_norm.in_(genres)
+        )
+        return [sa.tuple_(tracks.c.id, tracks.c.status).in_(listed)]
 
     # -- the score (loist.catalog.search.tuning) --
 

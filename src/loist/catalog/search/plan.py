@@ -62,6 +62,7 @@ class Plan:
     where: list[sa.ColumnElement[bool]] = field(default_factory=list)
     index_walk: bool = False  # SQLite: the sort index is walked
     window: bool = False  # the page counts the matches too (a window over every match)
+    postings_first: sa.ColumnElement[bool] | None = None  # SQLite: checked in the postings first (walk.Prefilter)
 
     @property
     def matched(self) -> list[sa.ColumnElement[bool]]:
@@ -93,6 +94,7 @@ async def plan_pass(
         await _complete_prefixes(conn, builder)
     plan.match = builder.match(plan.sort, scored=plan.walked is None)
     plan.keys = sort_keys(dialect, plan.sort, plan.match)
+    await _postings_first(conn, plan)
     _phase_one(plan)
     await _walk_sort_index(conn, plan, request.limit)
     plan.window = _window(plan, request)
@@ -186,15 +188,31 @@ async def _complete_prefixes(conn: AsyncConnection, builder: Builder) -> None:
                         builder.completions[token.text] = tuple(found)
 
 
+async def _postings_first(conn: AsyncConnection, plan: Plan) -> None:
+    """SQLite: a filter the postings decide before a row is read, when it is selective enough to pay
+    (:func:`walk.genre_candidates` without text, :func:`walk.prefilter` with one term)."""
+    if plan.walked is not None:
+        return
+    found = walk.genre_candidates(plan.builder) if plan.match is None else walk.prefilter(plan.builder, "m.rid")
+    if found is not None and await found.pays(conn):
+        plan.postings_first = found.condition
+
+
 def _phase_one(plan: Plan) -> None:
     """Where the page's keys come from: every track, or the text matches joined to their rows."""
     match = plan.match
     if match is None:
         plan.source, plan.rid, plan.where = tracks, plan.builder.track_key(), plan.conditions
+        if plan.postings_first is not None:  # SQLite: the genre's postings first, then each found row's genres
+            plan.where = plan.builder.conditions(genres=False) + [plan.postings_first, plan.builder.genre_exists()]
         return
     plan.source, plan.rid, plan.score = match.source, match.rid, match.score
-    # SQLite: the FTS5 index holds only COMPLETED tracks: [0], the status check, is implied by the join.
-    plan.where = [match.condition, *plan.conditions] if plan.builder.dialect == "postgresql" else plan.conditions[1:]
+    if plan.builder.dialect == "postgresql":
+        plan.where = [match.condition, *plan.conditions]
+        return
+    # SQLite: the FTS5 index holds only COMPLETED tracks: [0], the status check, is implied by the
+    # join; a term's ranges and formats are first checked in its postings (walk.prefilter).
+    plan.where = plan.conditions[1:] + ([] if plan.postings_first is None else [plan.postings_first])
 
 
 async def _walk_sort_index(conn: AsyncConnection, plan: Plan, limit: int) -> None:
