@@ -247,6 +247,9 @@ async def mcp_http_runner(url: str) -> AsyncIterator[Runner]:
             "LOIST_DATA_DIR": data_dir,
             "EMBED_BASE_URL": base,
             "LOG_LEVEL": "WARNING",
+            # One client sends every search: the per-client MCP rate limit (600 a minute by default)
+            # would refuse the second round of the mix, timing the limiter instead of the search.
+            "RATE_LIMITS_ENABLED": "false",
         }
         loist = Path(sys.executable).with_name("loist")
         command = [str(loist), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)]
