@@ -35,7 +35,7 @@ from loist.catalog.search import tuning
 from loist.catalog.search.builder import Builder
 from loist.catalog.search.postings import POSTINGS_TABLE
 from loist.catalog.search.tuning import FIELD_IDS, RANKING
-from loist.catalog.search.walk import Filters, Scored, Walk, _Lists
+from loist.catalog.search.walk import Filters, Scored, Walk, _Lists, array_params
 
 Key = tuple[int, datetime, Any]  # a sort key: (score, added, track)
 
@@ -104,9 +104,7 @@ class _Probed(_Lists):
         }
         params: dict[str, Any] = {**self.base, "g_term": self.genre_word}
         binds = [*self.binds, sa.bindparam("g_term", type_=sa.Text())]
-        for name, (values, type_) in columns.items():
-            params[f"l_{name}"] = values
-            binds.append(sa.bindparam(f"l_{name}", type_=postgresql.ARRAY(type_)))
+        array_params(columns, params, binds)
         # The probe is a correlated subquery, evaluated for the rows read only (after OFFSET and LIMIT).
         sql = (
             f"SELECT l.track, l.impact + w.rank AS score, l.added, w.list, (SELECT q.impact "  # nosec B608

@@ -282,6 +282,15 @@ def _filter_binds(filters: Filters | None) -> list[sa.BindParameter[Any]]:
     return [sa.bindparam(b.key, filters.params[b.key], type_=b.type, expanding=b.expanding) for b in filters.binds]
 
 
+def array_params(columns: dict[str, tuple[list[Any], Any]], params: dict[str, Any],
+                 binds: list[sa.BindParameter[Any]]) -> None:
+    """Each column of a LATERAL walk as the array parameter ``l_<name>`` that ``unnest`` reads
+    (PostgreSQL), added to ``params`` with its typed bind."""
+    for name, (values, type_) in columns.items():
+        params[f"l_{name}"] = values
+        binds.append(sa.bindparam(f"l_{name}", type_=postgresql.ARRAY(type_)))
+
+
 def as_scalar(count: sa.Executable) -> sa.ScalarSelect[Any]:
     """A count statement (a SELECT, or SQL text of one integer named ``n``) as a scalar subquery."""
     if isinstance(count, sa.TextClause):
@@ -374,9 +383,7 @@ class _Lists:
         if self.after is not None:  # (impact + rank, added, track) below the cursor's (score, added, track)
             columns["below"] = ([self.after[0] - self.lists[i][1] for i in indexes], sa.BigInteger())
             past = " AND (p.impact, p.added, p.track) < (w.below, :cursor_added, :cursor_rid)"
-        for name, (values, type_) in columns.items():
-            params[f"l_{name}"] = values
-            more.append(sa.bindparam(f"l_{name}", type_=postgresql.ARRAY(type_)))
+        array_params(columns, params, more)
         sql = (
             f"SELECT l.track, l.impact + w.rank AS score, l.added, w.list "  # nosec B608
             f"FROM unnest({', '.join(f':l_{name}' for name in columns)}) AS w({', '.join(columns)}) "
