@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from loist.catalog.query import ParsedQuery
+from loist.catalog.query import ParsedQuery, Term
 from loist.catalog.schema import tracks
 from loist.catalog.search import pairwalk, tuning, walk
 from loist.catalog.search.builder import Builder, Match
@@ -123,8 +123,7 @@ async def _walk_postings(conn: AsyncConnection, plan: Plan, request: SearchReque
             words = await walk.term_words(conn, term)
             if words is not None:
                 plan.walk_count = walk.words_count(builder, term, [word for word, _ in words])
-                if len(term.alternatives) == 1:  # one token: its words are the tsquery's too (_complete_prefixes)
-                    builder.completions[term.alternatives[0][0].text] = tuple(word for word, _ in words)
+                _known_completions(builder, term, words)
 
 
 async def _walk_pair(conn: AsyncConnection, plan: Plan, request: SearchRequest, engine: AsyncEngine | None) -> None:
@@ -143,9 +142,7 @@ async def _walk_pair(conn: AsyncConnection, plan: Plan, request: SearchRequest, 
     words = await walk.term_words(conn, terms[1])
     if words is None:
         return
-    free = terms[1]
-    if len(free.alternatives) == 1 and free.alternatives[0][0].prefix:  # its completions, for the tsquery too
-        builder.completions[free.alternatives[0][0].text] = tuple(word for word, _ in words)
+    _known_completions(builder, terms[1], words)
     if await pairwalk.top_titles(conn, [word for word, _ in words]) < tuning.WALK_PAIR_MIN_TOP:
         return  # a typical word: ranking every match is faster (docs/search.md)
     counting = None
@@ -171,6 +168,13 @@ async def count_on_own_connection(engine: AsyncEngine, count: sa.Executable) -> 
         else:  # no BEGIN and ROLLBACK round trips (see loist.catalog.search.run.run_search)
             await other.execution_options(isolation_level="AUTOCOMMIT")
         return int((await other.execute(count)).scalar_one())
+
+
+def _known_completions(builder: Builder, term: Term, words: list[tuple[str, int]]) -> None:
+    """A one-token term being typed: the indexed words a walk looked up for it are its completions
+    in the tsquery too (:func:`_complete_prefixes` then does not look them up again)."""
+    if len(term.alternatives) == 1 and term.alternatives[0][0].prefix:
+        builder.completions[term.alternatives[0][0].text] = tuple(word for word, _ in words)
 
 
 async def _complete_prefixes(conn: AsyncConnection, builder: Builder) -> None:
